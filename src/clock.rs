@@ -1,0 +1,117 @@
+//! Where time comes from.
+//!
+//! Normal runs use the monotonic clock; deterministic runs use a virtual clock that only moves when the
+//! loop jumps it to the next deadline, so the same seed replays the same packets at the same times.
+
+use smoltcp::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The wall-clock moment a virtual clock starts at: 2024-01-01T00:00:00Z. Fixed so that deterministic
+/// runs write identical pcap timestamps and identical daytime/time answers.
+pub const VIRTUAL_EPOCH_UNIX_SECS: u64 = 1_704_067_200;
+
+#[derive(Debug, Clone)]
+pub enum Clock {
+    Real {
+        start: std::time::Instant,
+        wall_start: SystemTime,
+    },
+    Virtual {
+        now: Instant,
+    },
+}
+
+impl Clock {
+    pub fn real() -> Clock {
+        Clock::Real {
+            start: std::time::Instant::now(),
+            wall_start: SystemTime::now(),
+        }
+    }
+
+    pub fn virtual_at_zero() -> Clock {
+        Clock::Virtual { now: Instant::ZERO }
+    }
+
+    pub fn is_virtual(&self) -> bool {
+        matches!(self, Clock::Virtual { .. })
+    }
+
+    /// Monotonic time since the clock started.
+    pub fn now(&self) -> Instant {
+        match self {
+            Clock::Real { start, .. } => {
+                Instant::from_micros(start.elapsed().as_micros().min(i64::MAX as u128) as i64)
+            }
+            Clock::Virtual { now } => *now,
+        }
+    }
+
+    /// Wall-clock time matching `now()`.
+    pub fn wall(&self) -> SystemTime {
+        match self {
+            Clock::Real { wall_start, start } => *wall_start + start.elapsed(),
+            Clock::Virtual { now } => {
+                UNIX_EPOCH
+                    + std::time::Duration::from_secs(VIRTUAL_EPOCH_UNIX_SECS)
+                    + std::time::Duration::from_micros(now.total_micros().max(0) as u64)
+            }
+        }
+    }
+
+    /// Wall-clock time of a given monotonic instant of this clock.
+    pub fn wall_at(&self, t: Instant) -> SystemTime {
+        let base = match self {
+            Clock::Real { wall_start, .. } => *wall_start,
+            Clock::Virtual { .. } => {
+                UNIX_EPOCH + std::time::Duration::from_secs(VIRTUAL_EPOCH_UNIX_SECS)
+            }
+        };
+        base + std::time::Duration::from_micros(t.total_micros().max(0) as u64)
+    }
+
+    /// Moves a virtual clock forward to `t` (never backwards). A real clock ignores it.
+    pub fn advance_to(&mut self, t: Instant) {
+        if let Clock::Virtual { now } = self {
+            if t > *now {
+                *now = t;
+            }
+        }
+    }
+
+    pub fn advance_by(&mut self, d: Duration) {
+        if let Clock::Virtual { now } = self {
+            *now += d;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_clock_only_moves_forward_when_told() {
+        let mut c = Clock::virtual_at_zero();
+        assert_eq!(c.now(), Instant::ZERO);
+        c.advance_to(Instant::from_millis(250));
+        c.advance_to(Instant::from_millis(100));
+        assert_eq!(c.now(), Instant::from_millis(250));
+        c.advance_by(Duration::from_millis(50));
+        assert_eq!(c.now(), Instant::from_millis(300));
+        let wall = c.wall().duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(
+            wall.as_micros(),
+            VIRTUAL_EPOCH_UNIX_SECS as u128 * 1_000_000 + 300_000
+        );
+    }
+
+    #[test]
+    fn real_clock_is_monotonic_and_ignores_advance() {
+        let mut c = Clock::real();
+        let a = c.now();
+        c.advance_to(Instant::from_secs(1_000_000));
+        assert!(c.now() >= a);
+        assert!(c.now() < Instant::from_secs(1_000));
+    }
+}

@@ -1,0 +1,423 @@
+//! Links under the userspace stack: our own TAP device, an in-memory wire, fault injection, and the one
+//! `smoltcp::phy::Device` implementation ([`Port`]) that puts any of them under smoltcp.
+//!
+//! Middleware in the smoltcp style: a [`Port`] owns a [`FrameIo`] (where frames come from and go to), an
+//! optional [`FaultInjector`] (what happens to them on the way) and an [`Observer`] (who watches them:
+//! packet lines, pcap, events). The rx side holds one frame in a slot that the reactor can peek at before
+//! smoltcp sees it, which is how listener pools are refilled ahead of a SYN.
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use std::collections::VecDeque;
+use std::io;
+
+use crate::status::Counters;
+
+pub mod fault;
+pub mod tap;
+pub mod wire;
+
+pub use fault::{Fate, FaultConfig, FaultInjector};
+
+/// Which way a frame crosses the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the link into the userspace stack.
+    In,
+    /// From the userspace stack onto the link.
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// Watches every frame that crosses a port.
+pub trait Observer {
+    /// A frame crossed the port (for `In`: before the stack processes it).
+    fn frame(&mut self, now: Instant, dir: Direction, frame: &[u8]);
+    /// A frame was lost on the way (fault injector, link down, full queue).
+    fn dropped(&mut self, now: Instant, dir: Direction, frame: &[u8], reason: &'static str);
+}
+
+/// Watches nothing.
+impl Observer for () {
+    fn frame(&mut self, _: Instant, _: Direction, _: &[u8]) {}
+    fn dropped(&mut self, _: Instant, _: Direction, _: &[u8], _: &'static str) {}
+}
+
+/// Where frames come from and go to.
+pub trait FrameIo {
+    /// Reads one frame into `buf`. `Ok(None)`: nothing waiting now. `Err`: the link is gone for good.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Sends one frame. A frame the link cannot take now is dropped and the reason returned.
+    /// `Err`: the link is gone for good.
+    fn send(&mut self, frame: &[u8]) -> io::Result<TxOutcome>;
+    /// The largest frame, Ethernet header included.
+    fn max_frame(&self) -> usize;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    Sent,
+    Dropped(&'static str),
+}
+
+/// A frame held back by the fault injector (delay, reordering, duplication, latency).
+struct Held {
+    at: Instant,
+    dir: Direction,
+    frame: Vec<u8>,
+}
+
+/// The received frame the stack has not consumed yet.
+struct RxSlot {
+    buf: Box<[u8]>,
+    len: Option<usize>,
+}
+
+/// Everything but the rx slot, so that smoltcp's rx and tx tokens can borrow disjoint parts of a port.
+struct Core<F: FrameIo, O: Observer> {
+    io: F,
+    observer: O,
+    faults: Option<FaultInjector>,
+    held: VecDeque<Held>,
+    /// Spare buffers for held frames: fault injection stops allocating once warm.
+    spare: Vec<Vec<u8>>,
+    tx_buf: Box<[u8]>,
+    counters: Counters,
+    fatal: Option<io::Error>,
+}
+
+/// `smoltcp::phy::Device` over any [`FrameIo`], with fault injection and an observer.
+pub struct Port<F: FrameIo, O: Observer> {
+    rx: RxSlot,
+    core: Core<F, O>,
+    max_frame: usize,
+}
+
+impl<F: FrameIo, O: Observer> Port<F, O> {
+    pub fn new(io: F, observer: O) -> Self {
+        let max = io.max_frame();
+        Port {
+            rx: RxSlot {
+                buf: vec![0u8; max].into_boxed_slice(),
+                len: None,
+            },
+            core: Core {
+                io,
+                observer,
+                faults: None,
+                held: VecDeque::new(),
+                spare: Vec::new(),
+                tx_buf: vec![0u8; max].into_boxed_slice(),
+                counters: Counters::default(),
+                fatal: None,
+            },
+            max_frame: max,
+        }
+    }
+
+    pub fn with_faults(mut self, faults: Option<FaultInjector>) -> Self {
+        self.core.faults = faults;
+        self
+    }
+
+    pub fn io(&self) -> &F {
+        &self.core.io
+    }
+
+    pub fn io_mut(&mut self) -> &mut F {
+        &mut self.core.io
+    }
+
+    pub fn observer(&self) -> &O {
+        &self.core.observer
+    }
+
+    pub fn observer_mut(&mut self) -> &mut O {
+        &mut self.core.observer
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.core.counters
+    }
+
+    /// The error that ended the link (device deleted), once.
+    pub fn take_fatal(&mut self) -> Option<io::Error> {
+        self.core.fatal.take()
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.core.fatal.is_some()
+    }
+
+    /// When a held frame is due (the loop must wake then).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.core.held.iter().map(|h| h.at).min()
+    }
+
+    /// Sends the held outgoing frames that are due.
+    pub fn flush_held(&mut self, now: Instant) {
+        self.core.flush_held(now)
+    }
+
+    /// Makes sure a received frame waits in the rx slot; returns whether one does. The observer sees the
+    /// frame here, before the stack processes it.
+    pub fn fill_rx(&mut self, now: Instant) -> bool {
+        if self.rx.len.is_some() {
+            return true;
+        }
+        match self.core.fill(now, &mut self.rx.buf) {
+            Some(n) => {
+                self.rx.len = Some(n);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The frame waiting in the rx slot, if any.
+    pub fn peek_rx(&self) -> Option<&[u8]> {
+        self.rx.len.map(|n| &self.rx.buf[..n])
+    }
+
+    /// Throws away the frame in the rx slot (the reactor decided the stack must not see it).
+    pub fn discard_rx(&mut self, reason: &'static str) {
+        if self.rx.len.take().is_some() {
+            self.core.counters.drop(reason);
+        }
+    }
+}
+
+impl<F: FrameIo, O: Observer> Core<F, O> {
+    fn fill(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.fatal.is_some() {
+            return None;
+        }
+        // Held frames that are due come first: they arrived earlier.
+        if let Some(i) = self
+            .held
+            .iter()
+            .position(|h| h.dir == Direction::In && h.at <= now)
+        {
+            let h = self.held.remove(i).expect("index checked");
+            let n = h.frame.len().min(buf.len());
+            buf[..n].copy_from_slice(&h.frame[..n]);
+            self.recycle(h.frame);
+            return Some(self.accepted(now, &buf[..n]));
+        }
+        loop {
+            let n = match self.io.recv(buf) {
+                Ok(Some(n)) => n,
+                Ok(None) => return None,
+                Err(e) => {
+                    self.fatal = Some(e);
+                    return None;
+                }
+            };
+            let fate = match self.faults.as_mut() {
+                Some(f) => f.fate(now, n),
+                None => Fate::pass(now),
+            };
+            match fate {
+                Fate::Drop => {
+                    self.counters.drop("fault: dropped on the way in");
+                    self.observer
+                        .dropped(now, Direction::In, &buf[..n], "fault injector");
+                }
+                Fate::Deliver {
+                    at,
+                    corrupt,
+                    duplicate,
+                } => {
+                    if let Some((idx, mask)) = corrupt {
+                        buf[idx % n.max(1)] ^= mask;
+                    }
+                    if duplicate {
+                        self.hold(at, Direction::In, &buf[..n]);
+                    }
+                    if at > now {
+                        self.hold(at, Direction::In, &buf[..n]);
+                        continue;
+                    }
+                    return Some(self.accepted(now, &buf[..n]));
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, now: Instant, frame: &[u8]) -> usize {
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += frame.len() as u64;
+        self.observer.frame(now, Direction::In, frame);
+        frame.len()
+    }
+
+    fn hold(&mut self, at: Instant, dir: Direction, frame: &[u8]) {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        self.held.push_back(Held {
+            at,
+            dir,
+            frame: buf,
+        });
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 256 {
+            self.spare.push(buf);
+        }
+    }
+
+    fn flush_held(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].at <= now && self.held[i].dir == Direction::Out {
+                let h = self.held.remove(i).expect("index checked");
+                self.send_now(now, &h.frame);
+                self.recycle(h.frame);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn send_now(&mut self, now: Instant, frame: &[u8]) {
+        match self.io.send(frame) {
+            Ok(TxOutcome::Sent) => {}
+            Ok(TxOutcome::Dropped(reason)) => {
+                self.counters.drop(reason);
+                self.observer.dropped(now, Direction::Out, frame, reason);
+            }
+            Err(e) => {
+                if self.fatal.is_none() {
+                    self.fatal = Some(e);
+                }
+            }
+        }
+    }
+
+    /// smoltcp has written `len` bytes into `tx_buf`: observe, inject faults, send.
+    fn transmit(&mut self, now: Instant, len: usize) {
+        self.counters.packets_out += 1;
+        self.counters.bytes_out += len as u64;
+        // Taking the buffer out (an empty box costs nothing) lets it be read while `self` is borrowed.
+        let mut buf = std::mem::take(&mut self.tx_buf);
+        self.observer.frame(now, Direction::Out, &buf[..len]);
+        let fate = match self.faults.as_mut() {
+            Some(f) => f.fate(now, len),
+            None => Fate::pass(now),
+        };
+        if self.fatal.is_some() {
+            self.counters.drop("tx: link gone");
+        } else {
+            match fate {
+                Fate::Drop => {
+                    self.counters.drop("fault: dropped on the way out");
+                    self.observer
+                        .dropped(now, Direction::Out, &buf[..len], "fault injector");
+                }
+                Fate::Deliver {
+                    at,
+                    corrupt,
+                    duplicate,
+                } => {
+                    if let Some((idx, mask)) = corrupt {
+                        buf[idx % len.max(1)] ^= mask;
+                    }
+                    if duplicate {
+                        self.hold(at, Direction::Out, &buf[..len]);
+                    }
+                    if at > now {
+                        self.hold(at, Direction::Out, &buf[..len]);
+                    } else {
+                        self.send_now(now, &buf[..len]);
+                    }
+                }
+            }
+        }
+        self.tx_buf = buf;
+    }
+}
+
+pub struct PortRxToken<'a> {
+    slot: &'a mut RxSlot,
+}
+
+impl phy::RxToken for PortRxToken<'_> {
+    fn consume<R, G>(self, f: G) -> R
+    where
+        G: FnOnce(&[u8]) -> R,
+    {
+        let n = self.slot.len.take().unwrap_or(0);
+        f(&self.slot.buf[..n])
+    }
+}
+
+pub struct PortTxToken<'a, F: FrameIo, O: Observer> {
+    core: &'a mut Core<F, O>,
+    now: Instant,
+}
+
+impl<F: FrameIo, O: Observer> phy::TxToken for PortTxToken<'_, F, O> {
+    fn consume<R, G>(self, len: usize, f: G) -> R
+    where
+        G: FnOnce(&mut [u8]) -> R,
+    {
+        // smoltcp never asks for more than the MTU we advertise; clamp anyway rather than panic.
+        let len = len.min(self.core.tx_buf.len());
+        let r = f(&mut self.core.tx_buf[..len]);
+        self.core.transmit(self.now, len);
+        r
+    }
+}
+
+impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
+    type RxToken<'a>
+        = PortRxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = PortTxToken<'a, F, O>
+    where
+        Self: 'a;
+
+    /// Hands smoltcp the frame in the rx slot. It does not read the link: the reactor fills the slot
+    /// with [`Port::fill_rx`], one frame at a time, so that it can budget ingress and peek at SYNs.
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.rx.len?;
+        Some((
+            PortRxToken { slot: &mut self.rx },
+            PortTxToken {
+                core: &mut self.core,
+                now,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        Some(PortTxToken {
+            core: &mut self.core,
+            now,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.max_frame;
+        caps
+    }
+}

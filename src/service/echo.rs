@@ -1,0 +1,163 @@
+//! Echo (RFC 862): everything received is sent back.
+
+use super::{Context, DatagramService, StreamSession};
+use smoltcp::time::Instant;
+use std::net::SocketAddr;
+
+/// How much an echo session holds before it stops consuming input. A peer that sends but never reads
+/// fills this, then the transport's buffers, then its own window: memory stays bounded.
+pub const ECHO_BUFFER: usize = 64 * 1024;
+
+pub struct EchoSession {
+    buf: Box<[u8]>,
+    /// Pending bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl EchoSession {
+    pub fn new() -> Self {
+        EchoSession {
+            buf: vec![0u8; ECHO_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+impl Default for EchoSession {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamSession for EchoSession {
+    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = input.len().min(self.buf.len() - self.end);
+        self.buf[self.end..self.end + n].copy_from_slice(&input[..n]);
+        self.end += n;
+        n
+    }
+
+    fn handle_eof(&mut self, _cx: &Context) {
+        self.eof = true;
+    }
+
+    fn poll_output(&mut self, _cx: &Context, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.pending());
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        n
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _cx: &Context) {}
+
+    /// Echo closes after the peer closed and everything was sent back (a half-close echoes to the end).
+    fn is_finished(&self) -> bool {
+        self.eof && self.pending() == 0
+    }
+}
+
+pub struct EchoDatagram;
+
+impl DatagramService for EchoDatagram {
+    fn handle_datagram(
+        &mut self,
+        _cx: &Context,
+        _from: SocketAddr,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize> {
+        // A reply never exceeds the request, so echo amplifies nothing.
+        let n = request.len().min(out.len());
+        out[..n].copy_from_slice(&request[..n]);
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{cx, drain, settings};
+    use crate::status::Status;
+
+    #[test]
+    fn test_echoes_bytes_in_order() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = EchoSession::new();
+        assert_eq!(s.handle_input(&c, b"hello "), 6);
+        assert_eq!(s.handle_input(&c, b"world"), 5);
+        assert_eq!(drain(&mut s, &c, 4, usize::MAX), b"hello world");
+        assert!(!s.is_finished());
+        s.handle_eof(&c);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_backpressure_bounds_memory() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = EchoSession::new();
+        let big = vec![7u8; ECHO_BUFFER * 3];
+        assert_eq!(s.handle_input(&c, &big), ECHO_BUFFER);
+        assert_eq!(
+            s.handle_input(&c, &big),
+            0,
+            "a full session consumes nothing"
+        );
+        let mut out = [0u8; 1000];
+        assert_eq!(s.poll_output(&c, &mut out), 1000);
+        // Room at the end opens up once the drained prefix is compacted away.
+        assert_eq!(s.handle_input(&c, &big), 1000);
+        assert_eq!(s.pending(), ECHO_BUFFER);
+    }
+
+    #[test]
+    fn test_half_close_flushes_before_finishing() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = EchoSession::new();
+        s.handle_input(&c, b"last words");
+        s.handle_eof(&c);
+        assert!(!s.is_finished(), "pending output must be sent before close");
+        assert_eq!(drain(&mut s, &c, 64, usize::MAX), b"last words");
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_datagram_reply_never_exceeds_request() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let from = "192.168.69.100:5000".parse().unwrap();
+        let mut out = [0u8; 512];
+        assert_eq!(
+            EchoDatagram.handle_datagram(&c, from, b"ping", &mut out),
+            Some(4)
+        );
+        assert_eq!(&out[..4], b"ping");
+        let big = [1u8; 2000];
+        assert_eq!(
+            EchoDatagram.handle_datagram(&c, from, &big, &mut out),
+            Some(512)
+        );
+    }
+}

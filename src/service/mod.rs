@@ -1,0 +1,213 @@
+//! Sans-IO services: state machines that take bytes and time in and hand bytes out.
+//!
+//! A service never sees a socket. The host transport ([`crate::host`]) and the smoltcp transport
+//! ([`crate::stack`]) drive the very same objects, and unit tests drive them by hand on a fake clock.
+//!
+//! A stream session is driven like this, every time its connection may have changed:
+//! 1. `handle_input` with whatever the transport has received; the session consumes what it can hold and
+//!    returns how much. Unconsumed bytes stay in the transport's receive buffer, so a full session closes
+//!    the TCP window instead of buffering without bound (backpressure).
+//! 2. `handle_eof` once, when the peer has sent FIN.
+//! 3. `poll_output` into the transport's send buffer, as long as there is room and output.
+//! 4. `handle_timeout` when the time from `poll_timeout` has come.
+//! 5. When `is_finished` and the output is flushed, the transport closes (FIN).
+
+use smoltcp::time::Instant;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::status::{Proto, Status};
+
+pub mod chargen;
+pub mod daytime;
+pub mod discard;
+pub mod echo;
+pub mod http;
+pub mod qotd;
+pub mod time;
+
+/// What a session may know of the world: the time, and the read-only status model.
+pub struct Context<'a> {
+    /// Monotonic time (from the loop's clock, real or virtual).
+    pub now: Instant,
+    /// Wall-clock time matching `now` (fixed epoch under the virtual clock).
+    pub wall: SystemTime,
+    pub status: &'a Status,
+    /// Configuration the services share.
+    pub settings: &'a Settings,
+}
+
+/// Service settings from the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The qotd message (at most 512 bytes, checked by the config).
+    pub message: String,
+    /// HTTP idle timeout.
+    pub idle_timeout: smoltcp::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            message: DEFAULT_QOTD.to_string(),
+            idle_timeout: smoltcp::time::Duration::from_secs(30),
+        }
+    }
+}
+
+pub const DEFAULT_QOTD: &str =
+    "Hello from tapstack's qotd service (RFC 865): every packet of this greeting is in the log.\r\n";
+
+/// A TCP session of a service: one per connection.
+pub trait StreamSession {
+    /// Offers received bytes; returns how many were consumed (0 = full, try again after output drains).
+    fn handle_input(&mut self, cx: &Context, input: &[u8]) -> usize;
+    /// The peer will send nothing more (FIN received).
+    fn handle_eof(&mut self, cx: &Context);
+    /// Writes pending output into `out`; returns the number of bytes written (0 = nothing now).
+    fn poll_output(&mut self, cx: &Context, out: &mut [u8]) -> usize;
+    /// When `handle_timeout` wants to be called next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, cx: &Context);
+    /// No more output will come: the transport closes once what was written is flushed.
+    fn is_finished(&self) -> bool;
+}
+
+/// A UDP service: one request datagram in, at most one reply out.
+pub trait DatagramService {
+    /// Writes the reply to `request` into `out` and returns its length, or `None` for no reply.
+    /// `out` is sized by the transport so that a reply is never an amplification risk beyond 512 bytes.
+    fn handle_datagram(
+        &mut self,
+        cx: &Context,
+        from: SocketAddr,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> Option<usize>;
+}
+
+/// The services tapstack knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ServiceKind {
+    Echo,
+    Discard,
+    Daytime,
+    Qotd,
+    Chargen,
+    Time,
+    Http,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 7] = [
+        ServiceKind::Echo,
+        ServiceKind::Discard,
+        ServiceKind::Daytime,
+        ServiceKind::Qotd,
+        ServiceKind::Chargen,
+        ServiceKind::Time,
+        ServiceKind::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Echo => "echo",
+            ServiceKind::Discard => "discard",
+            ServiceKind::Daytime => "daytime",
+            ServiceKind::Qotd => "qotd",
+            ServiceKind::Chargen => "chargen",
+            ServiceKind::Time => "time",
+            ServiceKind::Http => "http",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ServiceKind> {
+        ServiceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The well-known port (RFC 862, 863, 867, 865, 864, 868; 80 for HTTP).
+    pub fn default_port(self) -> u16 {
+        match self {
+            ServiceKind::Echo => 7,
+            ServiceKind::Discard => 9,
+            ServiceKind::Daytime => 13,
+            ServiceKind::Qotd => 17,
+            ServiceKind::Chargen => 19,
+            ServiceKind::Time => 37,
+            ServiceKind::Http => 80,
+        }
+    }
+
+    pub fn protocols(self) -> &'static [Proto] {
+        match self {
+            ServiceKind::Http => &[Proto::Tcp],
+            _ => &[Proto::Tcp, Proto::Udp],
+        }
+    }
+
+    pub fn new_stream(self, cx: &Context) -> Box<dyn StreamSession> {
+        match self {
+            ServiceKind::Echo => Box::new(echo::EchoSession::new()),
+            ServiceKind::Discard => Box::new(discard::DiscardSession::new(cx)),
+            ServiceKind::Daytime => Box::new(daytime::DaytimeSession::new(cx)),
+            ServiceKind::Qotd => Box::new(qotd::QotdSession::new(cx)),
+            ServiceKind::Chargen => Box::new(chargen::ChargenSession::new(cx)),
+            ServiceKind::Time => Box::new(time::TimeSession::new(cx)),
+            ServiceKind::Http => Box::new(http::HttpSession::new(cx)),
+        }
+    }
+
+    /// The datagram side of the service, or `None` for TCP-only services.
+    pub fn new_datagram(self) -> Option<Box<dyn DatagramService>> {
+        match self {
+            ServiceKind::Echo => Some(Box::new(echo::EchoDatagram)),
+            ServiceKind::Discard => Some(Box::new(discard::DiscardDatagram::new())),
+            ServiceKind::Daytime => Some(Box::new(daytime::DaytimeDatagram::new())),
+            ServiceKind::Qotd => Some(Box::new(qotd::QotdDatagram::new())),
+            ServiceKind::Chargen => Some(Box::new(chargen::ChargenDatagram::new())),
+            ServiceKind::Time => Some(Box::new(time::TimeDatagram::new())),
+            ServiceKind::Http => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Test helpers: a context on a fake clock and a driver that runs a session the way a transport does.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn settings() -> Settings {
+        Settings::default()
+    }
+
+    pub fn cx<'a>(now_ms: i64, status: &'a Status, settings: &'a Settings) -> Context<'a> {
+        Context {
+            now: Instant::from_millis(now_ms),
+            wall: std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(crate::clock::VIRTUAL_EPOCH_UNIX_SECS)
+                + std::time::Duration::from_millis(now_ms as u64),
+            status,
+            settings,
+        }
+    }
+
+    /// Collects all output a session has now, in chunks of at most `chunk` bytes.
+    pub fn drain(s: &mut dyn StreamSession, cx: &Context, chunk: usize, limit: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = s.poll_output(cx, &mut buf);
+            if n == 0 || out.len() >= limit {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+}

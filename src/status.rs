@@ -1,0 +1,126 @@
+//! The read-model the services may look at: endpoints, live connection tables of both stacks, counters.
+//!
+//! The reactor keeps it current (rows change on state transitions, counters are copied once per loop turn);
+//! the HTTP status page renders it. It holds no sockets, so a service can read it while the reactor has a
+//! socket borrowed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+/// Which TCP/IP stack a connection or endpoint lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackKind {
+    /// The smoltcp userspace stack on the TAP device or the virtual wire.
+    Stack,
+    /// The host kernel's stack, through ordinary sockets.
+    Host,
+}
+
+impl StackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StackKind::Stack => "stack",
+            StackKind::Host => "host",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+/// One served endpoint, as the ready line lists it: `stack tcp 192.168.69.1:7 echo`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Endpoint {
+    pub stack: StackKind,
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    pub service: &'static str,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.stack.as_str(),
+            self.proto.as_str(),
+            self.addr,
+            self.service
+        )
+    }
+}
+
+/// One row of the `netstat -an`-like table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnRow {
+    /// Short connection id, as the TCP narration names it (`c12`).
+    pub id: u64,
+    pub stack: StackKind,
+    pub proto: Proto,
+    pub local: SocketAddr,
+    pub remote: Option<SocketAddr>,
+    /// TCP state in RFC 793 spelling (`ESTABLISHED`, `LISTEN`, ...); `-` for UDP.
+    pub state: &'static str,
+    pub service: &'static str,
+}
+
+/// Packet, byte and connection counters of one stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub conns_accepted: u64,
+    pub conns_refused: u64,
+    pub conns_closed: u64,
+    /// Frames or datagrams dropped, by reason (`"malformed: truncated IPv4 header"`, `"tx: link down"`).
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    pub fn drop(&mut self, reason: &str) {
+        match self.drops.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.drops.insert(reason.to_string(), 1);
+            }
+        }
+    }
+
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub endpoints: Vec<Endpoint>,
+    /// Live connections of both stacks, keyed by connection id (so the table lists them in age order).
+    pub conns: BTreeMap<u64, ConnRow>,
+    pub stack: Counters,
+    pub host: Counters,
+}
+
+impl Status {
+    pub fn counters(&self, stack: StackKind) -> &Counters {
+        match stack {
+            StackKind::Stack => &self.stack,
+            StackKind::Host => &self.host,
+        }
+    }
+}
