@@ -1,1 +1,609 @@
-//! placeholder
+//! The host side: the same services on ordinary kernel sockets (mio `TcpListener`, `TcpStream`,
+//! `UdpSocket`), on the same loop.
+//!
+//! Every source lives in one slab; its key is its mio token (offset by [`TOKEN_BASE`]), so a token maps
+//! back to exactly one entry. Readiness is drained to `WouldBlock`; WRITABLE is registered only while
+//! output waits. A session that stops consuming leaves bytes in the kernel's buffer, which closes the
+//! peer's window: the same backpressure as on the userspace stack.
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use smoltcp::time::{Duration, Instant};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+
+use crate::service::{Context, DatagramService, ServiceKind, StreamSession};
+use crate::stack::UDP_REPLY_MAX;
+use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
+use crate::trace::Tracer;
+
+/// Tokens from here up belong to host sockets; the reactor's fixed tokens sit below.
+pub const TOKEN_BASE: usize = 16;
+
+/// Bytes read or written in one system call.
+const IO_CHUNK: usize = 64 * 1024;
+
+/// How long a connection we closed waits for the peer's FIN before it is dropped.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Why binding a host socket failed.
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub proto: Proto,
+    pub err: io::Error,
+}
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.err.kind() {
+            io::ErrorKind::AddrInUse => {
+                ": another program uses that port (try --host-port-offset or --no-host)"
+            }
+            io::ErrorKind::PermissionDenied => {
+                ": ports below 1024 need root (try --host-port-offset)"
+            }
+            io::ErrorKind::AddrNotAvailable => ": that address is not on this machine (see --host)",
+            _ => "",
+        };
+        write!(
+            f,
+            "cannot bind host {} {}: {}{hint}",
+            self.proto.as_str(),
+            self.addr,
+            self.err
+        )
+    }
+}
+
+impl std::error::Error for BindError {}
+
+enum Source {
+    Listener {
+        sock: TcpListener,
+        kind: ServiceKind,
+    },
+    Udp {
+        sock: UdpSocket,
+        kind: ServiceKind,
+        service: Box<dyn DatagramService>,
+    },
+    Conn(Box<HostConn>),
+}
+
+struct HostConn {
+    id: u64,
+    sock: TcpStream,
+    kind: ServiceKind,
+    local: SocketAddr,
+    remote: SocketAddr,
+    session: Box<dyn StreamSession>,
+    /// Received bytes the session has not consumed yet.
+    inbuf: Vec<u8>,
+    /// Output the kernel has not taken yet.
+    outbuf: Vec<u8>,
+    eof: bool,
+    /// We sent FIN (shutdown write); waiting for the peer's FIN or the linger deadline.
+    shut: Option<Instant>,
+    writable_registered: bool,
+    /// The state last shown in the connection table.
+    row_state: &'static str,
+}
+
+pub struct Host {
+    sources: Slab<Source>,
+    conns: usize,
+    max_connections: usize,
+    counters: Counters,
+    endpoints: Vec<Endpoint>,
+    scratch: Box<[u8]>,
+    reply: Box<[u8]>,
+    /// Connection-table changes since the reactor last applied them (`None` = row removed).
+    rows: Vec<(u64, Option<ConnRow>)>,
+}
+
+impl Host {
+    pub fn new(max_connections: usize) -> Host {
+        Host {
+            sources: Slab::new(),
+            conns: 0,
+            max_connections,
+            counters: Counters::default(),
+            endpoints: Vec::new(),
+            scratch: vec![0u8; IO_CHUNK].into_boxed_slice(),
+            reply: vec![0u8; IO_CHUNK].into_boxed_slice(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.conns
+    }
+
+    /// All registered sources (listeners, UDP sockets, connections): for leak accounting.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+
+    pub fn serve_tcp(
+        &mut self,
+        registry: &Registry,
+        kind: ServiceKind,
+        addr: SocketAddr,
+    ) -> Result<(), BindError> {
+        let err = |err| BindError {
+            addr,
+            proto: Proto::Tcp,
+            err,
+        };
+        let mut sock = TcpListener::bind(addr).map_err(err)?;
+        let local = sock.local_addr().map_err(err)?;
+        let entry = self.sources.vacant_entry();
+        registry
+            .register(
+                &mut sock,
+                Token(TOKEN_BASE + entry.key()),
+                Interest::READABLE,
+            )
+            .map_err(err)?;
+        entry.insert(Source::Listener { sock, kind });
+        self.endpoints.push(Endpoint {
+            stack: StackKind::Host,
+            proto: Proto::Tcp,
+            addr: local,
+            service: kind.name(),
+        });
+        Ok(())
+    }
+
+    pub fn serve_udp(
+        &mut self,
+        registry: &Registry,
+        kind: ServiceKind,
+        addr: SocketAddr,
+    ) -> Result<(), BindError> {
+        let Some(service) = kind.new_datagram() else {
+            return Ok(());
+        };
+        let err = |err| BindError {
+            addr,
+            proto: Proto::Udp,
+            err,
+        };
+        let mut sock = UdpSocket::bind(addr).map_err(err)?;
+        let local = sock.local_addr().map_err(err)?;
+        let entry = self.sources.vacant_entry();
+        registry
+            .register(
+                &mut sock,
+                Token(TOKEN_BASE + entry.key()),
+                Interest::READABLE,
+            )
+            .map_err(err)?;
+        entry.insert(Source::Udp {
+            sock,
+            kind,
+            service,
+        });
+        self.endpoints.push(Endpoint {
+            stack: StackKind::Host,
+            proto: Proto::Udp,
+            addr: local,
+            service: kind.name(),
+        });
+        Ok(())
+    }
+
+    /// Handles readiness of one host token. Returns false for tokens that are not ours.
+    pub fn ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        cx: &Context,
+        tracer: &mut Tracer,
+    ) -> bool {
+        let Some(key) = token.0.checked_sub(TOKEN_BASE) else {
+            return false;
+        };
+        match self.sources.get_mut(key) {
+            None => {} // spurious: the source is already gone
+            Some(Source::Listener { .. }) => self.accept(registry, key, cx, tracer),
+            Some(Source::Udp {
+                sock,
+                kind,
+                service,
+            }) => drive_udp(
+                cx,
+                sock,
+                *kind,
+                service.as_mut(),
+                &mut self.scratch,
+                &mut self.reply,
+                &mut self.counters,
+            ),
+            Some(Source::Conn(_)) => self.drive_conn(registry, key, cx),
+        }
+        true
+    }
+
+    fn accept(&mut self, registry: &Registry, key: usize, cx: &Context, tracer: &mut Tracer) {
+        loop {
+            let Some(Source::Listener { sock, kind }) = self.sources.get(key) else {
+                return;
+            };
+            let kind = *kind;
+            let (mut stream, remote) = match sock.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the listener stays; the peer sees a reset from the kernel.
+                    self.counters.drop("host: accept failed");
+                    log::warn!(target: "tapstack::host", "accept on {kind} failed: {e}");
+                    return;
+                }
+            };
+            if self.conns >= self.max_connections {
+                self.counters.conns_refused += 1;
+                log::warn!(
+                    target: "tapstack::host",
+                    "refusing {remote}: {} host connections open, the --max-connections limit",
+                    self.conns
+                );
+                drop(stream);
+                continue;
+            }
+            let local = stream
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0));
+            let _ = stream.set_nodelay(true);
+            let entry = self.sources.vacant_entry();
+            let ckey = entry.key();
+            if let Err(e) =
+                registry.register(&mut stream, Token(TOKEN_BASE + ckey), Interest::READABLE)
+            {
+                log::warn!(target: "tapstack::host", "cannot register connection from {remote}: {e}");
+                continue;
+            }
+            let id = tracer.alloc_id();
+            log::info!(target: "tapstack::tcp", "c{id} host {local} <- {remote} ESTABLISHED ({kind})");
+            entry.insert(Source::Conn(Box::new(HostConn {
+                id,
+                sock: stream,
+                kind,
+                local,
+                remote,
+                session: kind.new_stream(cx),
+                inbuf: Vec::new(),
+                outbuf: Vec::new(),
+                eof: false,
+                shut: None,
+                writable_registered: false,
+                row_state: "ESTABLISHED",
+            })));
+            self.conns += 1;
+            self.counters.conns_accepted += 1;
+            self.rows.push((
+                id,
+                Some(ConnRow {
+                    id,
+                    stack: StackKind::Host,
+                    proto: Proto::Tcp,
+                    local,
+                    remote: Some(remote),
+                    state: "ESTABLISHED",
+                    service: kind.name(),
+                }),
+            ));
+            // The client may have written already: edge-triggered readiness will not tell us again.
+            self.drive_conn(registry, ckey, cx);
+        }
+    }
+
+    fn drive_conn(&mut self, registry: &Registry, key: usize, cx: &Context) {
+        let Some(Source::Conn(c)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let done = match c.drive(cx, &mut self.scratch) {
+            Ok(done) => done,
+            Err(e) => {
+                log::debug!(target: "tapstack::host", "c{} {}: {e}", c.id, c.remote);
+                true
+            }
+        };
+        if done {
+            self.close_conn(registry, key);
+            return;
+        }
+        let Some(Source::Conn(c)) = self.sources.get_mut(key) else {
+            return;
+        };
+        let want_write = !c.outbuf.is_empty();
+        if want_write != c.writable_registered {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if registry
+                .reregister(&mut c.sock, Token(TOKEN_BASE + key), interest)
+                .is_ok()
+            {
+                c.writable_registered = want_write;
+            }
+        }
+        let state = match (c.shut.is_some(), c.eof) {
+            (true, true) => "CLOSING",
+            (true, false) => "FIN-WAIT-1",
+            (false, true) => "CLOSE-WAIT",
+            (false, false) => "ESTABLISHED",
+        };
+        if state != c.row_state {
+            c.row_state = state;
+            self.rows.push((
+                c.id,
+                Some(ConnRow {
+                    id: c.id,
+                    stack: StackKind::Host,
+                    proto: Proto::Tcp,
+                    local: c.local,
+                    remote: Some(c.remote),
+                    state,
+                    service: c.kind.name(),
+                }),
+            ));
+        }
+    }
+
+    fn close_conn(&mut self, registry: &Registry, key: usize) {
+        if let Source::Conn(mut c) = self.sources.remove(key) {
+            // Deregister before drop, so no event can name a reused slot for a dead socket.
+            let _ = registry.deregister(&mut c.sock);
+            self.conns -= 1;
+            self.counters.conns_closed += 1;
+            self.rows.push((c.id, None));
+            log::info!(target: "tapstack::tcp", "c{} host {} <- {} CLOSED ({})", c.id, c.local, c.remote, c.kind);
+        }
+    }
+
+    /// Applies the connection-table changes to the status model.
+    pub fn apply_rows(&mut self, status: &mut Status) {
+        for (id, row) in self.rows.drain(..) {
+            match row {
+                Some(r) => {
+                    status.conns.insert(id, r);
+                }
+                None => {
+                    status.conns.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Runs the timers of host sessions and connections that wait for something other than readiness.
+    pub fn run_timers(&mut self, registry: &Registry, cx: &Context) {
+        let due: Vec<usize> = self
+            .sources
+            .iter()
+            .filter_map(|(k, s)| match s {
+                Source::Conn(c) if c.deadline().is_some_and(|t| t <= cx.now) => Some(k),
+                _ => None,
+            })
+            .collect();
+        for key in due {
+            self.drive_conn(registry, key, cx);
+        }
+    }
+
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.sources
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Source::Conn(c) => c.deadline(),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Starts closing every connection (FIN) and stops listening.
+    pub fn close_all(&mut self, registry: &Registry) {
+        let keys: Vec<usize> = self.sources.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.sources.get_mut(key) {
+                Some(Source::Conn(c)) => {
+                    let flushed = c.flush().unwrap_or(true);
+                    if flushed {
+                        let _ = c.sock.shutdown(Shutdown::Write);
+                    }
+                    self.close_conn(registry, key);
+                }
+                Some(Source::Listener { sock, .. }) => {
+                    let _ = registry.deregister(sock);
+                    self.sources.remove(key);
+                }
+                Some(Source::Udp { sock, .. }) => {
+                    let _ = registry.deregister(sock);
+                    self.sources.remove(key);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+impl HostConn {
+    fn deadline(&self) -> Option<Instant> {
+        let s = self.session.poll_timeout();
+        match self.shut {
+            Some(t) => Some(s.map_or(t + LINGER, |s| s.min(t + LINGER))),
+            None => s,
+        }
+    }
+
+    /// Writes `outbuf`; true when it is empty.
+    fn flush(&mut self) -> io::Result<bool> {
+        while !self.outbuf.is_empty() {
+            match self.sock.write(&self.outbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.outbuf.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves bytes both ways until nothing moves. Returns true when the connection is over.
+    fn drive(&mut self, cx: &Context, scratch: &mut [u8]) -> io::Result<bool> {
+        if let Some(t) = self.session.poll_timeout() {
+            if t <= cx.now {
+                self.session.handle_timeout(cx);
+            }
+        }
+        if let Some(t) = self.shut {
+            if cx.now >= t + LINGER {
+                return Ok(true);
+            }
+        }
+        loop {
+            let mut progress = false;
+            // Input: what is left over first, then the socket, but only while the session keeps up.
+            if !self.inbuf.is_empty() && self.shut.is_none() {
+                let n = self.session.handle_input(cx, &self.inbuf);
+                if n > 0 {
+                    self.inbuf.drain(..n);
+                    progress = true;
+                }
+            }
+            if self.inbuf.is_empty() && !self.eof {
+                match self.sock.read(scratch) {
+                    Ok(0) => {
+                        self.eof = true;
+                        if self.shut.is_none() {
+                            self.session.handle_eof(cx);
+                        }
+                        progress = true;
+                    }
+                    Ok(n) => {
+                        progress = true;
+                        if self.shut.is_some() {
+                            // Closed by us: drain and drop, so the kernel does not answer with RST.
+                        } else {
+                            let used = self.session.handle_input(cx, &scratch[..n]);
+                            if used < n {
+                                self.inbuf.extend_from_slice(&scratch[used..n]);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            // Output: only produce more once the kernel took the last batch.
+            if self.flush()? && self.shut.is_none() {
+                let n = self.session.poll_output(cx, scratch);
+                if n > 0 {
+                    progress = true;
+                    let mut off = 0;
+                    while off < n {
+                        match self.sock.write(&scratch[off..n]) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(w) => off += w,
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if off < n {
+                        self.outbuf.extend_from_slice(&scratch[off..n]);
+                    }
+                }
+            }
+            if self.shut.is_none() && self.session.is_finished() && self.outbuf.is_empty() {
+                let _ = self.sock.shutdown(Shutdown::Write);
+                self.shut = Some(cx.now);
+                progress = true;
+            }
+            if self.shut.is_some() && self.eof {
+                return Ok(true);
+            }
+            if !progress {
+                break;
+            }
+        }
+        // A peer that closed while we still have nothing to say and never will: done.
+        if self.eof
+            && self.shut.is_none()
+            && self.outbuf.is_empty()
+            && self.inbuf.is_empty()
+            && self.session.is_finished()
+        {
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+fn udp_unanswerable(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    }
+}
+
+fn drive_udp(
+    cx: &Context,
+    sock: &UdpSocket,
+    kind: ServiceKind,
+    service: &mut dyn DatagramService,
+    scratch: &mut [u8],
+    reply: &mut [u8],
+    counters: &mut Counters,
+) {
+    loop {
+        let (len, from) = match sock.recv_from(scratch) {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                counters.drop("host udp: receive error");
+                return;
+            }
+        };
+        counters.packets_in += 1;
+        counters.bytes_in += len as u64;
+        if udp_unanswerable(from.ip()) {
+            counters.drop("udp: broadcast or multicast, not answered");
+            continue;
+        }
+        // Echo mirrors the request's size; everything else answers at most 512 bytes.
+        let cap = if kind == ServiceKind::Echo {
+            len.min(reply.len())
+        } else {
+            UDP_REPLY_MAX
+        };
+        if let Some(n) = service.handle_datagram(cx, from, &scratch[..len], &mut reply[..cap]) {
+            match sock.send_to(&reply[..n.min(cap)], from) {
+                Ok(_) => {
+                    counters.packets_out += 1;
+                    counters.bytes_out += n as u64;
+                }
+                Err(_) => counters.drop("host udp: reply dropped"),
+            }
+        }
+    }
+}

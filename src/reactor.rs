@@ -1,1 +1,426 @@
-//! placeholder
+//! The one loop: a single thread, a single `mio::Poll`, both stacks.
+//!
+//! Each turn, in this order:
+//! 1. ingress: up to [`INGRESS_BUDGET`] frames from the link into smoltcp (so a flood on the TAP cannot
+//!    starve the host sockets); if the budget ran out the turn ends with a zero timeout, since mio is
+//!    edge-triggered and will not report the remaining frames again;
+//! 2. services: every session of both stacks gets input, output and timers;
+//! 3. egress: smoltcp sends what the services queued;
+//! 4. the next deadline, computed after the services ran: smoltcp's `poll_at`, the fault injector's held
+//!    frames, the sessions' own timers, the stats interval;
+//! 5. `mio::Poll::poll` until readiness or that deadline. Idle means no wake-ups beyond real timers.
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_mio::v1_0::Signals;
+use smoltcp::time::{Duration, Instant};
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+
+use crate::clock::Clock;
+use crate::config::ServeConfig;
+use crate::device::tap::{TapDevice, TapError};
+use crate::device::{FaultInjector, FrameIo, Port};
+use crate::host::{BindError, Host};
+use crate::service::{Context, Settings};
+use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER};
+use crate::status::{Counters, Status};
+use crate::trace::Tracer;
+
+const SIGNALS: Token = Token(0);
+const LINK: Token = Token(1);
+const STDIN: Token = Token(2);
+
+/// Frames taken from the link per loop turn before the host sockets get their say.
+pub const INGRESS_BUDGET: usize = 64;
+
+/// How long a clean shutdown waits for connections to finish their FIN exchange.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+
+/// Why a run ended badly (exit status 1).
+#[derive(Debug)]
+pub enum RunError {
+    Tap(TapError),
+    Bind(BindError),
+    /// The link died under us (TAP device deleted).
+    LinkGone(io::Error),
+    Io(&'static str, io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Tap(e) => e.fmt(f),
+            RunError::Bind(e) => e.fmt(f),
+            RunError::LinkGone(e) => write!(f, "{e}"),
+            RunError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<TapError> for RunError {
+    fn from(e: TapError) -> Self {
+        RunError::Tap(e)
+    }
+}
+
+impl From<BindError> for RunError {
+    fn from(e: BindError) -> Self {
+        RunError::Bind(e)
+    }
+}
+
+/// What a finished loop reports: final counters of both stacks.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub stack: Counters,
+    pub host: Counters,
+}
+
+/// The loop and everything it drives.
+pub struct Reactor {
+    poll: Poll,
+    clock: Clock,
+    pub stack: Stack,
+    pub host: Option<Host>,
+    pub status: Status,
+    settings: Settings,
+    signals: Signals,
+    stats_interval: Option<Duration>,
+    next_stats: Option<Instant>,
+    stdin_exit: bool,
+    shutdown_at: Option<Instant>,
+    /// Loop turns that slept and were woken (for the idle wake-up figure).
+    pub wakeups: u64,
+}
+
+impl Reactor {
+    /// Builds the stack on `io`, binds the host sockets, registers everything. Logs nothing yet.
+    pub fn new(cfg: &ServeConfig, io: Box<dyn FrameIo>, clock: Clock) -> Result<Reactor, RunError> {
+        let poll = Poll::new().map_err(|e| RunError::Io("cannot create the event loop", e))?;
+        let now = clock.now();
+        let tracer = Tracer::new(cfg.trace.clone(), clock.wall_at(Instant::ZERO))
+            .map_err(|e| RunError::Io("cannot open the trace outputs", e))?;
+        let faults = cfg
+            .faults
+            .is_active()
+            .then(|| FaultInjector::new(cfg.faults));
+        if let Some(fd) = io.raw_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), LINK, Interest::READABLE)
+                .map_err(|e| RunError::Io("cannot watch the TAP device", e))?;
+        }
+        let port = Port::new(io, tracer).with_faults(faults);
+        let stack_cfg = StackConfig {
+            mac: cfg.mac,
+            addrs: cfg.addrs.clone(),
+            gateway_v4: cfg.gateway_v4,
+            gateway_v6: cfg.gateway_v6,
+            random_seed: cfg.seed.unwrap_or_else(entropy_seed),
+            max_connections: cfg.max_connections,
+            tcp_buffer: TCP_BUFFER,
+        };
+        let mut stack = Stack::new(&stack_cfg, port, now);
+        for s in &cfg.services {
+            stack.serve_tcp(s.kind, s.port);
+            if s.kind.protocols().contains(&crate::status::Proto::Udp) {
+                stack.serve_udp(s.kind, s.port);
+            }
+        }
+        let host = match cfg.host {
+            None => None,
+            Some(ip) => {
+                let mut host = Host::new(cfg.max_connections);
+                for s in &cfg.services {
+                    let addr = SocketAddr::new(ip, cfg.host_port(s.port));
+                    host.serve_tcp(poll.registry(), s.kind, addr)?;
+                    if s.kind.protocols().contains(&crate::status::Proto::Udp) {
+                        host.serve_udp(poll.registry(), s.kind, addr)?;
+                    }
+                }
+                Some(host)
+            }
+        };
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])
+            .map_err(|e| RunError::Io("cannot install signal handlers", e))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| RunError::Io("cannot watch signals", e))?;
+        let mut stdin_exit = cfg.stdin_exit;
+        if stdin_exit
+            && poll
+                .registry()
+                .register(&mut SourceFd(&0), STDIN, Interest::READABLE)
+                .is_err()
+        {
+            // A regular file or /dev/null cannot be polled: it never "closes" in that sense anyway.
+            log::warn!("--stdin-exit: standard input cannot be watched; ignoring it");
+            stdin_exit = false;
+        }
+        let mut status = Status::default();
+        status.endpoints = stack.endpoints();
+        if let Some(h) = &host {
+            status.endpoints.extend_from_slice(h.endpoints());
+        }
+        Ok(Reactor {
+            poll,
+            clock,
+            stack,
+            host,
+            status,
+            settings: cfg.settings.clone(),
+            signals,
+            stats_interval: cfg.stats_interval,
+            next_stats: cfg.stats_interval.map(|d| now + d),
+            stdin_exit,
+            shutdown_at: None,
+            wakeups: 0,
+        })
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The ready line (and the `ready` event): every endpoint, once everything is bound.
+    pub fn announce_ready(&mut self) {
+        let list: Vec<String> = self
+            .status
+            .endpoints
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        log::info!(target: "tapstack", "ready: {}", list.join(", "));
+        let now = self.clock.now();
+        self.stack.tracer().ready(now, &self.status.endpoints);
+    }
+
+    /// Begins a clean shutdown: FIN on every connection, then the loop ends within the grace time.
+    pub fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        let now = self.clock.now();
+        log::info!(target: "tapstack", "shutting down: closing {} connections", self.connection_count());
+        self.shutdown_at = Some(now + SHUTDOWN_GRACE);
+        self.stack.close_all();
+        if let Some(h) = self.host.as_mut() {
+            h.close_all(self.poll.registry());
+            h.apply_rows(&mut self.status);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.stack.connection_count() + self.host.as_ref().map_or(0, |h| h.connection_count())
+    }
+
+    fn refresh_counters(&mut self) {
+        let mut c = self.stack.port.counters().clone();
+        let s = self.stack.counters();
+        c.conns_accepted = s.conns_accepted;
+        c.conns_refused = s.conns_refused;
+        c.conns_closed = s.conns_closed;
+        for (k, v) in &s.drops {
+            *c.drops.entry(k.clone()).or_insert(0) += v;
+        }
+        self.status.stack = c;
+        if let Some(h) = &self.host {
+            self.status.host = h.counters().clone();
+        }
+    }
+
+    fn log_stats(&mut self) {
+        self.refresh_counters();
+        for (name, c) in [("stack", &self.status.stack), ("host", &self.status.host)] {
+            log::info!(
+                target: "tapstack::stats",
+                "{name}: packets in {} out {}, bytes in {} out {}, connections accepted {} refused {} closed {} open {}, drops {}{}",
+                c.packets_in, c.packets_out, c.bytes_in, c.bytes_out,
+                c.conns_accepted, c.conns_refused, c.conns_closed,
+                self.status.conns.values().filter(|r| r.stack.as_str() == name).count(),
+                c.drops_total(),
+                if c.drops.is_empty() { String::new() } else {
+                    format!(" ({})", c.drops.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "))
+                }
+            );
+        }
+    }
+
+    /// One loop turn's work without waiting: ingress, services, egress. Returns whether ingress left
+    /// frames waiting.
+    pub fn turn(&mut self) -> bool {
+        let now = self.clock.now();
+        let n = self.stack.ingress(now, INGRESS_BUDGET, &mut self.status);
+        self.refresh_counters();
+        let wall = self.clock.wall();
+        {
+            let cx = Context {
+                now,
+                wall,
+                status: &self.status,
+                settings: &self.settings,
+            };
+            self.stack.run_services(&cx);
+            if let Some(h) = self.host.as_mut() {
+                h.run_timers(self.poll.registry(), &cx);
+            }
+        }
+        if let Some(h) = self.host.as_mut() {
+            h.apply_rows(&mut self.status);
+        }
+        self.stack.egress(now, &mut self.status);
+        n == INGRESS_BUDGET
+    }
+
+    /// The time the loop must wake at, at the latest.
+    pub fn deadline(&mut self) -> Option<Instant> {
+        let now = self.clock.now();
+        let mut t = self.stack.poll_at(now);
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        };
+        min(self.host.as_ref().and_then(|h| h.poll_at()));
+        min(self.next_stats);
+        min(self.shutdown_at);
+        t
+    }
+
+    /// Runs until a signal, `q` in step mode, stdin closing (with `--stdin-exit`), or a fatal link error.
+    pub fn run(&mut self) -> Result<Summary, RunError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let more = self.turn();
+            if let Some(e) = self.stack.port.take_fatal() {
+                let now = self.clock.now();
+                self.stack.tracer().error(now, &e.to_string());
+                self.stack.tracer().flush();
+                return Err(RunError::LinkGone(e));
+            }
+            if self.stack.tracer().quit_requested() {
+                self.begin_shutdown();
+            }
+            let now = self.clock.now();
+            if let Some(t) = self.shutdown_at {
+                if now >= t
+                    || (!self.stack.has_connections()
+                        && self.host.as_ref().is_none_or(|h| h.connection_count() == 0))
+                {
+                    if self.stack.has_connections() {
+                        self.stack.abort_all();
+                        self.stack.egress(now, &mut self.status);
+                    }
+                    return Ok(self.finish());
+                }
+            }
+            if self.next_stats.is_some_and(|t| t <= now) {
+                self.log_stats();
+                self.next_stats = self.stats_interval.map(|d| now + d);
+            }
+            let timeout = if more {
+                Some(std::time::Duration::ZERO)
+            } else {
+                self.deadline().map(|t| {
+                    let d = if t > now { t - now } else { Duration::ZERO };
+                    std::time::Duration::from_micros(d.total_micros())
+                })
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(RunError::Io("event loop failed", e));
+                }
+            }
+            if timeout != Some(std::time::Duration::ZERO) {
+                self.wakeups += 1;
+            }
+            self.dispatch(&events);
+        }
+    }
+
+    fn dispatch(&mut self, events: &Events) {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        for ev in events.iter() {
+            match ev.token() {
+                SIGNALS => {
+                    let pending: Vec<i32> = self.signals.pending().collect();
+                    for sig in pending {
+                        match sig {
+                            SIGUSR1 => self.log_stats(),
+                            _ => self.begin_shutdown(),
+                        }
+                    }
+                }
+                // Frames are read in the next turn's budgeted ingress.
+                LINK => {}
+                STDIN => {
+                    if self.stdin_exit && stdin_closed() {
+                        log::info!(target: "tapstack", "standard input closed");
+                        self.begin_shutdown();
+                    }
+                }
+                token => {
+                    if let Some(h) = self.host.as_mut() {
+                        let cx = Context {
+                            now,
+                            wall,
+                            status: &self.status,
+                            settings: &self.settings,
+                        };
+                        h.ready(
+                            self.poll.registry(),
+                            token,
+                            &cx,
+                            self.stack.port.observer_mut(),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(h) = self.host.as_mut() {
+            h.apply_rows(&mut self.status);
+        }
+    }
+
+    fn finish(&mut self) -> Summary {
+        self.refresh_counters();
+        self.log_stats();
+        let now = self.clock.now();
+        let status = self.status.clone();
+        let tracer = self.stack.tracer();
+        tracer.shutdown(now, &status);
+        tracer.flush();
+        log::info!(target: "tapstack", "bye");
+        Summary {
+            stack: status.stack,
+            host: status.host,
+        }
+    }
+}
+
+/// Reads what standard input has; true at end of file.
+fn stdin_closed() -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match io::stdin().lock().read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// `tapstack serve`: attach to the TAP device, serve, run until told to stop.
+pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
+    let tap = TapDevice::open(&cfg.tap)?;
+    log::info!(target: "tapstack", "attached to TAP device {} (MTU {})", tap.name(), tap.mtu());
+    let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
+    reactor.announce_ready();
+    reactor.run()
+}

@@ -61,6 +61,25 @@ pub trait FrameIo {
     fn send(&mut self, frame: &[u8]) -> io::Result<TxOutcome>;
     /// The largest frame, Ethernet header included.
     fn max_frame(&self) -> usize;
+    /// The file descriptor the reactor registers for readiness, if the link has one.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+}
+
+impl FrameIo for Box<dyn FrameIo> {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        (**self).recv(buf)
+    }
+    fn send(&mut self, frame: &[u8]) -> io::Result<TxOutcome> {
+        (**self).send(frame)
+    }
+    fn max_frame(&self) -> usize {
+        (**self).max_frame()
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).raw_fd()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,3 +87,8 @@ impl Observer for Tracer {
     fn frame(&mut self, _now: Instant, _dir: Direction, _frame: &[u8]) {}
     fn dropped(&mut self, _now: Instant, _dir: Direction, _frame: &[u8], _reason: &'static str) {}
 }
+
+/// SKELETON: replaced by the trace helper's explain module.
+pub fn explain(input: &str) -> Result<String, String> {
+    Err(format!("cannot explain '{input}' yet"))
+}
