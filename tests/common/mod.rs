@@ -1,0 +1,412 @@
+//! End-to-end test fixtures: a fresh network namespace per test with its own `tap0` and loopback,
+//! the tapstack binary started inside it, and clients run inside it too.
+//!
+//! Nothing here touches the root namespace's interfaces: every address lives inside the namespace,
+//! which is deleted on drop, also when the test fails. Names are unique per process and test, so tests
+//! run in parallel without colliding.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Says loudly that a test cannot run here; under CI=true that is a failure instead.
+pub fn skip(why: &str) {
+    if in_ci() {
+        panic!("CI=true: this test must run, but {why}");
+    }
+    eprintln!("\n!!!!!!!! SKIPPED: {why} !!!!!!!!\n");
+}
+
+pub fn tapstack_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tapstack"))
+}
+
+enum Mode {
+    /// `ip netns add NAME`: we are root.
+    Root(String),
+    /// `unshare -Urn`: an unprivileged user + net namespace held open by a sleeping child.
+    User(Child),
+}
+
+/// A network namespace that exists for one test.
+pub struct Netns {
+    mode: Mode,
+    pub name: String,
+}
+
+impl Netns {
+    /// A fresh namespace with loopback up. `None` (after a loud message) when namespaces cannot be made
+    /// here and CI is not asking for them.
+    pub fn new(tag: &str) -> Option<Netns> {
+        let name = format!(
+            "ts-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let ns = if is_root() {
+            let ok = Command::new("ip")
+                .args(["netns", "add", &name])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                skip("`ip netns add` failed (is iproute2 installed?)");
+                return None;
+            }
+            Netns { mode: Mode::Root(name.clone()), name }
+        } else {
+            let child = Command::new("unshare")
+                .args(["-Urn", "sleep", "600"])
+                .stdin(Stdio::null())
+                .spawn();
+            let Ok(child) = child else {
+                skip("not root, and `unshare -Urn` is not available");
+                return None;
+            };
+            std::thread::sleep(Duration::from_millis(100));
+            let ns = Netns { mode: Mode::User(child), name };
+            if !ns.sh("true").status.success() {
+                skip("not root, and unprivileged user namespaces are not allowed here");
+                return None;
+            }
+            ns
+        };
+        ns.sh_ok("ip link set lo up");
+        Some(ns)
+    }
+
+    /// A fresh namespace holding `tap0` with the host side of the usual addresses, link up.
+    pub fn with_tap(tag: &str) -> Option<Netns> {
+        let ns = Netns::new(tag)?;
+        let out = ns.sh(
+            "ip tuntap add dev tap0 mode tap && \
+             ip addr add 192.168.69.100/24 dev tap0 && \
+             ip -6 addr add fdaa::100/64 dev tap0 nodad && \
+             ip -6 addr add fe80::100/64 dev tap0 nodad && \
+             ip link set tap0 up",
+        );
+        if !out.status.success() {
+            skip(&format!(
+                "cannot create a TAP device in a namespace: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            return None;
+        }
+        Some(ns)
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        match &self.mode {
+            Mode::Root(name) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", name, program]);
+                c
+            }
+            Mode::User(child) => {
+                let mut c = Command::new("nsenter");
+                c.args(["--preserve-credentials", "-U", "-n", "-t", &child.id().to_string(), program]);
+                c
+            }
+        }
+    }
+
+    pub fn sh(&self, script: &str) -> Output {
+        self.cmd("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run sh in the namespace")
+    }
+
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed in {}: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a python3 program inside the namespace with `args`; returns its stdout, asserting success.
+    pub fn python(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .cmd("python3")
+            .arg("-c")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python3 in the namespace");
+        assert!(
+            out.status.success(),
+            "python3 failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `tapstack ARGS` inside the namespace.
+    pub fn tapstack(&self, args: &[&str]) -> Tapstack {
+        self.tapstack_env(args, &[])
+    }
+
+    pub fn tapstack_env(&self, args: &[&str], env: &[(&str, &str)]) -> Tapstack {
+        let bin = tapstack_bin();
+        let mut cmd = self.cmd(bin.to_str().unwrap());
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Tapstack::spawn(cmd)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        match &mut self.mode {
+            Mode::Root(name) => {
+                // Processes still inside would keep the namespace alive: end the ones we started first.
+                let _ = Command::new("ip").args(["netns", "pids", name]).output().map(|o| {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        let _ = Command::new("kill").args(["-KILL", pid]).status();
+                    }
+                });
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+            Mode::User(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A running tapstack with its standard error collected line by line.
+pub struct Tapstack {
+    pub child: Child,
+    stderr: Arc<(Mutex<Lines>, Condvar)>,
+    stdout: Arc<(Mutex<Lines>, Condvar)>,
+}
+
+fn collect(r: impl std::io::Read + Send + 'static, into: Arc<(Mutex<Lines>, Condvar)>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            let (m, cv) = &*into;
+            m.lock().unwrap().lines.push(line);
+            cv.notify_all();
+        }
+        let (m, cv) = &*into;
+        m.lock().unwrap().closed = true;
+        cv.notify_all();
+    });
+}
+
+impl Tapstack {
+    pub fn spawn(mut cmd: Command) -> Tapstack {
+        let mut child = cmd.spawn().expect("start tapstack");
+        let stderr = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
+        let stdout = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        collect(child.stdout.take().unwrap(), stdout.clone());
+        Tapstack { child, stderr, stdout }
+    }
+
+    fn wait_in(buf: &Arc<(Mutex<Lines>, Condvar)>, pat: &str, timeout: Duration) -> Option<String> {
+        let (m, cv) = &**buf;
+        let deadline = Instant::now() + timeout;
+        let mut g = m.lock().unwrap();
+        loop {
+            if let Some(l) = g.lines.iter().find(|l| l.contains(pat)) {
+                return Some(l.clone());
+            }
+            let now = Instant::now();
+            if g.closed || now >= deadline {
+                return None;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits for a stderr line containing `pat`.
+    pub fn wait_for(&self, pat: &str, timeout: Duration) -> Option<String> {
+        Self::wait_in(&self.stderr, pat, timeout)
+    }
+
+    /// Waits for the ready line; panics with the output so far if it does not come.
+    pub fn wait_ready(&self) -> String {
+        match self.wait_for("ready:", Duration::from_secs(20)) {
+            Some(l) => l,
+            None => panic!("tapstack never became ready; stderr:\n{}", self.stderr_text()),
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.0.lock().unwrap().lines.join("\n")
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.stdout.0.lock().unwrap().lines.join("\n")
+    }
+
+    /// Waits for the stdout and stderr collectors to see end of file (after the process exited).
+    pub fn drain(&self, timeout: Duration) {
+        for buf in [&self.stderr, &self.stdout] {
+            let (m, cv) = &**buf;
+            let deadline = Instant::now() + timeout;
+            let mut g = m.lock().unwrap();
+            while !g.closed && Instant::now() < deadline {
+                g = cv.wait_timeout(g, Duration::from_millis(50)).unwrap().0;
+            }
+        }
+    }
+
+    pub fn write_stdin(&mut self, s: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        stdin.write_all(s.as_bytes()).expect("write to tapstack's stdin");
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code (None if killed by a signal or timed out).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                self.drain(Duration::from_secs(2));
+                return st.code();
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Tapstack {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A python3 TCP client: sends N random bytes (seeded) while reading back, checks byte-exact echo.
+pub const PY_ECHO_BULK: &str = r#"
+import socket, sys, threading, hashlib, random
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = random.Random(n).randbytes(n)
+s = socket.create_connection((host, port), timeout=20)
+got = bytearray()
+def rx():
+    while len(got) < n:
+        b = s.recv(65536)
+        if not b:
+            break
+        got.extend(b)
+t = threading.Thread(target=rx); t.start()
+s.sendall(data)
+t.join(30)
+s.shutdown(socket.SHUT_WR)
+tail = s.recv(10)
+s.close()
+assert bytes(got) == data, f"echo mismatch: sent {n}, got {len(got)}"
+assert tail == b"", "data after the echo"
+print("OK", hashlib.sha256(got).hexdigest())
+"#;
+
+/// A python3 UDP client: sends one datagram, prints the reply.
+pub const PY_UDP: &str = r#"
+import socket, sys
+host, port, msg = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode()
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(3)
+for attempt in range(3):
+    s.sendto(msg, (host, port))
+    try:
+        data, _ = s.recvfrom(65536)
+        print(data.decode("latin-1"), end="")
+        break
+    except socket.timeout:
+        continue
+else:
+    sys.exit("no UDP reply")
+"#;
+
+/// N TCP clients connect at the same moment, each echoes a distinct message; prints "served K refused R".
+pub const PY_CONCURRENT: &str = r#"
+import socket, sys, threading
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+barrier = threading.Barrier(n)
+ok, bad = [0], []
+lock = threading.Lock()
+def client(i):
+    msg = f"client {i} says hello\n".encode()
+    try:
+        barrier.wait(10)
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(msg)
+        got = b""
+        while len(got) < len(msg):
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+        s.close()
+        with lock:
+            if got == msg:
+                ok[0] += 1
+            else:
+                bad.append(f"{i}: got {got!r}")
+    except Exception as e:
+        with lock:
+            bad.append(f"{i}: {e!r}")
+ts = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+[t.start() for t in ts]
+[t.join(30) for t in ts]
+print(f"served {ok[0]} refused {len(bad)}")
+for b in bad[:5]:
+    print(b)
+"#;
