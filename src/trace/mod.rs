@@ -1,6 +1,7 @@
 //! SKELETON: the trace helper replaces this with decode/explain/pcap/events/flow modules.
 //! The API below is what the reactor calls; keep these signatures.
 
+pub mod ladder;
 use smoltcp::time::Instant;
 use std::net::SocketAddr;
 use std::path::PathBuf;
