@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve on a TAP device (userspace stack) and on host sockets.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Explain an IP address, a port, or ADDR:PORT.
     Explain {
         /// `192.168.1.2`, `192.168.1.2:8080`, `8080`, `[fe80::1]:22`

@@ -161,8 +161,10 @@ impl Reactor {
             log::warn!("--stdin-exit: standard input cannot be watched; ignoring it");
             stdin_exit = false;
         }
-        let mut status = Status::default();
-        status.endpoints = stack.endpoints();
+        let mut status = Status {
+            endpoints: stack.endpoints(),
+            ..Status::default()
+        };
         if let Some(h) = &host {
             status.endpoints.extend_from_slice(h.endpoints());
         }

@@ -117,7 +117,7 @@ impl FaultInjector {
         let mut at = now + self.cfg.latency;
         if re < self.cfg.reorder {
             self.reordered += 1;
-            let extra = 1 + r % (REORDER_MAX_DELAY.total_micros() as u64);
+            let extra = 1 + r % (REORDER_MAX_DELAY.total_micros());
             at += Duration::from_micros(extra);
         }
         let corrupt = if co < self.cfg.corrupt && frame_len > 0 {
