@@ -178,3 +178,23 @@ fn usage_errors_exit_two_with_one_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn link_down_for_two_seconds_then_service_resumes() {
+    let Some(ns) = Netns::with_tap("flap") else { return };
+    let mut ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo", "-q"]);
+    ts.wait_ready();
+    assert_eq!(ns.python(PY_UDP, &["192.168.69.1", "7", "before"]), "before");
+    ns.sh_ok("ip link set tap0 down");
+    // While down, nothing crosses; the loop must keep running (and count what it could not send).
+    let out = ns.sh("ping -c 2 -i 0.5 -W 1 192.168.69.1");
+    assert!(!out.status.success(), "ping must fail while the link is down");
+    std::thread::sleep(Duration::from_secs(2));
+    ns.sh_ok("ip link set tap0 up");
+    let out = ns.sh_ok("ping -c 3 -i 0.2 -W 2 192.168.69.1");
+    assert!(out.contains("3 received"), "{out}");
+    let echo = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "65536"]);
+    assert!(echo.starts_with("OK "), "{echo}");
+    ts.signal("TERM");
+    assert_eq!(ts.wait_exit(Duration::from_secs(5)), Some(0), "{}", ts.stderr_text());
+}
