@@ -1,31 +1,1275 @@
-//! SKELETON: to be written by the services helper.
-use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
-use std::net::SocketAddr;
+//! A small HTTP/1.1 server (port 80, TCP only).
+//!
+//! Routes (see [`Route`]; adding one is a variant, an arm in `Route::resolve`, `Route::allow` and
+//! `HttpSession::route`):
+//! - `GET`/`HEAD /`: the status page ([`status_html`]): both stacks' connections, endpoints, counters.
+//! - `GET`/`HEAD /netstat.json`: the same as JSON ([`status_json`]).
+//! - `GET`/`HEAD /bytes/N`: `N` bytes of [`bytes_pattern`] (`N` at most [`BYTES_MAX`], else 400), with
+//!   single `Range` support as [`resolve_range`] documents (206 / 416; several ranges get the full 200).
+//!   The body is generated in `poll_output` from a position, never materialised.
+//! - `POST /echo`: the request body back. `Content-Length` bodies stream through (never held whole);
+//!   `Transfer-Encoding: chunked` bodies are decoded and collected (at most [`MAX_BODY`]) since every
+//!   response carries `Content-Length`. A `POST` without either has an empty body and gets one back.
+//!
+//! Connections: keep-alive by default for HTTP/1.1, only on `Connection: keep-alive` for HTTP/1.0;
+//! `Connection: close` closes after that response. Pipelined requests are answered in order. Every
+//! response has `Date`, `Server` and `Content-Length`.
+//!
+//! Errors: 400 malformed head or framing, 404 unknown path, 405 wrong method (with `Allow`),
+//! 413 `Content-Length` (or decoded chunked echo body) over [`MAX_BODY`], 431 head over [`MAX_HEAD`]
+//! bytes or [`MAX_HEADERS`] lines, 501 a transfer coding other than `chunked`. After 400, 413, 431 and
+//! 501 the connection closes. A connection with neither input nor output progress for
+//! `Settings::idle_timeout` is closed silently (what was not yet handed to the transport is dropped).
+//!
+//! Backpressure: no new request is parsed while more than [`PENDING_CAP`] bytes (or
+//! [`MAX_QUEUED_PARTS`] response parts) wait to be sent; the rest stays in the transport's buffer.
 
-pub struct HttpSession;
+mod bytes;
+mod chunked;
+mod head;
+mod page;
+
+pub use bytes::{bytes_pattern, fill_bytes_pattern, resolve_range, RangeAnswer, BYTES_MAX};
+pub use chunked::{ChunkedDecoder, ChunkedError, Step as ChunkedStep};
+pub use head::{
+    has_token, header, header_list, parse_request_head, parse_response_head, request_framing,
+    Framing, FramingError, HeadError, Header, RequestHead, ResponseHead, MAX_HEADERS,
+};
+pub use page::{escape_html, status_html, status_json};
+
+use super::daytime::UtcDateTime;
+use super::{Context, StreamSession};
+use smoltcp::time::Instant;
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+/// The `Server` header value.
+pub const SERVER: &str = concat!("tapstack/", env!("CARGO_PKG_VERSION"));
+/// Largest request head (request line and headers) accepted; more is answered with 431.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// Largest request body accepted; more is answered with 413.
+pub const MAX_BODY: u64 = 1024 * 1024;
+/// No new request is read while this many response bytes wait to be sent.
+pub const PENDING_CAP: usize = 64 * 1024;
+/// No new request is read while this many response parts wait (bounds the queue of generated bodies,
+/// whose bytes are not counted in [`PENDING_CAP`]).
+pub const MAX_QUEUED_PARTS: usize = 64;
+
+/// An IMF-fixdate (RFC 9110 section 5.6.7): `Mon, 01 Jan 2024 00:00:00 GMT`.
+pub fn http_date(wall: SystemTime) -> String {
+    let t = UtcDateTime::from_system_time(wall);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        &t.weekday_name()[..3],
+        t.day,
+        &t.month_name()[..3],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
+    )
+}
+
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        _ => "Unknown",
+    }
+}
+
+/// The resources the server knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    StatusPage,
+    NetstatJson,
+    /// `/bytes/N`; `u64::MAX` when the number does not fit.
+    Bytes(u64),
+    Echo,
+    // Seam: `/conn/ID` (SVG ladder) and `/live` are added here.
+}
+
+impl Route {
+    /// The route for a path (without query), or `None` for 404.
+    pub fn resolve(path: &str) -> Option<Route> {
+        match path {
+            "/" => Some(Route::StatusPage),
+            "/netstat.json" => Some(Route::NetstatJson),
+            "/echo" => Some(Route::Echo),
+            _ => {
+                if let Some(n) = path.strip_prefix("/bytes/") {
+                    if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                        return Some(Route::Bytes(n.parse().unwrap_or(u64::MAX)));
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The methods the route answers, as the `Allow` header lists them.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Route::Echo => "POST",
+            Route::StatusPage | Route::NetstatJson | Route::Bytes(_) => "GET, HEAD",
+        }
+    }
+
+    fn allows(self, method: &str) -> bool {
+        self.allow().split(", ").any(|m| m == method)
+    }
+}
+
+/// The path of a request target: query dropped, absolute form (`http://host/path`) reduced to its path.
+fn target_path(target: &str) -> &str {
+    let mut path = target.split(['?', '#']).next().unwrap_or("");
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = path.strip_prefix(scheme) {
+            path = rest.find('/').map_or("/", |i| &rest[i..]);
+        }
+    }
+    path
+}
+
+/// Whether the connection stays open after a response, and what `Connection` header says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// HTTP/1.1 default: stays open, no header.
+    KeepAlive,
+    /// HTTP/1.0 with `Connection: keep-alive`: stays open, echoed back.
+    KeepAlive10,
+    /// `Connection: close`, HTTP/1.0 by default, or after an error that loses framing.
+    Close,
+}
+
+impl Persist {
+    fn of(req: &RequestHead) -> Persist {
+        let close = has_token(&req.headers, "connection", "close");
+        let keep = has_token(&req.headers, "connection", "keep-alive");
+        match (req.minor_version, close, keep) {
+            (_, true, _) => Persist::Close,
+            (0, false, true) => Persist::KeepAlive10,
+            (0, false, false) => Persist::Close,
+            _ => Persist::KeepAlive,
+        }
+    }
+}
+
+enum Body {
+    Bytes(Vec<u8>),
+    /// `len` bytes of [`bytes_pattern`] from offset `first`.
+    Pattern {
+        first: u64,
+        len: u64,
+    },
+    /// `len` bytes that the request body delivers (streaming echo).
+    FromInput(u64),
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Pattern { len, .. } | Body::FromInput(len) => *len,
+        }
+    }
+}
+
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+    /// Close after this response whatever the request asked.
+    close: bool,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &'static str, body: Body) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+            close: false,
+        }
+    }
+
+    fn text(status: u16, detail: &str) -> Self {
+        let body = format!("{status} {}\n{detail}\n", reason_phrase(status));
+        Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            Body::Bytes(body.into_bytes()),
+        )
+    }
+
+    fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+}
+
+/// A part of the output queue.
+enum Part {
+    Data { bytes: Vec<u8>, pos: usize },
+    Pattern { next: u64, end: u64 },
+}
+
+/// What the session does with input bytes.
+enum Reading {
+    /// Collecting a request head in `HttpSession::head`.
+    Head,
+    /// A `Content-Length` body: streamed into the output (echo) or thrown away.
+    Body { remaining: u64, echo: bool },
+    /// A chunked body: collected for echo (`Some`) or thrown away.
+    Chunked {
+        decoder: ChunkedDecoder,
+        collect: Option<Vec<u8>>,
+    },
+    /// No more requests: input is discarded, the session finishes when its output is handed out.
+    Closed,
+}
+
+/// One HTTP connection.
+pub struct HttpSession {
+    reading: Reading,
+    /// The request head read so far (at most [`MAX_HEAD`] bytes).
+    head: Vec<u8>,
+    /// How the request whose body is being read wants the connection treated afterwards.
+    persist: Persist,
+    out: VecDeque<Part>,
+    /// Bytes held in `Part::Data` parts.
+    queued: usize,
+    deadline: Instant,
+    eof: bool,
+    /// The last `handle_input` left bytes unconsumed: the transport still holds input for us.
+    input_blocked: bool,
+}
+
 impl HttpSession {
-    #[allow(clippy::new_without_default)]
-    pub fn new(_cx: &Context) -> Self {
-        HttpSession
+    pub fn new(cx: &Context) -> Self {
+        HttpSession {
+            reading: Reading::Head,
+            head: Vec::new(),
+            persist: Persist::KeepAlive,
+            out: VecDeque::new(),
+            queued: 0,
+            deadline: cx.now + cx.settings.idle_timeout,
+            eof: false,
+            input_blocked: false,
+        }
+    }
+
+    /// Response bytes waiting to be sent (generated bodies not counted).
+    pub fn pending(&self) -> usize {
+        self.queued
+    }
+
+    fn output_full(&self) -> bool {
+        self.queued >= PENDING_CAP || self.out.len() >= MAX_QUEUED_PARTS
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queued += bytes.len();
+        if let Some(Part::Data { bytes: b, pos }) = self.out.back_mut() {
+            if *pos > 0 && *pos >= b.len() / 2 {
+                b.drain(..*pos);
+                *pos = 0;
+            }
+            b.extend_from_slice(bytes);
+        } else {
+            self.out.push_back(Part::Data {
+                bytes: bytes.to_vec(),
+                pos: 0,
+            });
+        }
+    }
+
+    /// Queues a response; `head_only` for HEAD requests (headers as for GET, no body).
+    fn queue(&mut self, cx: &Context, resp: Response, head_only: bool, persist: Persist) {
+        let persist = if resp.close { Persist::Close } else { persist };
+        let mut h = format!(
+            "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: {SERVER}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            resp.status,
+            reason_phrase(resp.status),
+            http_date(cx.wall),
+            resp.content_type,
+            resp.body.len()
+        );
+        for (name, value) in &resp.headers {
+            h.push_str(name);
+            h.push_str(": ");
+            h.push_str(value);
+            h.push_str("\r\n");
+        }
+        match persist {
+            Persist::KeepAlive => {}
+            Persist::KeepAlive10 => h.push_str("Connection: keep-alive\r\n"),
+            Persist::Close => h.push_str("Connection: close\r\n"),
+        }
+        h.push_str("\r\n");
+        self.push_bytes(h.as_bytes());
+        if head_only {
+            return;
+        }
+        match resp.body {
+            Body::Bytes(b) => self.push_bytes(&b),
+            Body::Pattern { first, len } if len > 0 => self.out.push_back(Part::Pattern {
+                next: first,
+                end: first + len,
+            }),
+            Body::Pattern { .. } | Body::FromInput(_) => {}
+        }
+    }
+
+    /// Answers with an error that loses track of the request stream, and stops reading.
+    fn fail(&mut self, cx: &Context, resp: Response) {
+        self.queue(cx, resp.closing(), false, Persist::Close);
+        self.reading = Reading::Closed;
+    }
+
+    /// After a request and its body: the next request, or the end.
+    fn request_done(&mut self) {
+        self.reading = match self.persist {
+            Persist::Close => Reading::Closed,
+            _ => Reading::Head,
+        };
+    }
+
+    fn on_head(&mut self, cx: &Context, raw: &[u8]) {
+        let req = match parse_request_head(raw) {
+            Ok(Some(req)) if req.len == raw.len() => req,
+            Ok(_) => return self.fail(cx, Response::text(400, "malformed request head")),
+            Err(HeadError::TooManyHeaders) => {
+                let detail = format!("more than {MAX_HEADERS} header lines");
+                return self.fail(cx, Response::text(431, &detail));
+            }
+            Err(e) => return self.fail(cx, Response::text(400, &e.to_string())),
+        };
+        let framing = match request_framing(&req.headers) {
+            Ok(f) => f,
+            Err(e @ FramingError::UnsupportedCoding) => {
+                return self.fail(cx, Response::text(501, &e.to_string()))
+            }
+            Err(e) => return self.fail(cx, Response::text(400, &e.to_string())),
+        };
+        if let Framing::Length(n) = framing {
+            if n > MAX_BODY {
+                let detail = format!("request bodies are limited to {MAX_BODY} bytes");
+                return self.fail(cx, Response::text(413, &detail));
+            }
+        }
+        self.persist = Persist::of(&req);
+        let head_only = req.method == "HEAD";
+        let route = Route::resolve(target_path(&req.target));
+        if route == Some(Route::Echo) && req.method == "POST" {
+            return self.start_echo(cx, &req, framing);
+        }
+        let resp = self.route(cx, &req, route);
+        let close = resp.close || self.persist == Persist::Close;
+        self.queue(cx, resp, head_only, self.persist);
+        // A body nobody wants is still read (and dropped) to find the next request; unless the
+        // connection closes anyway.
+        self.reading = match framing {
+            _ if close => Reading::Closed,
+            Framing::None => Reading::Head,
+            Framing::Length(n) => Reading::Body {
+                remaining: n,
+                echo: false,
+            },
+            Framing::Chunked => Reading::Chunked {
+                decoder: ChunkedDecoder::new(),
+                collect: None,
+            },
+        };
+        if matches!(self.reading, Reading::Body { remaining: 0, .. }) {
+            self.request_done();
+        }
+    }
+
+    /// The response to a request for `route` (echo excepted).
+    fn route(&self, cx: &Context, req: &RequestHead, route: Option<Route>) -> Response {
+        let Some(route) = route else {
+            return Response::text(404, "no such resource");
+        };
+        if !route.allows(&req.method) {
+            let detail = format!("allowed: {}", route.allow());
+            return Response::text(405, &detail).header("Allow", route.allow().to_string());
+        }
+        match route {
+            Route::StatusPage => Response::new(
+                200,
+                "text/html; charset=utf-8",
+                Body::Bytes(status_html(cx.status, &http_date(cx.wall)).into_bytes()),
+            ),
+            Route::NetstatJson => {
+                Response::new(200, "application/json", Body::Bytes(status_json(cx.status)))
+            }
+            Route::Bytes(n) if n > BYTES_MAX => {
+                let detail = format!("/bytes/N serves at most {BYTES_MAX} bytes");
+                Response::text(400, &detail).closing()
+            }
+            Route::Bytes(n) => {
+                let octets = "application/octet-stream";
+                let ranges = ("Accept-Ranges", "bytes".to_string());
+                match resolve_range(header(&req.headers, "range"), n) {
+                    RangeAnswer::Full => {
+                        Response::new(200, octets, Body::Pattern { first: 0, len: n })
+                    }
+                    RangeAnswer::Partial { first, last } => Response::new(
+                        206,
+                        octets,
+                        Body::Pattern {
+                            first,
+                            len: last - first + 1,
+                        },
+                    )
+                    .header("Content-Range", format!("bytes {first}-{last}/{n}")),
+                    RangeAnswer::Unsatisfiable => {
+                        Response::text(416, &format!("the body has {n} bytes"))
+                            .header("Content-Range", format!("bytes */{n}"))
+                    }
+                }
+                .header(ranges.0, ranges.1)
+            }
+            Route::Echo => unreachable!("POST /echo is answered by start_echo"),
+        }
+    }
+
+    fn start_echo(&mut self, cx: &Context, req: &RequestHead, framing: Framing) {
+        let octets = "application/octet-stream";
+        if framing != Framing::None
+            && req.minor_version == 1
+            && has_token(&req.headers, "expect", "100-continue")
+        {
+            self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        match framing {
+            Framing::None => {
+                self.queue(
+                    cx,
+                    Response::new(200, octets, Body::Bytes(Vec::new())),
+                    false,
+                    self.persist,
+                );
+                self.request_done();
+            }
+            Framing::Length(n) => {
+                self.queue(
+                    cx,
+                    Response::new(200, octets, Body::FromInput(n)),
+                    false,
+                    self.persist,
+                );
+                self.reading = Reading::Body {
+                    remaining: n,
+                    echo: true,
+                };
+                if n == 0 {
+                    self.request_done();
+                }
+            }
+            Framing::Chunked => {
+                self.reading = Reading::Chunked {
+                    decoder: ChunkedDecoder::new(),
+                    collect: Some(Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// Reads from the front of `input` in the current state; returns bytes consumed (0 = blocked).
+    fn read_some(&mut self, cx: &Context, input: &[u8]) -> usize {
+        match &mut self.reading {
+            Reading::Closed => input.len(),
+            Reading::Head => {
+                if self.output_full() {
+                    return 0;
+                }
+                if self.head.is_empty() {
+                    // Blank lines before a request line are ignored (RFC 9112 section 2.2).
+                    let blank = input
+                        .iter()
+                        .take_while(|&&b| b == b'\r' || b == b'\n')
+                        .count();
+                    if blank > 0 {
+                        return blank;
+                    }
+                }
+                let before = self.head.len();
+                let take = input.len().min(MAX_HEAD - before);
+                self.head.extend_from_slice(&input[..take]);
+                match head_end(&self.head, before) {
+                    Some(end) => {
+                        let raw = std::mem::take(&mut self.head);
+                        self.on_head(cx, &raw[..end]);
+                        self.head = raw;
+                        self.head.clear();
+                        end - before
+                    }
+                    None if self.head.len() >= MAX_HEAD => {
+                        let detail = format!("request heads are limited to {MAX_HEAD} bytes");
+                        self.fail(cx, Response::text(431, &detail));
+                        take
+                    }
+                    None => take,
+                }
+            }
+            Reading::Body { remaining, echo } => {
+                let mut n = (*remaining).min(input.len() as u64) as usize;
+                if *echo {
+                    n = n.min(PENDING_CAP.saturating_sub(self.queued));
+                }
+                *remaining -= n as u64;
+                let (done, echo) = (*remaining == 0, *echo);
+                if echo {
+                    self.push_bytes(&input[..n]);
+                }
+                if done {
+                    self.request_done();
+                }
+                n
+            }
+            Reading::Chunked { decoder, collect } => match decoder.step(input) {
+                Err(e) => {
+                    self.fail(cx, Response::text(400, &e.to_string()));
+                    0
+                }
+                Ok(ChunkedStep::Framing(n)) => n,
+                Ok(ChunkedStep::Data(n)) => {
+                    if let Some(body) = collect {
+                        if body.len() + n > MAX_BODY as usize {
+                            let detail = format!("request bodies are limited to {MAX_BODY} bytes");
+                            self.fail(cx, Response::text(413, &detail));
+                            return n;
+                        }
+                        body.extend_from_slice(&input[..n]);
+                    }
+                    n
+                }
+                Ok(ChunkedStep::Done(n)) => {
+                    if let Some(body) = collect.take() {
+                        let resp =
+                            Response::new(200, "application/octet-stream", Body::Bytes(body));
+                        self.queue(cx, resp, false, self.persist);
+                    }
+                    self.request_done();
+                    n
+                }
+            },
+        }
+    }
+
+    fn close_now(&mut self) {
+        self.reading = Reading::Closed;
+        self.out.clear();
+        self.queued = 0;
     }
 }
+
+/// The end of a request head (just past its blank line), looking at line ends from `from` on.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|i| {
+        let blank = buf[i] == b'\n'
+            && ((i >= 1 && buf[i - 1] == b'\n')
+                || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
+        blank.then_some(i + 1)
+    })
+}
+
 impl StreamSession for HttpSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
+    fn handle_input(&mut self, cx: &Context, input: &[u8]) -> usize {
+        if !input.is_empty() && !matches!(self.reading, Reading::Closed) {
+            self.deadline = cx.now + cx.settings.idle_timeout;
+        }
+        let mut used = 0;
+        while used < input.len() {
+            let n = self.read_some(cx, &input[used..]);
+            if n == 0 && !matches!(self.reading, Reading::Closed) {
+                break;
+            }
+            used += n;
+        }
+        self.input_blocked = used < input.len();
+        used
     }
-    fn handle_eof(&mut self, _cx: &Context) {}
-    fn poll_output(&mut self, _cx: &Context, _out: &mut [u8]) -> usize {
-        0
+
+    fn handle_eof(&mut self, _cx: &Context) {
+        self.eof = true;
     }
+
+    fn poll_output(&mut self, cx: &Context, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(part) = self.out.front_mut() else {
+                break;
+            };
+            let finished = match part {
+                Part::Data { bytes, pos } => {
+                    let k = (bytes.len() - *pos).min(out.len() - n);
+                    out[n..n + k].copy_from_slice(&bytes[*pos..*pos + k]);
+                    *pos += k;
+                    n += k;
+                    self.queued -= k;
+                    *pos == bytes.len()
+                }
+                Part::Pattern { next, end } => {
+                    let k = (*end - *next).min((out.len() - n) as u64) as usize;
+                    fill_bytes_pattern(*next, &mut out[n..n + k]);
+                    *next += k as u64;
+                    n += k;
+                    *next == *end
+                }
+            };
+            if finished {
+                self.out.pop_front();
+            }
+        }
+        if n > 0 {
+            self.deadline = cx.now + cx.settings.idle_timeout;
+        }
+        n
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
-        None
+        (!self.is_finished()).then_some(self.deadline)
     }
-    fn handle_timeout(&mut self, _cx: &Context) {}
+
+    fn handle_timeout(&mut self, cx: &Context) {
+        if cx.now >= self.deadline {
+            self.close_now();
+        }
+    }
+
     fn is_finished(&self) -> bool {
-        true
+        self.out.is_empty()
+            && (matches!(self.reading, Reading::Closed) || (self.eof && !self.input_blocked))
     }
 }
-fn _unused(_: SocketAddr) -> Option<&'static dyn DatagramService> {
-    None
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::testing::{cx, drain, settings};
+    use crate::status::{ConnRow, Endpoint, Proto, StackKind, Status};
+
+    /// One parsed response: status, headers, body (`Content-Length` bytes; none for 1xx).
+    #[derive(Debug)]
+    struct Resp {
+        status: u16,
+        headers: Vec<Header>,
+        body: Vec<u8>,
+    }
+
+    impl Resp {
+        fn header(&self, name: &str) -> Option<&str> {
+            header(&self.headers, name).map(|v| std::str::from_utf8(v).unwrap())
+        }
+    }
+
+    /// Splits a byte stream into responses; `head_only[i]` marks answers to HEAD.
+    fn split(mut bytes: &[u8], head_only: &[bool]) -> Vec<Resp> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let head = parse_response_head(bytes)
+                .unwrap()
+                .unwrap_or_else(|| panic!("incomplete head: {:?}", String::from_utf8_lossy(bytes)));
+            let len: usize = match head.status {
+                100..=199 => 0,
+                _ if head_only.get(out.len()).copied().unwrap_or(false) => 0,
+                _ => std::str::from_utf8(header(&head.headers, "content-length").unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            };
+            let body = bytes[head.len..head.len + len].to_vec();
+            bytes = &bytes[head.len + len..];
+            out.push(Resp {
+                status: head.status,
+                headers: head.headers,
+                body,
+            });
+        }
+        out
+    }
+
+    /// Feeds all of `input` (it must be consumed) and collects all output.
+    fn exchange(s: &mut HttpSession, c: &Context, input: &[u8]) -> Vec<u8> {
+        assert_eq!(s.handle_input(c, input), input.len(), "all input consumed");
+        drain(s, c, 1500, usize::MAX)
+    }
+
+    fn one(input: &str) -> (Resp, HttpSession) {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let out = exchange(&mut s, &c, input.as_bytes());
+        let head_only = input.starts_with("HEAD");
+        let mut rs = split(&out, &[head_only]);
+        assert_eq!(rs.len(), 1, "exactly one response");
+        (rs.remove(0), s)
+    }
+
+    fn get(path: &str, extra: &str) -> Resp {
+        one(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n")).0
+    }
+
+    fn sample_status() -> Status {
+        let mut st = Status::default();
+        st.endpoints.push(Endpoint {
+            stack: StackKind::Stack,
+            proto: Proto::Tcp,
+            addr: "192.168.69.1:80".parse().unwrap(),
+            service: "http",
+        });
+        st.conns.insert(
+            12,
+            ConnRow {
+                id: 12,
+                stack: StackKind::Stack,
+                proto: Proto::Tcp,
+                local: "192.168.69.1:80".parse().unwrap(),
+                remote: Some("192.168.69.100:40000".parse().unwrap()),
+                state: "ESTABLISHED",
+                service: "http",
+            },
+        );
+        st.conns.insert(
+            13,
+            ConnRow {
+                id: 13,
+                stack: StackKind::Host,
+                proto: Proto::Udp,
+                local: "127.0.0.1:7".parse().unwrap(),
+                remote: None,
+                state: "-",
+                service: "echo",
+            },
+        );
+        st.stack.packets_in = 4242;
+        st.host.bytes_out = 777;
+        st.stack.drop("malformed: <bad> & \"worse\"");
+        st
+    }
+
+    fn full_body(n: u64) -> Vec<u8> {
+        (0..n).map(bytes_pattern).collect()
+    }
+
+    #[test]
+    fn test_http_date_is_imf_fixdate() {
+        let wall = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_199);
+        assert_eq!(http_date(wall), "Thu, 29 Feb 2024 23:59:59 GMT");
+        assert_eq!(
+            http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(784_111_777)),
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "the RFC's own example"
+        );
+    }
+
+    #[test]
+    fn test_every_response_has_date_server_content_length() {
+        for r in [
+            get("/", ""),
+            get("/nope", ""),
+            get("/bytes/3", "Range: bytes=9-\r\n"),
+        ] {
+            assert_eq!(r.header("date"), Some("Mon, 01 Jan 2024 00:00:00 GMT"));
+            assert_eq!(r.header("server"), Some(SERVER));
+            assert_eq!(r.header("content-length"), Some(&*r.body.len().to_string()));
+        }
+        assert!(SERVER.starts_with("tapstack/"));
+    }
+
+    #[test]
+    fn test_status_page_lists_connections_endpoints_counters() {
+        let (st, se) = (sample_status(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let out = exchange(&mut s, &c, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = &split(&out, &[])[0];
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = String::from_utf8(r.body.clone()).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        for needle in [
+            "<td>c12</td><td>stack</td><td>tcp</td><td>192.168.69.1:80</td>\
+             <td>192.168.69.100:40000</td><td>ESTABLISHED</td><td>http</td>",
+            "<td>c13</td><td>host</td><td>udp</td><td>127.0.0.1:7</td><td>*:*</td><td>-</td><td>echo</td>",
+            "<td>stack</td><td>tcp</td><td>192.168.69.1:80</td><td>http</td>",
+            "4242",
+            "777",
+            "malformed: &lt;bad&gt; &amp; &quot;worse&quot;",
+        ] {
+            assert!(html.contains(needle), "missing {needle}");
+        }
+        assert!(!html.contains("<bad>"), "interpolated text is escaped");
+        assert!(!html.contains("src="), "no external assets");
+    }
+
+    #[test]
+    fn test_head_has_content_length_but_no_body() {
+        let (st, se) = (sample_status(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let get = exchange(&mut s, &c, b"GET / HTTP/1.1\r\n\r\n");
+        let head = exchange(&mut s, &c, b"HEAD / HTTP/1.1\r\n\r\n");
+        let g = &split(&get, &[])[0];
+        let h = parse_response_head(&head).unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.len, head.len(), "nothing after the head");
+        assert_eq!(
+            header(&h.headers, "content-length"),
+            Some(g.body.len().to_string().as_bytes())
+        );
+        let (r, _) = one("HEAD /bytes/1000 HTTP/1.1\r\nRange: bytes=0-9\r\n\r\n");
+        assert_eq!((r.status, r.header("content-length")), (206, Some("10")));
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn test_netstat_json_parses() {
+        let (st, se) = (sample_status(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let out = exchange(&mut s, &c, b"GET /netstat.json HTTP/1.1\r\n\r\n");
+        let r = &split(&out, &[])[0];
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["endpoints"][0]["addr"], "192.168.69.1:80");
+        assert_eq!(v["connections"][0]["id"], 12);
+        assert_eq!(v["connections"][0]["state"], "ESTABLISHED");
+        assert_eq!(v["connections"][1]["remote"], serde_json::Value::Null);
+        assert_eq!(v["counters"]["stack"]["packets_in"], 4242);
+        assert_eq!(v["counters"]["host"]["bytes_out"], 777);
+        assert_eq!(
+            v["counters"]["stack"]["drops"]["malformed: <bad> & \"worse\""],
+            1
+        );
+    }
+
+    #[test]
+    fn test_bytes_full_body_is_the_pattern() {
+        let r = get("/bytes/1000", "");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("accept-ranges"), Some("bytes"));
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(r.body, full_body(1000));
+        let r = get("/bytes/0", "");
+        assert_eq!((r.status, r.body.len()), (200, 0));
+    }
+
+    #[test]
+    fn test_bytes_range_forms() {
+        let cases = [
+            ("bytes=10-19", 206, Some("bytes 10-19/1000"), 10..20),
+            ("bytes=990-", 206, Some("bytes 990-999/1000"), 990..1000),
+            ("bytes=-5", 206, Some("bytes 995-999/1000"), 995..1000),
+            ("bytes=900-5000", 206, Some("bytes 900-999/1000"), 900..1000),
+            ("bytes=5-3", 200, None, 0..1000),
+            ("bytes=0-1,5-9", 200, None, 0..1000),
+        ];
+        for (range, status, content_range, body) in cases {
+            let r = get("/bytes/1000", &format!("Range: {range}\r\n"));
+            assert_eq!(r.status, status, "{range}");
+            assert_eq!(r.header("content-range"), content_range, "{range}");
+            assert_eq!(r.body, full_body(1000)[body].to_vec(), "{range}");
+        }
+    }
+
+    #[test]
+    fn test_bytes_unsatisfiable_is_416_and_keeps_alive() {
+        for (n, range) in [
+            (1000, "bytes=1000-"),
+            (1000, "bytes=-0"),
+            (0, "bytes=0-"),
+            (0, "bytes=-1"),
+        ] {
+            let (r, s) = one(&format!(
+                "GET /bytes/{n} HTTP/1.1\r\nRange: {range}\r\n\r\n"
+            ));
+            assert_eq!(r.status, 416, "{n} {range}");
+            assert_eq!(r.header("content-range"), Some(&*format!("bytes */{n}")));
+            assert!(!s.is_finished());
+        }
+    }
+
+    #[test]
+    fn test_ranged_downloads_reassemble_byte_exact() {
+        let n = 100_003u64;
+        let mut whole = Vec::new();
+        for range in ["bytes=0-33332", "bytes=33333-66665", "bytes=66666-"] {
+            let r = get(&format!("/bytes/{n}"), &format!("Range: {range}\r\n"));
+            assert_eq!(r.status, 206);
+            whole.extend_from_slice(&r.body);
+        }
+        assert_eq!(whole, get(&format!("/bytes/{n}"), "").body);
+        assert_eq!(whole, full_body(n));
+    }
+
+    #[test]
+    fn test_one_gib_is_streamed_not_buffered() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let req = b"GET /bytes/1073741824 HTTP/1.1\r\n\r\n";
+        assert_eq!(s.handle_input(&c, req), req.len());
+        assert!(s.pending() < 512, "only the head is held");
+        let mut buf = vec![0u8; 65536];
+        let n = s.poll_output(&c, &mut buf);
+        let head = parse_response_head(&buf[..n]).unwrap().unwrap();
+        assert_eq!(
+            header(&head.headers, "content-length"),
+            Some(&b"1073741824"[..])
+        );
+        assert_eq!(buf[head.len..n], full_body((n - head.len) as u64)[..]);
+        // Far into the body, the bytes are still the pattern at their offset.
+        let mut offset = (n - head.len) as u64;
+        for _ in 0..100 {
+            offset += s.poll_output(&c, &mut buf) as u64;
+        }
+        let k = s.poll_output(&c, &mut buf[..1000]);
+        for (i, b) in buf[..k].iter().enumerate() {
+            assert_eq!(*b, bytes_pattern(offset + i as u64));
+        }
+        assert!(!s.is_finished());
+    }
+
+    #[test]
+    fn test_bytes_over_one_gib_is_400_and_closes() {
+        for n in ["1073741825", "99999999999999999999999999"] {
+            let (r, s) = one(&format!("GET /bytes/{n} HTTP/1.1\r\n\r\n"));
+            assert_eq!(r.status, 400);
+            assert_eq!(r.header("connection"), Some("close"));
+            assert!(s.is_finished());
+        }
+    }
+
+    #[test]
+    fn test_post_echo_content_length() {
+        let (r, s) = one("POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello world");
+        assert!(!s.is_finished());
+        let (r, _) = one("POST /echo HTTP/1.1\r\n\r\n");
+        assert_eq!((r.status, r.body.len()), (200, 0));
+    }
+
+    #[test]
+    fn test_post_echo_chunked() {
+        let (r, _) = one("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("11"));
+        assert_eq!(r.body, b"hello world");
+    }
+
+    #[test]
+    fn test_post_echo_answers_expect_100_continue() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let out = exchange(
+            &mut s,
+            &c,
+            b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        );
+        assert!(out.starts_with(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"));
+        let out = [out, exchange(&mut s, &c, b"ok")].concat();
+        let rs = split(&out, &[]);
+        assert_eq!((rs[0].status, rs[1].status), (100, 200));
+        assert_eq!(rs[1].body, b"ok");
+    }
+
+    #[test]
+    fn test_echo_body_streams_under_backpressure() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let body = vec![b'z'; MAX_BODY as usize];
+        let req = [
+            format!(
+                "POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes(),
+            body.clone(),
+        ]
+        .concat();
+        let mut used = s.handle_input(&c, &req);
+        assert!(used < req.len(), "stops at the output cap");
+        assert!(s.pending() <= PENDING_CAP);
+        let mut out = Vec::new();
+        while used < req.len() {
+            out.extend(drain(&mut s, &c, 1500, usize::MAX));
+            used += s.handle_input(&c, &req[used..]);
+            assert!(s.pending() <= PENDING_CAP);
+        }
+        out.extend(drain(&mut s, &c, 1500, usize::MAX));
+        assert_eq!(split(&out, &[])[0].body, body);
+    }
+
+    #[test]
+    fn test_body_over_one_mib_is_413_and_closes() {
+        let (r, s) = one("POST /echo HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n");
+        assert_eq!(r.status, 413);
+        assert!(s.is_finished());
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let mut req = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..17 {
+            req.extend_from_slice(format!("{:x}\r\n", 65536).as_bytes());
+            req.extend_from_slice(&[b'a'; 65536]);
+            req.extend_from_slice(b"\r\n");
+        }
+        let out = exchange(&mut s, &c, &req);
+        assert_eq!(split(&out, &[])[0].status, 413);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_pipelined_requests_answered_in_order() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let out = exchange(
+            &mut s,
+            &c,
+            b"GET /bytes/3 HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /nope HTTP/1.1\r\n\r\n",
+        );
+        let rs = split(&out, &[]);
+        assert_eq!(
+            rs.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 200, 404]
+        );
+        assert_eq!(rs[0].body, [0, 1, 2]);
+        assert_eq!(rs[1].body, b"hi");
+        assert!(!s.is_finished());
+    }
+
+    #[test]
+    fn test_keep_alive_then_connection_close() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let r = &split(&exchange(&mut s, &c, b"GET /bytes/1 HTTP/1.1\r\n\r\n"), &[])[0];
+        assert_eq!(r.header("connection"), None);
+        assert!(!s.is_finished(), "HTTP/1.1 keeps the connection");
+        let out = exchange(
+            &mut s,
+            &c,
+            b"GET /bytes/2 HTTP/1.1\r\nConnection: close\r\n\r\nGET /bytes/3 HTTP/1.1\r\n\r\n",
+        );
+        let rs = split(&out, &[]);
+        assert_eq!(rs.len(), 1, "nothing is answered after Connection: close");
+        assert_eq!(rs[0].header("connection"), Some("close"));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_http10_closes_unless_keep_alive() {
+        let (r, s) = one("GET /bytes/1 HTTP/1.0\r\n\r\n");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(s.is_finished());
+        let (r, s) = one("GET /bytes/1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+        assert!(!s.is_finished());
+    }
+
+    #[test]
+    fn test_malformed_is_400_and_closes() {
+        for req in [
+            "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            "GET / HTTP/9.9\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            let (r, s) = one(req);
+            assert_eq!(r.status, 400, "{req:?}");
+            assert_eq!(r.header("connection"), Some("close"));
+            assert!(s.is_finished(), "{req:?}");
+        }
+        let (r, s) = one("POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(r.status, 501);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_unknown_path_is_404_and_keeps_alive() {
+        for path in ["/nope", "/bytes/", "/bytes/12x", "/echo/x"] {
+            let (r, s) = one(&format!("GET {path} HTTP/1.1\r\n\r\n"));
+            assert_eq!(r.status, 404, "{path}");
+            assert!(!s.is_finished());
+        }
+    }
+
+    #[test]
+    fn test_wrong_method_is_405_with_allow() {
+        let (r, s) = one("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+        assert!(
+            !s.is_finished(),
+            "the body was skipped; the connection goes on"
+        );
+        let r = get("/echo", "");
+        assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+        let (r, _) = one("DELETE /bytes/5 HTTP/1.1\r\n\r\n");
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    }
+
+    #[test]
+    fn test_headers_over_8k_is_431_and_closes() {
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let (r, s) = one(&big);
+        assert_eq!(r.status, 431);
+        assert!(s.is_finished());
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..=MAX_HEADERS {
+            many.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        many.push_str("\r\n");
+        assert_eq!(one(&many).0.status, 431);
+    }
+
+    #[test]
+    fn test_idle_timeout_fires_after_30s_and_not_before() {
+        let (st, se) = (Status::default(), settings());
+        let c0 = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c0);
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(30)));
+        // Input at 10 s resets the clock.
+        let c10 = cx(10_000, &st, &se);
+        exchange(&mut s, &c10, b"GET /bytes/1 HTTP/1.1\r\n\r\n");
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(40)));
+        s.handle_timeout(&cx(39_999, &st, &se));
+        assert!(!s.is_finished(), "a spurious early wake-up changes nothing");
+        s.handle_timeout(&cx(40_000, &st, &se));
+        assert!(s.is_finished());
+        assert_eq!(s.poll_timeout(), None);
+        assert!(
+            drain(&mut s, &c0, 100, usize::MAX).is_empty(),
+            "closed silently"
+        );
+    }
+
+    #[test]
+    fn test_idle_timeout_drops_output_a_stalled_reader_never_took() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        s.handle_input(&c, b"GET /bytes/1000000 HTTP/1.1\r\n\r\n");
+        let mut buf = [0u8; 100];
+        s.poll_output(&cx(20_000, &st, &se), &mut buf);
+        assert_eq!(
+            s.poll_timeout(),
+            Some(Instant::from_secs(50)),
+            "output progress counts"
+        );
+        s.handle_timeout(&cx(50_000, &st, &se));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_byte_by_byte_input_still_parses() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let req = b"\r\nGET /bytes/5 HTTP/1.1\r\nHost: t\r\n\r\n\
+                    POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+                    POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz";
+        let mut out = Vec::new();
+        for b in req.iter() {
+            assert_eq!(s.handle_input(&c, std::slice::from_ref(b)), 1);
+            out.extend(drain(&mut s, &c, 7, usize::MAX));
+        }
+        let rs = split(&out, &[]);
+        assert_eq!(rs.len(), 3);
+        assert_eq!(rs[0].body, full_body(5));
+        assert_eq!(rs[1].body, b"abc");
+        assert_eq!(rs[2].body, b"xyz");
+    }
+
+    #[test]
+    fn test_backpressure_stops_parsing_while_output_waits() {
+        let (st, se) = (sample_status(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let req = b"GET / HTTP/1.1\r\n\r\n".repeat(1000);
+        let used = s.handle_input(&c, &req);
+        assert!(used < req.len(), "stops consuming");
+        assert!(
+            s.pending() < PENDING_CAP + 16 * 1024,
+            "one response past the cap at most"
+        );
+        assert_eq!(s.handle_input(&c, &req[used..]), 0);
+        // Draining lets it go on, to the last request.
+        let mut done = used;
+        let mut responses = 0;
+        loop {
+            let out = drain(&mut s, &c, 1500, usize::MAX);
+            responses += split(&out, &[]).len();
+            if done == req.len() {
+                break;
+            }
+            done += s.handle_input(&c, &req[done..]);
+        }
+        assert_eq!(responses, 1000);
+    }
+
+    #[test]
+    fn test_pipelined_generated_bodies_are_bounded_in_count() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let req = b"GET /bytes/1073741824 HTTP/1.1\r\n\r\n".repeat(1000);
+        let used = s.handle_input(&c, &req);
+        assert!(used < req.len());
+        assert!(s.out.len() <= MAX_QUEUED_PARTS);
+    }
+
+    #[test]
+    fn test_eof_flushes_pending_responses_then_finishes() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let req = b"GET /bytes/100000 HTTP/1.1\r\n\r\n".repeat(3);
+        let used = s.handle_input(&c, &req);
+        s.handle_eof(&c);
+        assert!(!s.is_finished());
+        let mut out = drain(&mut s, &c, 1500, usize::MAX);
+        if used < req.len() {
+            assert!(!s.is_finished(), "input still waits in the transport");
+            out.extend(exchange(&mut s, &c, &req[used..]));
+        }
+        assert_eq!(split(&out, &[]).len(), 3);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn test_absolute_form_and_query_are_routed_by_path() {
+        assert_eq!(get("http://example/bytes/2?x=1", "").body, [0, 1]);
+        assert_eq!(get("/bytes/2?x=1", "").body, [0, 1]);
+    }
 }
