@@ -20,7 +20,8 @@ use crate::trace::{EventsTarget, TraceConfig};
     name = "tapstack",
     version,
     about = "One mio loop driving a smoltcp userspace TCP/IP stack and host sockets, every packet shown",
-    after_help = "With no command, runs the demo: no root and no TAP device needed."
+    after_help = "With no command, runs the demo: no root and no TAP device needed.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// Hide packet lines (narration and errors stay).
@@ -31,12 +32,21 @@ pub struct Cli {
     pub verbose: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// With no command: the demo's options.
+    #[command(flatten)]
+    pub demo: DemoArgs,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve on a TAP device (userspace stack) and on host sockets.
     Serve(Box<ServeArgs>),
+    /// The demo (the default): a server stack and a client stack on an in-memory wire, a guided tour.
+    Demo(Box<DemoArgs>),
+    /// Open a TCP (or UDP) connection from the userspace stack; stdin or --send out, replies to stdout.
+    Connect(Box<ConnectArgs>),
+    /// HTTP GET through the userspace stack: headers to stderr, body to stdout.
+    Get(Box<GetArgs>),
     /// Explain an IP address, a port, or ADDR:PORT.
     Explain {
         /// `192.168.1.2`, `192.168.1.2:8080`, `8080`, `[fe80::1]:22`
@@ -124,6 +134,63 @@ pub struct ServeArgs {
     pub stack: StackArgs,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Exit after the tour instead of serving on.
+    #[arg(long)]
+    pub exit: bool,
+    /// Instead of the tour: connect to HOST:PORT on the wire (e.g. 192.168.69.1:7).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "get")]
+    pub connect: Option<String>,
+    /// With --connect: UDP instead of TCP.
+    #[arg(long, requires = "connect")]
+    pub udp: bool,
+    /// With --connect: send this text instead of standard input.
+    #[arg(long, requires = "connect")]
+    pub send: Option<String>,
+    /// Instead of the tour: GET this URL on the wire (e.g. http://192.168.69.1/netstat.json).
+    #[arg(long, value_name = "URL")]
+    pub get: Option<String>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Where to connect: `ADDRESS:PORT` or `[IPv6]:PORT`.
+    pub target: String,
+    /// UDP: send one datagram, print the reply.
+    #[arg(long)]
+    pub udp: bool,
+    /// Send this text (then close) instead of standard input.
+    #[arg(long)]
+    pub send: Option<String>,
+    /// TAP device to attach to.
+    #[arg(long, default_value = "tap0")]
+    pub tap: String,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// `http://ADDRESS[:PORT]/PATH` (an IP address: the userspace stack has no DNS).
+    pub url: String,
+    /// TAP device to attach to.
+    #[arg(long, default_value = "tap0")]
+    pub tap: String,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// Parses `192.168.69.1:7` or `[fdaa::1]:7`.
+pub fn parse_target(s: &str) -> Result<std::net::SocketAddr, ConfigError> {
+    match s.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(ConfigError::BadTarget(s.to_string())),
+    }
+}
+
 /// One served endpoint, before binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -186,6 +253,7 @@ pub enum ConfigError {
     MessageTooLong(usize),
     NoServices,
     TwoGateways(&'static str),
+    BadTarget(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -222,6 +290,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::NoServices => write!(f, "--serve lists no services"),
             ConfigError::TwoGateways(v) => write!(f, "two {v} gateways given; give at most one per IP version"),
+            ConfigError::BadTarget(t) => write!(
+                f,
+                "bad target '{t}': expected ADDRESS:PORT, e.g. 192.168.69.100:7 or [fdaa::100]:7 (an IP address: no DNS)"
+            ),
         }
     }
 }
@@ -499,16 +571,52 @@ impl StackArgs {
     }
 }
 
+fn check_tap(tap: &str) -> Result<(), ConfigError> {
+    if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ', '\0']) {
+        return Err(ConfigError::BadNumber {
+            option: "tap",
+            value: tap.to_string(),
+            why: "an interface name is 1 to 15 characters, no '/' or spaces",
+        });
+    }
+    Ok(())
+}
+
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        if self.tap.is_empty() || self.tap.len() > 15 || self.tap.contains(['/', ' ', '\0']) {
-            return Err(ConfigError::BadNumber {
-                option: "tap",
-                value: self.tap.clone(),
-                why: "an interface name is 1 to 15 characters, no '/' or spaces",
-            });
-        }
+        check_tap(&self.tap)?;
         self.stack.validate(&self.tap)
+    }
+}
+
+/// A client mode over the TAP: the stack serves nothing and opens no host sockets.
+fn client_config(tap: &str, stack: &StackArgs) -> Result<ServeConfig, ConfigError> {
+    check_tap(tap)?;
+    let mut cfg = stack.validate(tap)?;
+    cfg.services.clear();
+    cfg.host = None;
+    Ok(cfg)
+}
+
+impl ConnectArgs {
+    pub fn validate(&self) -> Result<(ServeConfig, std::net::SocketAddr), ConfigError> {
+        let target = parse_target(&self.target)?;
+        Ok((client_config(&self.tap, &self.stack)?, target))
+    }
+}
+
+impl GetArgs {
+    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+        client_config(&self.tap, &self.stack)
+    }
+}
+
+impl DemoArgs {
+    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+        if let Some(t) = &self.connect {
+            parse_target(t)?;
+        }
+        self.stack.validate("wire")
     }
 }
 
@@ -522,7 +630,7 @@ mod tests {
         let cli = Cli::try_parse_from(v).map_err(|e| e.to_string())?;
         match cli.command {
             Some(Command::Serve(a)) => a.validate().map_err(|e| e.to_string()),
-            _ => unreachable!(),
+            _ => panic!("not a serve command"),
         }
     }
 
@@ -665,6 +773,31 @@ mod tests {
             .unwrap_err()
             .contains("at most 512"));
         assert_eq!(serve(&["--message", "hi"]).unwrap().settings.message, "hi");
+    }
+
+    #[test]
+    fn test_no_command_is_the_demo_with_its_options() {
+        let cli = Cli::try_parse_from(["tapstack", "--seed", "3", "--exit", "--drop-chance", "0.2"]).unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.demo.exit);
+        let c = cli.demo.validate().unwrap();
+        assert_eq!(c.seed, Some(3));
+        assert_eq!(c.faults.drop, 0.2);
+    }
+
+    #[test]
+    fn test_connect_and_get_parse_targets() {
+        let cli = Cli::try_parse_from(["tapstack", "connect", "192.168.69.100:7", "--send", "hi"]).unwrap();
+        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
+        let (cfg, target) = a.validate().unwrap();
+        assert_eq!(target, "192.168.69.100:7".parse().unwrap());
+        assert!(cfg.services.is_empty() && cfg.host.is_none());
+        let cli = Cli::try_parse_from(["tapstack", "connect", "example.com:80"]).unwrap();
+        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
+        assert!(a.validate().unwrap_err().to_string().starts_with("bad target 'example.com:80'"));
+        let cli = Cli::try_parse_from(["tapstack", "connect", "[fdaa::100]:0"]).unwrap();
+        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
+        assert!(a.validate().is_err());
     }
 
     #[test]

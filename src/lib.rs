@@ -15,7 +15,9 @@
 //! - [`reactor`]: the one loop on top: tokens, deadlines, ingress budget, shutdown.
 //! - [`config`] and [`clock`]: validated settings, and time that tests can replace.
 
+pub mod client;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod device;
 pub mod host;

@@ -4,7 +4,10 @@
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
-use tapstack::config::{Cli, Command};
+use tapstack::client::Input;
+use tapstack::commands::{self, DemoMode};
+use tapstack::config::{Cli, Command, DemoArgs, ServeConfig};
+use tapstack::reactor::RunError;
 
 fn init_logging(quiet: bool) {
     let mut b = env_logger::Builder::new();
@@ -27,26 +30,44 @@ fn init_logging(quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.quiet);
-    let result = match cli.command {
+    let result = match &cli.command {
         Some(Command::Serve(args)) => match args.validate() {
             Err(e) => return usage(&e.to_string()),
             Ok(mut cfg) => {
-                cfg.trace.quiet = cli.quiet;
-                cfg.trace.absolute_seq = cli.verbose;
-                tapstack::reactor::serve(&cfg).map(|_| ())
+                tune(&mut cfg, &cli);
+                commands::serve(&cfg).map(|_| ())
             }
         },
-        Some(Command::Explain { what }) => match tapstack::trace::explain(&what) {
+        Some(Command::Connect(args)) => match args.validate() {
+            Err(e) => return usage(&e.to_string()),
+            Ok((mut cfg, target)) => {
+                tune(&mut cfg, &cli);
+                let input = match &args.send {
+                    Some(t) => Input::Fixed(t.clone().into_bytes()),
+                    None => Input::Stdin,
+                };
+                commands::connect(&cfg, target, args.udp, input).map(|_| ())
+            }
+        },
+        Some(Command::Get(args)) => match args.validate() {
+            Err(e) => return usage(&e.to_string()),
+            Ok(mut cfg) => {
+                tune(&mut cfg, &cli);
+                if let Err(e) = tapstack::client::parse_url(&args.url) {
+                    return usage(&e.to_string());
+                }
+                commands::get(&cfg, &args.url).map(|_| ())
+            }
+        },
+        Some(Command::Demo(args)) => run_demo(args, &cli),
+        Some(Command::Explain { what }) => match tapstack::trace::explain(what) {
             Ok(text) => {
                 print!("{text}");
                 Ok(())
             }
             Err(e) => return usage(&e.to_string()),
         },
-        None => {
-            eprintln!("the demo is not built yet; try `tapstack serve --tap tap0`");
-            return ExitCode::from(2);
-        }
+        None => run_demo(&cli.demo, &cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,6 +76,41 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Applies the global flags.
+fn tune(cfg: &mut ServeConfig, cli: &Cli) {
+    cfg.trace.quiet = cli.quiet;
+    cfg.trace.absolute_seq = cli.verbose;
+}
+
+fn run_demo(args: &DemoArgs, cli: &Cli) -> Result<(), RunError> {
+    let mut cfg = match args.validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    tune(&mut cfg, cli);
+    let mode = if let Some(t) = &args.connect {
+        let input = match &args.send {
+            Some(t) => Input::Fixed(t.clone().into_bytes()),
+            None => Input::Stdin,
+        };
+        // validate() checked the target.
+        let target = tapstack::config::parse_target(t).map_err(|e| RunError::App(e.to_string()))?;
+        DemoMode::Connect { target, udp: args.udp, input }
+    } else if let Some(u) = &args.get {
+        if let Err(e) = tapstack::client::parse_url(u) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+        DemoMode::Get(u.clone())
+    } else {
+        DemoMode::Tour
+    };
+    commands::demo(&cfg, mode, args.exit).map(|_| ())
 }
 
 fn usage(msg: &str) -> ExitCode {

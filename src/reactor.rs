@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
-use crate::device::tap::{TapDevice, TapError};
+use crate::device::tap::TapError;
 use crate::device::{FaultInjector, FrameIo, Port};
 use crate::host::{BindError, Host};
 use crate::service::{Context, Settings};
@@ -39,6 +39,19 @@ pub const INGRESS_BUDGET: usize = 64;
 /// How long a clean shutdown waits for connections to finish their FIN exchange.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
+/// Something that runs on the loop beside the services: the demo's tour, `connect`, `get`.
+pub trait App {
+    /// Does what it can now on `stack` (the stack it was given: the TAP stack for `connect`, the
+    /// client stack on the wire in the demo). Returns whether it made progress.
+    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool;
+    /// When it wants to be polled again at the latest.
+    fn poll_at(&self) -> Option<Instant>;
+    /// `Some` once finished: `Err` with a one-line reason when it failed.
+    fn outcome(&self) -> Option<Result<(), String>>;
+    /// Called once after it finished (the demo prints its summary here).
+    fn finish(&mut self, _stack: &mut Stack) {}
+}
+
 /// Why a run ended badly (exit status 1).
 #[derive(Debug)]
 pub enum RunError {
@@ -47,6 +60,8 @@ pub enum RunError {
     /// The link died under us (TAP device deleted).
     LinkGone(io::Error),
     Io(&'static str, io::Error),
+    /// A client mode failed (connection refused, timed out, HTTP error status).
+    App(String),
 }
 
 impl fmt::Display for RunError {
@@ -56,6 +71,7 @@ impl fmt::Display for RunError {
             RunError::Bind(e) => e.fmt(f),
             RunError::LinkGone(e) => write!(f, "{e}"),
             RunError::Io(what, e) => write!(f, "{what}: {e}"),
+            RunError::App(msg) => f.write_str(msg),
         }
     }
 }
@@ -96,6 +112,16 @@ pub struct Reactor {
     shutdown_at: Option<Instant>,
     /// Loop turns that slept and were woken (for the idle wake-up figure).
     pub wakeups: u64,
+    /// The other end of the virtual wire, in the demo: a client stack on the same loop.
+    pub peer: Option<Stack>,
+    app: Option<Box<dyn App>>,
+    /// End the run when the app finishes (client modes, `demo --exit`).
+    exit_with_app: bool,
+    app_result: Option<Result<(), String>>,
+    /// Frames seen so far, to tell an idle turn from a busy one under the virtual clock.
+    activity: u64,
+    /// The last turn moved frames or made app progress.
+    busy: bool,
 }
 
 impl Reactor {
@@ -181,7 +207,38 @@ impl Reactor {
             stdin_exit,
             shutdown_at: None,
             wakeups: 0,
+            peer: None,
+            app: None,
+            exit_with_app: false,
+            app_result: None,
+            activity: 0,
+            busy: false,
         })
+    }
+
+    /// Puts a client stack on the loop (the other end of the demo's wire).
+    pub fn set_peer(&mut self, peer: Stack) {
+        self.peer = Some(peer);
+    }
+
+    /// Runs `app` on the loop; with `exit_with_app` the run ends when it finishes, with its result.
+    pub fn set_app(&mut self, app: Box<dyn App>, exit_with_app: bool) {
+        self.app = Some(app);
+        self.exit_with_app = exit_with_app;
+    }
+
+    pub fn clock_mut(&mut self) -> &mut Clock {
+        &mut self.clock
+    }
+
+    fn frames_seen(&self) -> u64 {
+        let c = self.stack.port.counters();
+        let mut n = c.packets_in + c.packets_out;
+        if let Some(p) = &self.peer {
+            let c = p.port.counters();
+            n += c.packets_in + c.packets_out;
+        }
+        n
     }
 
     pub fn clock(&self) -> &Clock {
@@ -202,12 +259,12 @@ impl Reactor {
     }
 
     /// Begins a clean shutdown: FIN on every connection, then the loop ends within the grace time.
-    pub fn begin_shutdown(&mut self) {
+    pub fn begin_shutdown(&mut self, why: &str) {
         if self.shutdown_at.is_some() {
             return;
         }
         let now = self.clock.now();
-        log::info!(target: "tapstack", "shutting down: closing {} connections", self.connection_count());
+        log::info!(target: "tapstack", "shutting down ({why}): closing {} connections", self.connection_count());
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
         self.stack.close_all();
         if let Some(h) = self.host.as_mut() {
@@ -275,7 +332,44 @@ impl Reactor {
             h.apply_rows(&mut self.status);
         }
         self.stack.egress(now, &mut self.status);
-        n == INGRESS_BUDGET
+        let mut more = n == INGRESS_BUDGET;
+        let mut progress = false;
+        if let Some(peer) = self.peer.as_mut() {
+            // The client stack has no services and no status rows of its own.
+            let mut scratch = Status::default();
+            more |= peer.ingress(now, INGRESS_BUDGET, &mut scratch) == INGRESS_BUDGET;
+        }
+        if self.app_result.is_none() {
+            if let Some(app) = self.app.as_mut() {
+                let stack = self.peer.as_mut().unwrap_or(&mut self.stack);
+                progress |= app.poll(now, stack);
+                if let Some(r) = app.outcome() {
+                    app.finish(stack);
+                    self.app_result = Some(r);
+                    progress = true;
+                }
+            }
+        }
+        if let Some(peer) = self.peer.as_mut() {
+            let mut scratch = Status::default();
+            peer.egress(now, &mut scratch);
+        }
+        if progress && self.peer.is_none() {
+            // The app queued data on the main stack: send it in this turn.
+            self.stack.egress(now, &mut self.status);
+        }
+        // A link without a file descriptor (the in-memory wire) cannot wake the loop: look instead.
+        more |= self.stack.port.io().has_pending();
+        if let Some(p) = &self.peer {
+            more |= p.port.io().has_pending();
+        }
+        let seen = self.frames_seen();
+        if seen != self.activity {
+            self.activity = seen;
+            progress = true;
+        }
+        self.busy = progress;
+        more
     }
 
     /// The time the loop must wake at, at the latest.
@@ -290,6 +384,12 @@ impl Reactor {
         min(self.host.as_ref().and_then(|h| h.poll_at()));
         min(self.next_stats);
         min(self.shutdown_at);
+        if let Some(p) = self.peer.as_mut() {
+            min(p.poll_at(now));
+        }
+        if self.app_result.is_none() {
+            min(self.app.as_ref().and_then(|a| a.poll_at()));
+        }
         t
     }
 
@@ -305,7 +405,16 @@ impl Reactor {
                 return Err(RunError::LinkGone(e));
             }
             if self.stack.tracer().quit_requested() {
-                self.begin_shutdown();
+                self.begin_shutdown("q typed in step mode");
+            }
+            if self.exit_with_app && self.shutdown_at.is_none() {
+                if let Some(r) = &self.app_result {
+                    if let Err(e) = r {
+                        let now = self.clock.now();
+                        self.stack.tracer().error(now, e);
+                    }
+                    self.begin_shutdown("finished");
+                }
             }
             let now = self.clock.now();
             if let Some(t) = self.shutdown_at {
@@ -317,7 +426,11 @@ impl Reactor {
                         self.stack.abort_all();
                         self.stack.egress(now, &mut self.status);
                     }
-                    return Ok(self.finish());
+                    let summary = self.finish();
+                    return match self.app_result.take() {
+                        Some(Err(e)) => Err(RunError::App(e)),
+                        _ => Ok(summary),
+                    };
                 }
             }
             if self.next_stats.is_some_and(|t| t <= now) {
@@ -326,6 +439,20 @@ impl Reactor {
             }
             let timeout = if more {
                 Some(std::time::Duration::ZERO)
+            } else if self.clock.is_virtual() {
+                // Virtual time: never sleep for a deadline, jump to it once a turn did nothing.
+                match self.deadline() {
+                    Some(t) => {
+                        if !self.busy {
+                            let step = if t > now { t } else { now + Duration::from_millis(1) };
+                            self.clock.advance_to(step);
+                        }
+                        Some(std::time::Duration::ZERO)
+                    }
+                    // Nothing scheduled at all: only the host sockets can bring work.
+                    None if !self.busy => None,
+                    None => Some(std::time::Duration::ZERO),
+                }
             } else {
                 self.deadline().map(|t| {
                     let d = if t > now { t - now } else { Duration::ZERO };
@@ -354,7 +481,8 @@ impl Reactor {
                     for sig in pending {
                         match sig {
                             SIGUSR1 => self.log_stats(),
-                            _ => self.begin_shutdown(),
+                            SIGINT => self.begin_shutdown("SIGINT"),
+                            _ => self.begin_shutdown("SIGTERM"),
                         }
                     }
                 }
@@ -362,8 +490,7 @@ impl Reactor {
                 LINK => {}
                 STDIN => {
                     if self.stdin_exit && stdin_closed() {
-                        log::info!(target: "tapstack", "standard input closed");
-                        self.begin_shutdown();
+                        self.begin_shutdown("standard input closed");
                     }
                 }
                 token => {
@@ -416,13 +543,4 @@ fn stdin_closed() -> bool {
             Err(_) => return false,
         }
     }
-}
-
-/// `tapstack serve`: attach to the TAP device, serve, run until told to stop.
-pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
-    let tap = TapDevice::open(&cfg.tap)?;
-    log::info!(target: "tapstack", "attached to TAP device {} (MTU {})", tap.name(), tap.mtu());
-    let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
-    reactor.announce_ready();
-    reactor.run()
 }

@@ -11,7 +11,7 @@
 
 use slab::Slab;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
@@ -105,6 +105,37 @@ struct Conn {
     closing: bool,
 }
 
+/// A TCP client socket this stack opened (`connect`, `get`, the demo's tour, the harness).
+struct ClientConn {
+    handle: SocketHandle,
+    local: IpEndpoint,
+    remote: IpEndpoint,
+    state: tcp::State,
+}
+
+/// Why a client socket could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// No address of the stack can reach that destination (wrong IP version, no route).
+    Unaddressable(SocketAddr),
+    /// Every ephemeral port is in use.
+    NoPorts,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unaddressable(a) => write!(f, "cannot reach {a} from this stack's addresses"),
+            ConnectError::NoPorts => write!(f, "no free ephemeral port"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// The dynamic (ephemeral) port range, RFC 6335.
+pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
 /// A TCP segment's addressing, read from a frame before the stack sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpPeek {
@@ -175,6 +206,10 @@ pub struct Stack {
     last_refusal_log: Option<Instant>,
     scratch: Box<[u8]>,
     reply: Box<[u8]>,
+    clients: Slab<ClientConn>,
+    next_ephemeral: u16,
+    /// The time of the last ingress or egress, for narration outside of them.
+    last_now: Instant,
 }
 
 impl Stack {
@@ -209,6 +244,125 @@ impl Stack {
             last_refusal_log: None,
             scratch: vec![0u8; max].into_boxed_slice(),
             reply: vec![0u8; max].into_boxed_slice(),
+            clients: Slab::new(),
+            // Seeded, so a deterministic run picks the same ports every time.
+            next_ephemeral: EPHEMERAL.start() + (cfg.random_seed % 16384) as u16,
+            last_now: now,
+        }
+    }
+
+    fn ephemeral_port(&mut self) -> Option<u16> {
+        let span = (EPHEMERAL.end() - EPHEMERAL.start()) as u32 + 1;
+        for _ in 0..span {
+            let p = self.next_ephemeral;
+            self.next_ephemeral = if p == *EPHEMERAL.end() { *EPHEMERAL.start() } else { p + 1 };
+            let used = self.clients.iter().any(|(_, c)| c.local.port == p)
+                || self.pools.iter().any(|pl| pl.port == p);
+            if !used {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Opens a TCP connection from an ephemeral port (SYN goes out at the next egress).
+    pub fn tcp_connect(&mut self, remote: SocketAddr) -> Result<SocketHandle, ConnectError> {
+        let remote_ep = IpEndpoint::new(IpAddress::from(remote.ip()), remote.port());
+        let local_addr = self
+            .iface
+            .get_source_address(&remote_ep.addr)
+            .ok_or(ConnectError::Unaddressable(remote))?;
+        let port = self.ephemeral_port().ok_or(ConnectError::NoPorts)?;
+        let local = IpEndpoint::new(local_addr, port);
+        let mut sock = self.new_tcp_socket();
+        sock.connect(self.iface.context(), remote_ep, local)
+            .map_err(|_| ConnectError::Unaddressable(remote))?;
+        let handle = self.sockets.add(sock);
+        self.clients.insert(ClientConn {
+            handle,
+            local,
+            remote: remote_ep,
+            state: tcp::State::Closed,
+        });
+        Ok(handle)
+    }
+
+    /// A client TCP socket opened with [`Stack::tcp_connect`].
+    pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    /// Forgets a client TCP socket (aborting it if still open).
+    pub fn tcp_release(&mut self, h: SocketHandle) {
+        if let Some(key) = self.clients.iter().find(|(_, c)| c.handle == h).map(|(k, _)| k) {
+            self.clients.remove(key);
+            self.sockets.get_mut::<tcp::Socket>(h).abort();
+            self.sockets.remove(h);
+        }
+    }
+
+    /// Forgets a client TCP socket that is closed or in TIME-WAIT, without sending anything.
+    pub fn release_closed(&mut self, h: SocketHandle) {
+        if let Some(key) = self.clients.iter().find(|(_, c)| c.handle == h).map(|(k, _)| k) {
+            let c = self.clients.remove(key);
+            let state = self.sockets.get::<tcp::Socket>(h).state();
+            if state != c.state {
+                let tracer = self.port.observer_mut();
+                tracer.tcp_state(
+                    self.last_now,
+                    to_socket_addr(c.local),
+                    Some(to_socket_addr(c.remote)),
+                    state_name(c.state),
+                    state_name(state),
+                );
+            }
+            self.sockets.remove(h);
+        }
+    }
+
+    /// A UDP socket on an ephemeral port.
+    pub fn udp_open(&mut self) -> Result<SocketHandle, ConnectError> {
+        let port = self.ephemeral_port().ok_or(ConnectError::NoPorts)?;
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; UDP_BUFFER]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; UDP_BUFFER]);
+        let mut sock = udp::Socket::new(rx, tx);
+        sock.bind(port).map_err(|_| ConnectError::NoPorts)?;
+        Ok(self.sockets.add(sock))
+    }
+
+    pub fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
+        self.sockets.get_mut::<udp::Socket>(h)
+    }
+
+    /// An ICMP socket for echo requests with this identifier.
+    pub fn icmp_open(&mut self, ident: u16) -> SocketHandle {
+        let rx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0u8; 4096]);
+        let tx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0u8; 4096]);
+        let mut sock = icmp::Socket::new(rx, tx);
+        // Binding an identifier cannot fail for a fresh socket.
+        let _ = sock.bind(icmp::Endpoint::Ident(ident));
+        self.sockets.add(sock)
+    }
+
+    pub fn icmp(&mut self, h: SocketHandle) -> &mut icmp::Socket<'static> {
+        self.sockets.get_mut::<icmp::Socket>(h)
+    }
+
+    /// Removes a UDP or ICMP socket.
+    pub fn release(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+    }
+
+    /// Narrates the state changes of client sockets.
+    fn sync_clients(&mut self, now: Instant) {
+        let tracer = self.port.observer_mut();
+        for (_, c) in self.clients.iter_mut() {
+            let state = self.sockets.get::<tcp::Socket>(c.handle).state();
+            if state != c.state {
+                // smoltcp reports a fresh socket as CLOSED until its SYN leaves.
+                tracer.tcp_state(now, to_socket_addr(c.local), Some(to_socket_addr(c.remote)), state_name(c.state), state_name(state));
+                c.state = state;
+            }
         }
     }
 
@@ -413,6 +567,7 @@ impl Stack {
     /// Feeds up to `budget` received frames to the stack. Returns how many were processed; `budget`
     /// processed means more may be waiting.
     pub fn ingress(&mut self, now: Instant, budget: usize, status: &mut Status) -> usize {
+        self.last_now = now;
         self.port.flush_held(now);
         self.iface.poll_maintenance(now);
         let mut n = 0;
@@ -433,6 +588,8 @@ impl Stack {
                 }
                 if let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) {
                     self.sync_conn(now, key, status);
+                } else if !self.clients.is_empty() {
+                    self.sync_clients(now);
                 }
             }
         }
@@ -441,6 +598,7 @@ impl Stack {
 
     /// Sends what the sockets have queued, then narrates any state change it caused.
     pub fn egress(&mut self, now: Instant, status: &mut Status) {
+        self.last_now = now;
         self.port.flush_held(now);
         loop {
             match self
@@ -454,6 +612,9 @@ impl Stack {
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.sync_conn(now, key, status);
+        }
+        if !self.clients.is_empty() {
+            self.sync_clients(now);
         }
     }
 

@@ -65,6 +65,11 @@ pub trait FrameIo {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// Whether frames wait to be received. Only links without a file descriptor need to say; the
+    /// others wake the loop through readiness.
+    fn has_pending(&self) -> bool {
+        false
+    }
 }
 
 impl FrameIo for Box<dyn FrameIo> {
@@ -79,6 +84,9 @@ impl FrameIo for Box<dyn FrameIo> {
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         (**self).raw_fd()
+    }
+    fn has_pending(&self) -> bool {
+        (**self).has_pending()
     }
 }
 

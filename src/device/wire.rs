@@ -87,6 +87,10 @@ impl FrameIo for WireEnd {
     fn max_frame(&self) -> usize {
         self.max_frame
     }
+
+    fn has_pending(&self) -> bool {
+        self.pending() > 0
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,17 @@ pub struct TraceConfig {
     pub device: String,
 }
 
+impl TraceConfig {
+    /// Watches but says nothing: for the demo's client stack, whose frames the server's tracer shows.
+    pub fn silent() -> TraceConfig {
+        TraceConfig {
+            quiet: true,
+            device: "wire".to_string(),
+            ..TraceConfig::default()
+        }
+    }
+}
+
 pub struct Tracer {
     next_id: u64,
     quit: bool,
