@@ -91,7 +91,7 @@ impl TcpExchange {
 
     fn fail(&mut self, stack: &mut Stack, why: String) {
         if let Some(h) = self.handle.take() {
-            stack.tcp_release(h);
+            stack.tcp_abort(h);
         }
         self.phase = Phase::Failed(why);
     }
@@ -124,10 +124,23 @@ impl TcpExchange {
                 self.established_at = Some(now);
                 progress = true;
             } else if state == tcp::State::Closed {
-                self.fail(stack, format!("connection to {} refused (the peer answered with RST)", self.remote));
+                self.fail(
+                    stack,
+                    format!(
+                        "connection to {} refused (the peer answered with RST)",
+                        self.remote
+                    ),
+                );
                 return true;
             } else if self.started.is_some_and(|t| now >= t + CONNECT_TIMEOUT) {
-                self.fail(stack, format!("connection to {} timed out after {} s", self.remote, CONNECT_TIMEOUT.secs()));
+                self.fail(
+                    stack,
+                    format!(
+                        "connection to {} timed out after {} s",
+                        self.remote,
+                        CONNECT_TIMEOUT.secs()
+                    ),
+                );
                 return true;
             } else {
                 return false;
@@ -161,16 +174,18 @@ impl TcpExchange {
         let read_enough = self.read_limit.is_some_and(|l| self.total_received >= l);
         let all_sent = self.outgoing.is_empty();
         let peer_done = !sock.may_recv() && sock.state() != tcp::State::SynSent;
-        if !self.closing && ((self.input_done && all_sent) || read_enough || (peer_done && all_sent)) {
+        if !self.closing
+            && ((self.input_done && all_sent) || read_enough || (peer_done && all_sent))
+        {
             sock.close();
             self.closing = true;
             progress = true;
         }
         match sock.state() {
             tcp::State::Closed | tcp::State::TimeWait => {
-                // TIME-WAIT is as good as closed for us; dropping the socket sends nothing.
+                // Over for us; the stack keeps the socket until TIME-WAIT ends and the last ACK is out.
                 self.handle = None;
-                stack.release_closed(h);
+                stack.tcp_release(h);
                 self.phase = Phase::Done;
                 progress = true;
             }
@@ -276,18 +291,38 @@ impl Tour {
         for &(kind, p) in services {
             let (send, limit, why): (&[u8], Option<usize>, &str) = match kind {
                 ServiceKind::Echo | ServiceKind::Http => continue,
-                ServiceKind::Discard => (b"this line goes nowhere\r\n", None, "the server reads and throws away; it never answers"),
-                ServiceKind::Daytime => (b"", None, "the server sends one line with the date and closes first"),
+                ServiceKind::Discard => (
+                    b"this line goes nowhere\r\n",
+                    None,
+                    "the server reads and throws away; it never answers",
+                ),
+                ServiceKind::Daytime => (
+                    b"",
+                    None,
+                    "the server sends one line with the date and closes first",
+                ),
                 ServiceKind::Qotd => (b"", None, "the server sends its message and closes first"),
-                ServiceKind::Chargen => (b"", Some(148), "the server streams lines of characters; we read two and close"),
-                ServiceKind::Time => (b"", None, "the server sends four bytes: seconds since 1900, then closes"),
+                ServiceKind::Chargen => (
+                    b"",
+                    Some(148),
+                    "the server streams lines of characters; we read two and close",
+                ),
+                ServiceKind::Time => (
+                    b"",
+                    None,
+                    "the server sends four bytes: seconds since 1900, then closes",
+                ),
             };
             let mut ex = TcpExchange::new(SocketAddr::new(server, p));
             ex.send(send);
             ex.read_limit = limit;
             // Services that talk first close first; for the others we close when done sending.
             ex.input_done = matches!(kind, ServiceKind::Discard);
-            steps.push((format!("TCP {kind} on port {p}"), why.to_string(), Step::Tcp { kind, ex }));
+            steps.push((
+                format!("TCP {kind} on port {p}"),
+                why.to_string(),
+                Step::Tcp { kind, ex },
+            ));
         }
         if let Some(p) = port_of(ServiceKind::Echo) {
             steps.push((
@@ -319,14 +354,24 @@ impl Tour {
                 Step::Tcp { kind: ServiceKind::Http, ex },
             ));
         }
-        Tour { steps, idx: 0, step_started: None, records: Vec::new(), outcome: None, started: None }
+        Tour {
+            steps,
+            idx: 0,
+            step_started: None,
+            records: Vec::new(),
+            outcome: None,
+            started: None,
+        }
     }
 
     fn describe(kind: ServiceKind, data: &[u8]) -> String {
         match kind {
             ServiceKind::Time if data.len() == 4 => {
                 let secs = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
-                format!("{secs} seconds since 1900 (unix time {})", secs as i64 - 2_208_988_800)
+                format!(
+                    "{secs} seconds since 1900 (unix time {})",
+                    secs as i64 - 2_208_988_800
+                )
             }
             ServiceKind::Discard => "nothing came back, as it should".to_string(),
             ServiceKind::Http => {
@@ -348,7 +393,9 @@ fn poll_ping(p: &mut Ping, now: Instant, stack: &mut Stack) -> Result<bool, Stri
     let mut buf = [0u8; 256];
     while let Ok((n, _from)) = sock.recv_slice(&mut buf) {
         progress = true;
-        let Ok(pkt) = Icmpv4Packet::new_checked(&buf[..n]) else { continue };
+        let Ok(pkt) = Icmpv4Packet::new_checked(&buf[..n]) else {
+            continue;
+        };
         let Ok(Icmpv4Repr::EchoReply { ident, seq_no, .. }) =
             Icmpv4Repr::parse(&pkt, &smoltcp::phy::ChecksumCapabilities::default())
         else {
@@ -366,9 +413,16 @@ fn poll_ping(p: &mut Ping, now: Instant, stack: &mut Stack) -> Result<bool, Stri
     if p.answered < p.count && now >= p.next_send && sock.can_send() {
         p.seq = p.seq.wrapping_add(1);
         let payload = b"tapstack ping";
-        let repr = Icmpv4Repr::EchoRequest { ident: p.ident, seq_no: p.seq, data: payload };
+        let repr = Icmpv4Repr::EchoRequest {
+            ident: p.ident,
+            seq_no: p.seq,
+            data: payload,
+        };
         let mut out = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut Icmpv4Packet::new_unchecked(&mut out), &smoltcp::phy::ChecksumCapabilities::default());
+        repr.emit(
+            &mut Icmpv4Packet::new_unchecked(&mut out),
+            &smoltcp::phy::ChecksumCapabilities::default(),
+        );
         if sock.send_slice(&out, IpAddress::Ipv4(target)).is_ok() {
             p.sent_at.push((p.seq, now));
             progress = true;
@@ -396,7 +450,10 @@ fn poll_udp(a: &mut UdpAsk, now: Instant, stack: &mut Stack) -> Result<bool, Str
     }
     if now >= a.next_send {
         if a.tries >= UDP_TRIES {
-            return Err(format!("no UDP reply from {} after {} tries", a.target, a.tries));
+            return Err(format!(
+                "no UDP reply from {} after {} tries",
+                a.target, a.tries
+            ));
         }
         let ep = IpEndpoint::new(IpAddress::from(a.target.ip()), a.target.port());
         if sock.send_slice(&a.payload, ep).is_ok() {
@@ -442,7 +499,19 @@ impl App for Tour {
                     r.sort();
                     let median = r.get(r.len() / 2).copied().unwrap_or_default();
                     let lost = p.seq - p.answered;
-                    (prog, Some(Ok(format!("{} of {} answered, median round trip {} us", p.answered, p.seq, median.total_micros()) + &if lost > 0 { format!(", {lost} lost and sent again") } else { String::new() })))
+                    (
+                        prog,
+                        Some(Ok(format!(
+                            "{} of {} answered, median round trip {} us",
+                            p.answered,
+                            p.seq,
+                            median.total_micros()
+                        ) + &if lost > 0 {
+                            format!(", {lost} lost and sent again")
+                        } else {
+                            String::new()
+                        })),
+                    )
                 }
                 Ok(prog) => (prog, None),
             },
@@ -461,14 +530,19 @@ impl App for Tour {
                         if let Some(h) = ask.handle.take() {
                             stack.release(h);
                         }
-                        (prog, Some(Ok(format!("{kind} answered {:?}", printable(r, 72)))))
+                        (
+                            prog,
+                            Some(Ok(format!("{kind} answered {:?}", printable(r, 72)))),
+                        )
                     }
                     None => (prog, None),
                 },
             },
         };
         let result = match result {
-            None if now >= step_started + STEP_TIMEOUT => Some(Err(format!("gave up after {} s", STEP_TIMEOUT.secs()))),
+            None if now >= step_started + STEP_TIMEOUT => {
+                Some(Err(format!("gave up after {} s", STEP_TIMEOUT.secs())))
+            }
             r => r,
         };
         if let Some(result) = result {
@@ -476,7 +550,11 @@ impl App for Tour {
                 Ok(msg) => log::info!(target: "tapstack::demo", "   {title}: {msg}"),
                 Err(msg) => log::warn!(target: "tapstack::demo", "   {title} failed: {msg}"),
             }
-            self.records.push(StepRecord { title: title.clone(), result, took: now - step_started });
+            self.records.push(StepRecord {
+                title: title.clone(),
+                result,
+                took: now - step_started,
+            });
             self.idx += 1;
             self.step_started = None;
             return true;
@@ -549,7 +627,17 @@ impl Connect {
                     v
                 }
             };
-            (None, Some(UdpAsk { target: remote, payload, handle: None, tries: 0, next_send: Instant::ZERO, reply: None }))
+            (
+                None,
+                Some(UdpAsk {
+                    target: remote,
+                    payload,
+                    handle: None,
+                    tries: 0,
+                    next_send: Instant::ZERO,
+                    reply: None,
+                }),
+            )
         } else {
             let mut ex = TcpExchange::new(remote);
             if let Input::Fixed(b) = &input {
@@ -558,12 +646,20 @@ impl Connect {
             }
             (Some(ex), None)
         };
-        Connect { ex, udp, input, stdin_done: false, outcome: None }
+        Connect {
+            ex,
+            udp,
+            input,
+            stdin_done: false,
+            outcome: None,
+        }
     }
 
     /// Reads what standard input has without blocking the loop (level-triggered poll before each read).
     fn pump_stdin(&mut self) -> bool {
-        let Some(ex) = self.ex.as_mut() else { return false };
+        let Some(ex) = self.ex.as_mut() else {
+            return false;
+        };
         if self.stdin_done || !matches!(self.input, Input::Stdin) || ex.phase != Phase::Open {
             return false;
         }
@@ -592,7 +688,11 @@ impl Connect {
 /// Whether a read of standard input would return at once (data or end of file). poll(2) is
 /// level-triggered, so unlike the loop's edge-triggered readiness it can be asked before every read.
 fn stdin_readable() -> bool {
-    let mut fds = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    let mut fds = libc::pollfd {
+        fd: 0,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: `fds` is one valid pollfd for the duration of the call; timeout 0 never blocks.
     let r = unsafe { libc::poll(&mut fds, 1, 0) };
     r > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
@@ -622,7 +722,9 @@ impl App for Connect {
             };
         }
         let mut progress = self.pump_stdin();
-        let Some(ex) = self.ex.as_mut() else { return progress };
+        let Some(ex) = self.ex.as_mut() else {
+            return progress;
+        };
         progress |= ex.poll(now, stack);
         let got = ex.take_received();
         if !got.is_empty() {
@@ -665,16 +767,26 @@ pub enum UrlError {
 impl std::fmt::Display for UrlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UrlError::NotHttp(u) => write!(f, "'{u}' is not an http:// URL (https is not supported)"),
-            UrlError::NeedsIp(h) => write!(f, "'{h}' is a host name; the userspace stack has no DNS: give an IP address"),
-            UrlError::Malformed(u) => write!(f, "'{u}' is not a valid URL: expected http://ADDRESS[:PORT]/PATH"),
+            UrlError::NotHttp(u) => {
+                write!(f, "'{u}' is not an http:// URL (https is not supported)")
+            }
+            UrlError::NeedsIp(h) => write!(
+                f,
+                "'{h}' is a host name; the userspace stack has no DNS: give an IP address"
+            ),
+            UrlError::Malformed(u) => write!(
+                f,
+                "'{u}' is not a valid URL: expected http://ADDRESS[:PORT]/PATH"
+            ),
         }
     }
 }
 
 /// Splits `http://192.168.69.100:8000/path` into the address and the request target.
 pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), UrlError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| UrlError::NotHttp(url.to_string()))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| UrlError::NotHttp(url.to_string()))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -683,16 +795,24 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), UrlError> {
         return Err(UrlError::Malformed(url.to_string()));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, tail) = v6.split_once(']').ok_or_else(|| UrlError::Malformed(url.to_string()))?;
+        let (h, tail) = v6
+            .split_once(']')
+            .ok_or_else(|| UrlError::Malformed(url.to_string()))?;
         let port = match tail.strip_prefix(':') {
-            Some(p) => p.parse::<u16>().map_err(|_| UrlError::Malformed(url.to_string()))?,
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| UrlError::Malformed(url.to_string()))?,
             None if tail.is_empty() => 80,
             None => return Err(UrlError::Malformed(url.to_string())),
         };
         (h, port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| UrlError::Malformed(url.to_string()))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| UrlError::Malformed(url.to_string()))?,
+            ),
             None => (authority, 80),
         }
     };
@@ -700,13 +820,20 @@ pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), UrlError> {
         return Err(UrlError::Malformed(url.to_string()));
     }
     let ip: IpAddr = host.parse().map_err(|_| {
-        if host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        if host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
             UrlError::NeedsIp(host.to_string())
         } else {
             UrlError::Malformed(url.to_string())
         }
     })?;
-    Ok((SocketAddr::new(ip, port), authority.to_string(), path.to_string()))
+    Ok((
+        SocketAddr::new(ip, port),
+        authority.to_string(),
+        path.to_string(),
+    ))
 }
 
 #[derive(Debug)]
@@ -739,30 +866,51 @@ impl Get {
             )
             .as_bytes(),
         );
-        Ok(Get { ex, buf: Vec::new(), head: None, body: None, body_bytes: 0, outcome: None })
+        Ok(Get {
+            ex,
+            buf: Vec::new(),
+            head: None,
+            body: None,
+            body_bytes: 0,
+            outcome: None,
+        })
     }
 
     fn emit_body(&mut self, data: &[u8]) -> Result<(), String> {
         self.body_bytes += data.len() as u64;
         let mut out = std::io::stdout().lock();
-        out.write_all(data).and_then(|_| out.flush()).map_err(|e| format!("cannot write the body: {e}"))
+        out.write_all(data)
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("cannot write the body: {e}"))
     }
 
     /// Consumes buffered bytes; `Some` when the response is complete or broken.
     fn process(&mut self, eof: bool) -> Option<Result<(), String>> {
         if self.head.is_none() {
             match http::parse_response_head(&self.buf) {
-                Ok(None) if eof => return Some(Err("the server closed before a complete response head".into())),
+                Ok(None) if eof => {
+                    return Some(Err(
+                        "the server closed before a complete response head".into()
+                    ))
+                }
                 Ok(None) => return None,
                 Err(e) => return Some(Err(format!("malformed response: {e}"))),
                 Ok(Some(head)) => {
                     let mut err = std::io::stderr().lock();
-                    let _ = writeln!(err, "HTTP/1.{} {} {}", head.minor_version, head.status, head.reason);
+                    let _ = writeln!(
+                        err,
+                        "HTTP/1.{} {} {}",
+                        head.minor_version, head.status, head.reason
+                    );
                     for h in &head.headers {
                         let _ = writeln!(err, "{}: {}", h.name, String::from_utf8_lossy(&h.value));
                     }
-                    let chunked = http::header(&head.headers, "transfer-encoding")
-                        .is_some_and(|v| String::from_utf8_lossy(v).to_ascii_lowercase().contains("chunked"));
+                    let chunked =
+                        http::header(&head.headers, "transfer-encoding").is_some_and(|v| {
+                            String::from_utf8_lossy(v)
+                                .to_ascii_lowercase()
+                                .contains("chunked")
+                        });
                     let length = http::header(&head.headers, "content-length")
                         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
                     self.body = Some(if chunked {
@@ -812,7 +960,9 @@ impl Get {
                         Err(e) => return Some(Err(format!("bad chunked body: {e}"))),
                         Ok(ChunkedStep::Framing(n)) | Ok(ChunkedStep::Done(n)) => {
                             if n == 0 && !dec.is_done() {
-                                return eof.then(|| Err("the server closed inside a chunked body".into()));
+                                return eof.then(|| {
+                                    Err("the server closed inside a chunked body".into())
+                                });
                             }
                             self.buf.drain(..n);
                         }
@@ -835,7 +985,8 @@ impl Get {
         match head.status {
             200..=299 => Ok(()),
             300..=399 => {
-                let loc = http::header(&head.headers, "location").map(|v| String::from_utf8_lossy(v).into_owned());
+                let loc = http::header(&head.headers, "location")
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
                 Err(format!(
                     "HTTP {} {}: redirect to {} (not followed)",
                     head.status,
@@ -865,7 +1016,9 @@ impl App for Get {
             return true;
         }
         if eof {
-            self.outcome = Some(Err("the server closed before the response was complete".into()));
+            self.outcome = Some(Err(
+                "the server closed before the response was complete".into()
+            ));
         }
         progress
     }
@@ -899,11 +1052,29 @@ mod tests {
 
     #[test]
     fn test_parse_url_errors() {
-        assert!(matches!(parse_url("https://1.2.3.4/"), Err(UrlError::NotHttp(_))));
-        assert!(matches!(parse_url("http://example.com/"), Err(UrlError::NeedsIp(_))));
-        assert!(matches!(parse_url("http://1.2.3.4:99999/"), Err(UrlError::Malformed(_))));
-        assert!(matches!(parse_url("http://1.2.3.4:0/"), Err(UrlError::Malformed(_))));
-        assert!(matches!(parse_url("http:///x"), Err(UrlError::Malformed(_))));
-        assert!(matches!(parse_url("http://[fe80::1/"), Err(UrlError::Malformed(_))));
+        assert!(matches!(
+            parse_url("https://1.2.3.4/"),
+            Err(UrlError::NotHttp(_))
+        ));
+        assert!(matches!(
+            parse_url("http://example.com/"),
+            Err(UrlError::NeedsIp(_))
+        ));
+        assert!(matches!(
+            parse_url("http://1.2.3.4:99999/"),
+            Err(UrlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_url("http://1.2.3.4:0/"),
+            Err(UrlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_url("http:///x"),
+            Err(UrlError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_url("http://[fe80::1/"),
+            Err(UrlError::Malformed(_))
+        ));
     }
 }

@@ -79,6 +79,21 @@ impl Clock {
         }
     }
 
+    /// Leaves virtual time for real time, going on from the current instant (the demo does this after
+    /// a deterministic tour, to keep serving the host sockets in real time).
+    pub fn make_real(&mut self) {
+        if let Clock::Virtual { now } = *self {
+            let elapsed = std::time::Duration::from_micros(now.total_micros().max(0) as u64);
+            let start = std::time::Instant::now()
+                .checked_sub(elapsed)
+                .unwrap_or_else(std::time::Instant::now);
+            *self = Clock::Real {
+                start,
+                wall_start: SystemTime::now() - elapsed,
+            };
+        }
+    }
+
     pub fn advance_by(&mut self, d: Duration) {
         if let Clock::Virtual { now } = self {
             *now += d;
@@ -103,6 +118,19 @@ mod tests {
         assert_eq!(
             wall.as_micros(),
             VIRTUAL_EPOCH_UNIX_SECS as u128 * 1_000_000 + 300_000
+        );
+    }
+
+    #[test]
+    fn test_make_real_goes_on_from_virtual_now() {
+        let mut c = Clock::virtual_at_zero();
+        c.advance_to(Instant::from_secs(5));
+        c.make_real();
+        assert!(!c.is_virtual());
+        let t = c.now();
+        assert!(
+            t >= Instant::from_secs(5) && t < Instant::from_secs(6),
+            "{t}"
         );
     }
 

@@ -30,25 +30,39 @@ pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
 /// What the demo does on its client stack.
 pub enum DemoMode {
     Tour,
-    Connect { target: SocketAddr, udp: bool, input: Input },
+    Connect {
+        target: SocketAddr,
+        udp: bool,
+        input: Input,
+    },
     Get(String),
 }
 
 /// Builds the demo's loop: the server stack from `cfg` on one end of an in-memory wire, a client
 /// stack on the other, on the virtual clock when a seed is given. Exposed for tests and benchmarks.
 pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Reactor, RunError> {
-    let clock = if cfg.seed.is_some() { Clock::virtual_at_zero() } else { Clock::real() };
+    let clock = if cfg.seed.is_some() {
+        Clock::virtual_at_zero()
+    } else {
+        Clock::real()
+    };
     let (server_end, client_end) = wire();
     let mut reactor = Reactor::new(cfg, Box::new(server_end), clock)?;
     let now = reactor.clock().now();
     let client_port = Port::new(
         Box::new(client_end) as Box<dyn FrameIo>,
-        Tracer::new(TraceConfig::silent(), reactor.clock().wall_at(Instant::ZERO))
-            .map_err(|e| RunError::Io("cannot set up the client's tracer", e))?,
+        Tracer::new(
+            TraceConfig::silent(),
+            reactor.clock().wall_at(Instant::ZERO),
+        )
+        .map_err(|e| RunError::Io("cannot set up the client's tracer", e))?,
     );
     let client_cfg = StackConfig {
         mac: DEMO_CLIENT_MAC,
-        addrs: DEMO_CLIENT_ADDRS.iter().map(|a| parse_cidr(a).expect("constant CIDR")).collect::<Vec<IpCidr>>(),
+        addrs: DEMO_CLIENT_ADDRS
+            .iter()
+            .map(|a| parse_cidr(a).expect("constant CIDR"))
+            .collect::<Vec<IpCidr>>(),
         gateway_v4: None,
         gateway_v6: None,
         random_seed: cfg.seed.map_or_else(entropy_seed, |s| s.wrapping_add(1)),
@@ -91,7 +105,12 @@ pub fn demo(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Summary, Ru
 }
 
 /// `tapstack connect`: a smoltcp client on the TAP device.
-pub fn connect(cfg: &ServeConfig, target: SocketAddr, udp: bool, input: Input) -> Result<Summary, RunError> {
+pub fn connect(
+    cfg: &ServeConfig,
+    target: SocketAddr,
+    udp: bool,
+    input: Input,
+) -> Result<Summary, RunError> {
     let tap = TapDevice::open(&cfg.tap)?;
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
     reactor.set_app(Box::new(Connect::new(target, udp, input)), true);

@@ -777,7 +777,9 @@ mod tests {
 
     #[test]
     fn test_no_command_is_the_demo_with_its_options() {
-        let cli = Cli::try_parse_from(["tapstack", "--seed", "3", "--exit", "--drop-chance", "0.2"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["tapstack", "--seed", "3", "--exit", "--drop-chance", "0.2"])
+                .unwrap();
         assert!(cli.command.is_none());
         assert!(cli.demo.exit);
         let c = cli.demo.validate().unwrap();
@@ -787,16 +789,27 @@ mod tests {
 
     #[test]
     fn test_connect_and_get_parse_targets() {
-        let cli = Cli::try_parse_from(["tapstack", "connect", "192.168.69.100:7", "--send", "hi"]).unwrap();
-        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
+        let cli = Cli::try_parse_from(["tapstack", "connect", "192.168.69.100:7", "--send", "hi"])
+            .unwrap();
+        let Some(Command::Connect(a)) = cli.command else {
+            panic!("connect")
+        };
         let (cfg, target) = a.validate().unwrap();
         assert_eq!(target, "192.168.69.100:7".parse().unwrap());
         assert!(cfg.services.is_empty() && cfg.host.is_none());
         let cli = Cli::try_parse_from(["tapstack", "connect", "example.com:80"]).unwrap();
-        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
-        assert!(a.validate().unwrap_err().to_string().starts_with("bad target 'example.com:80'"));
+        let Some(Command::Connect(a)) = cli.command else {
+            panic!("connect")
+        };
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("bad target 'example.com:80'"));
         let cli = Cli::try_parse_from(["tapstack", "connect", "[fdaa::100]:0"]).unwrap();
-        let Some(Command::Connect(a)) = cli.command else { panic!("connect") };
+        let Some(Command::Connect(a)) = cli.command else {
+            panic!("connect")
+        };
         assert!(a.validate().is_err());
     }
 

@@ -100,7 +100,11 @@ fn run_demo(args: &DemoArgs, cli: &Cli) -> Result<(), RunError> {
         };
         // validate() checked the target.
         let target = tapstack::config::parse_target(t).map_err(|e| RunError::App(e.to_string()))?;
-        DemoMode::Connect { target, udp: args.udp, input }
+        DemoMode::Connect {
+            target,
+            udp: args.udp,
+            input,
+        }
     } else if let Some(u) = &args.get {
         if let Err(e) = tapstack::client::parse_url(u) {
             eprintln!("error: {e}");

@@ -122,6 +122,8 @@ pub struct Reactor {
     activity: u64,
     /// The last turn moved frames or made app progress.
     busy: bool,
+    /// The app finished and the loop serves on (the demo without `--exit`).
+    serving_on: bool,
 }
 
 impl Reactor {
@@ -213,6 +215,7 @@ impl Reactor {
             app_result: None,
             activity: 0,
             busy: false,
+            serving_on: false,
         })
     }
 
@@ -358,6 +361,8 @@ impl Reactor {
             // The app queued data on the main stack: send it in this turn.
             self.stack.egress(now, &mut self.status);
         }
+        // An app that moved on (a tour step done, data queued) gets another turn at once.
+        more |= progress;
         // A link without a file descriptor (the in-memory wire) cannot wake the loop: look instead.
         more |= self.stack.port.io().has_pending();
         if let Some(p) = &self.peer {
@@ -407,6 +412,17 @@ impl Reactor {
             if self.stack.tracer().quit_requested() {
                 self.begin_shutdown("q typed in step mode");
             }
+            if !self.exit_with_app && self.app_result.is_some() && !self.serving_on {
+                self.serving_on = true;
+                self.clock.make_real();
+                let hint = self
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.endpoints().first())
+                    .map(|e| format!(": try `nc {} {}`", e.addr.ip(), e.addr.port()))
+                    .unwrap_or_default();
+                log::info!(target: "tapstack", "the tour is over; serving on{hint} (Ctrl-C to stop)");
+            }
             if self.exit_with_app && self.shutdown_at.is_none() {
                 if let Some(r) = &self.app_result {
                     if let Err(e) = r {
@@ -444,7 +460,11 @@ impl Reactor {
                 match self.deadline() {
                     Some(t) => {
                         if !self.busy {
-                            let step = if t > now { t } else { now + Duration::from_millis(1) };
+                            let step = if t > now {
+                                t
+                            } else {
+                                now + Duration::from_millis(1)
+                            };
                             self.clock.advance_to(step);
                         }
                         Some(std::time::Duration::ZERO)

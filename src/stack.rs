@@ -111,6 +111,8 @@ struct ClientConn {
     local: IpEndpoint,
     remote: IpEndpoint,
     state: tcp::State,
+    /// The owner is done with it: remove the socket once it is closed (TIME-WAIT runs its course).
+    released: bool,
 }
 
 /// Why a client socket could not be opened.
@@ -125,7 +127,9 @@ pub enum ConnectError {
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnectError::Unaddressable(a) => write!(f, "cannot reach {a} from this stack's addresses"),
+            ConnectError::Unaddressable(a) => {
+                write!(f, "cannot reach {a} from this stack's addresses")
+            }
             ConnectError::NoPorts => write!(f, "no free ephemeral port"),
         }
     }
@@ -255,7 +259,11 @@ impl Stack {
         let span = (EPHEMERAL.end() - EPHEMERAL.start()) as u32 + 1;
         for _ in 0..span {
             let p = self.next_ephemeral;
-            self.next_ephemeral = if p == *EPHEMERAL.end() { *EPHEMERAL.start() } else { p + 1 };
+            self.next_ephemeral = if p == *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                p + 1
+            };
             let used = self.clients.iter().any(|(_, c)| c.local.port == p)
                 || self.pools.iter().any(|pl| pl.port == p);
             if !used {
@@ -283,6 +291,7 @@ impl Stack {
             local,
             remote: remote_ep,
             state: tcp::State::Closed,
+            released: false,
         });
         Ok(handle)
     }
@@ -292,39 +301,40 @@ impl Stack {
         self.sockets.get_mut::<tcp::Socket>(h)
     }
 
-    /// Forgets a client TCP socket (aborting it if still open).
+    /// The owner is done with a client TCP socket: it is removed once closed, so the last ACK and
+    /// TIME-WAIT still happen. Never use the handle afterwards.
     pub fn tcp_release(&mut self, h: SocketHandle) {
-        if let Some(key) = self.clients.iter().find(|(_, c)| c.handle == h).map(|(k, _)| k) {
-            self.clients.remove(key);
-            self.sockets.get_mut::<tcp::Socket>(h).abort();
-            self.sockets.remove(h);
+        if let Some(key) = self
+            .clients
+            .iter()
+            .find(|(_, c)| c.handle == h)
+            .map(|(k, _)| k)
+        {
+            self.clients[key].released = true;
+            if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed {
+                self.clients.remove(key);
+                self.sockets.remove(h);
+            }
         }
     }
 
-    /// Forgets a client TCP socket that is closed or in TIME-WAIT, without sending anything.
-    pub fn release_closed(&mut self, h: SocketHandle) {
-        if let Some(key) = self.clients.iter().find(|(_, c)| c.handle == h).map(|(k, _)| k) {
-            let c = self.clients.remove(key);
-            let state = self.sockets.get::<tcp::Socket>(h).state();
-            if state != c.state {
-                let tracer = self.port.observer_mut();
-                tracer.tcp_state(
-                    self.last_now,
-                    to_socket_addr(c.local),
-                    Some(to_socket_addr(c.remote)),
-                    state_name(c.state),
-                    state_name(state),
-                );
-            }
-            self.sockets.remove(h);
-        }
+    /// Aborts a client TCP socket (RST) and releases it.
+    pub fn tcp_abort(&mut self, h: SocketHandle) {
+        self.sockets.get_mut::<tcp::Socket>(h).abort();
+        self.tcp_release(h);
     }
 
     /// A UDP socket on an ephemeral port.
     pub fn udp_open(&mut self) -> Result<SocketHandle, ConnectError> {
         let port = self.ephemeral_port().ok_or(ConnectError::NoPorts)?;
-        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; UDP_BUFFER]);
-        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; UDP_BUFFER]);
+        let rx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0u8; UDP_BUFFER],
+        );
+        let tx = udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0u8; UDP_BUFFER],
+        );
         let mut sock = udp::Socket::new(rx, tx);
         sock.bind(port).map_err(|_| ConnectError::NoPorts)?;
         Ok(self.sockets.add(sock))
@@ -353,16 +363,35 @@ impl Stack {
         self.sockets.remove(h);
     }
 
-    /// Narrates the state changes of client sockets.
+    /// Narrates the state changes of client sockets; removes released ones that closed.
     fn sync_clients(&mut self, now: Instant) {
         let tracer = self.port.observer_mut();
-        for (_, c) in self.clients.iter_mut() {
+        let mut gone = Vec::new();
+        for (key, c) in self.clients.iter_mut() {
             let state = self.sockets.get::<tcp::Socket>(c.handle).state();
             if state != c.state {
-                // smoltcp reports a fresh socket as CLOSED until its SYN leaves.
-                tracer.tcp_state(now, to_socket_addr(c.local), Some(to_socket_addr(c.remote)), state_name(c.state), state_name(state));
+                let from = if c.state == tcp::State::Closed && state != tcp::State::Closed {
+                    // A fresh socket reads CLOSED until its first poll; narrate it as opening.
+                    "CLOSED"
+                } else {
+                    state_name(c.state)
+                };
+                tracer.tcp_state(
+                    now,
+                    to_socket_addr(c.local),
+                    Some(to_socket_addr(c.remote)),
+                    from,
+                    state_name(state),
+                );
                 c.state = state;
             }
+            if c.released && state == tcp::State::Closed {
+                gone.push(key);
+            }
+        }
+        for key in gone {
+            let c = self.clients.remove(key);
+            self.sockets.remove(c.handle);
         }
     }
 
@@ -587,7 +616,7 @@ impl Stack {
                     }
                 }
                 if let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) {
-                    self.sync_conn(now, key, status);
+                    self.sync_conn(now, key, status, false);
                 } else if !self.clients.is_empty() {
                     self.sync_clients(now);
                 }
@@ -611,20 +640,26 @@ impl Stack {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.sync_conn(now, key, status);
+            self.sync_conn(now, key, status, true);
         }
         if !self.clients.is_empty() {
             self.sync_clients(now);
         }
     }
 
-    /// Logs a state change of one connection; removes it once closed.
-    fn sync_conn(&mut self, now: Instant, key: usize, status: &mut Status) {
+    /// Logs a state change of one connection; removes it once closed. TIME-WAIT is cut short: the
+    /// socket goes once the final ACK has left (`after_egress`), so sockets do not pile up for 10 s
+    /// each under a high connection rate. A peer whose final ACK was lost and who repeats its FIN then
+    /// gets an RST, which ends its LAST-ACK just as well.
+    fn sync_conn(&mut self, now: Instant, key: usize, status: &mut Status, after_egress: bool) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         let state = self.sockets.get::<tcp::Socket>(conn.handle).state();
         if state == conn.state {
+            if state == tcp::State::TimeWait && after_egress {
+                self.remove_conn(now, key, status);
+            }
             return;
         }
         let tracer = self.port.observer_mut();
@@ -637,9 +672,36 @@ impl Stack {
             state_name(state),
         );
         conn.state = state;
-        if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
-            if state == tcp::State::TimeWait {
-                tracer.tcp_state(now, local, Some(remote), "TIME-WAIT", "CLOSED");
+        if state == tcp::State::Closed || (state == tcp::State::TimeWait && after_egress) {
+            self.remove_conn(now, key, status);
+        } else {
+            status.conns.insert(
+                conn.id,
+                ConnRow {
+                    id: conn.id,
+                    stack: StackKind::Stack,
+                    proto: Proto::Tcp,
+                    local,
+                    remote: Some(remote),
+                    state: state_name(state),
+                    service: conn.kind.name(),
+                },
+            );
+        }
+    }
+
+    fn remove_conn(&mut self, now: Instant, key: usize, status: &mut Status) {
+        {
+            let conn = &self.conns[key];
+            if conn.state == tcp::State::TimeWait {
+                let tracer = self.port.observer_mut();
+                tracer.tcp_state(
+                    now,
+                    to_socket_addr(conn.local),
+                    Some(to_socket_addr(conn.remote)),
+                    "TIME-WAIT",
+                    "CLOSED",
+                );
             }
             let conn = self.conns.remove(key);
             self.by_tuple.remove(&(conn.local, conn.remote));
@@ -654,19 +716,6 @@ impl Stack {
                     self.refill(i);
                 }
             }
-        } else {
-            status.conns.insert(
-                conn.id,
-                ConnRow {
-                    id: conn.id,
-                    stack: StackKind::Stack,
-                    proto: Proto::Tcp,
-                    local,
-                    remote: Some(remote),
-                    state: state_name(state),
-                    service: conn.kind.name(),
-                },
-            );
         }
     }
 

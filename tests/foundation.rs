@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn ping_v4_and_v6_answered_by_the_userspace_stack() {
-    let Some(ns) = Netns::with_tap("ping") else { return };
+    let Some(ns) = Netns::with_tap("ping") else {
+        return;
+    };
     let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo"]);
     ts.wait_ready();
     let out = ns.sh_ok("ping -c 3 -i 0.2 -W 2 192.168.69.1");
@@ -18,7 +20,9 @@ fn ping_v4_and_v6_answered_by_the_userspace_stack() {
 
 #[test]
 fn one_mebibyte_echoed_byte_exact_on_both_stacks() {
-    let Some(ns) = Netns::with_tap("bulk") else { return };
+    let Some(ns) = Netns::with_tap("bulk") else {
+        return;
+    };
     let ts = ns.tapstack(&["serve", "--tap", "tap0", "-q"]);
     let ready = ts.wait_ready();
     assert!(ready.contains("stack tcp 192.168.69.1:7 echo"), "{ready}");
@@ -33,30 +37,55 @@ fn one_mebibyte_echoed_byte_exact_on_both_stacks() {
 
 #[test]
 fn udp_echo_on_both_stacks() {
-    let Some(ns) = Netns::with_tap("udp") else { return };
+    let Some(ns) = Netns::with_tap("udp") else {
+        return;
+    };
     let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo"]);
     ts.wait_ready();
-    assert_eq!(ns.python(PY_UDP, &["192.168.69.1", "7", "hello stack"]), "hello stack");
-    assert_eq!(ns.python(PY_UDP, &["127.0.0.1", "10007", "hello host"]), "hello host");
+    assert_eq!(
+        ns.python(PY_UDP, &["192.168.69.1", "7", "hello stack"]),
+        "hello stack"
+    );
+    assert_eq!(
+        ns.python(PY_UDP, &["127.0.0.1", "10007", "hello host"]),
+        "hello host"
+    );
     assert_eq!(ns.python(PY_UDP, &["fdaa::1", "7", "hello v6"]), "hello v6");
 }
 
 #[test]
 fn fifty_simultaneous_clients_all_served() {
-    let Some(ns) = Netns::with_tap("conc") else { return };
+    let Some(ns) = Netns::with_tap("conc") else {
+        return;
+    };
     let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo", "-q"]);
     ts.wait_ready();
     for (host, port) in [("192.168.69.1", "7"), ("127.0.0.1", "10007")] {
         let out = ns.python(PY_CONCURRENT, &[host, port, "50"]);
         assert!(out.starts_with("served 50 refused 0"), "{host}: {out}");
     }
-    assert!(!ts.stderr_text().contains("refusing SYN"), "{}", ts.stderr_text());
+    assert!(
+        !ts.stderr_text().contains("refusing SYN"),
+        "{}",
+        ts.stderr_text()
+    );
 }
 
 #[test]
 fn connection_limit_refuses_with_rst_and_counts() {
-    let Some(ns) = Netns::with_tap("limit") else { return };
-    let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo", "--max-connections", "3", "-q"]);
+    let Some(ns) = Netns::with_tap("limit") else {
+        return;
+    };
+    let ts = ns.tapstack(&[
+        "serve",
+        "--tap",
+        "tap0",
+        "--serve",
+        "echo",
+        "--max-connections",
+        "3",
+        "-q",
+    ]);
     ts.wait_ready();
     // Three connections held open, the fourth is refused at once (RST: ConnectionRefusedError).
     let out = ns.python(
@@ -76,12 +105,19 @@ for s in held:
         &[],
     );
     assert_eq!(out.trim(), "fourth refused");
-    assert!(ts.wait_for("refusing SYN", Duration::from_secs(2)).is_some(), "{}", ts.stderr_text());
+    assert!(
+        ts.wait_for("refusing SYN", Duration::from_secs(2))
+            .is_some(),
+        "{}",
+        ts.stderr_text()
+    );
 }
 
 #[test]
 fn sigterm_closes_connections_and_exits_zero_within_a_second() {
-    let Some(ns) = Netns::with_tap("term") else { return };
+    let Some(ns) = Netns::with_tap("term") else {
+        return;
+    };
     let mut ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo"]);
     ts.wait_ready();
     // An open connection on each stack, idle; shutdown must FIN them.
@@ -119,7 +155,9 @@ print("eof" if ra == b"" and rb == b"" else f"data {ra!r} {rb!r}", flush=True)
 
 #[test]
 fn deleting_the_tap_device_exits_one_naming_it() {
-    let Some(ns) = Netns::with_tap("del") else { return };
+    let Some(ns) = Netns::with_tap("del") else {
+        return;
+    };
     let mut ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo"]);
     ts.wait_ready();
     ns.sh_ok("ping -c 1 -W 2 192.168.69.1 >/dev/null");
@@ -128,7 +166,10 @@ fn deleting_the_tap_device_exits_one_naming_it() {
     let err = ts.stderr_text();
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("tap0"), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,12 +179,17 @@ fn missing_tap_device_is_a_clear_error() {
     let code = ts.wait_exit(Duration::from_secs(5));
     let err = ts.stderr_text();
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("tap9") && err.contains("tap-setup.sh"), "{err}");
+    assert!(
+        err.contains("tap9") && err.contains("tap-setup.sh"),
+        "{err}"
+    );
 }
 
 #[test]
 fn host_port_in_use_is_a_clear_error() {
-    let Some(ns) = Netns::with_tap("inuse") else { return };
+    let Some(ns) = Netns::with_tap("inuse") else {
+        return;
+    };
     let mut holder = ns
         .cmd("python3")
         .args(["-c", "import socket,time\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',10007));s.listen()\nprint('held',flush=True)\ntime.sleep(30)"])
@@ -151,14 +197,21 @@ fn host_port_in_use_is_a_clear_error() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let mut ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo"]);
     let code = ts.wait_exit(Duration::from_secs(5));
     let _ = holder.kill();
     let _ = holder.wait();
     let err = ts.stderr_text();
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("127.0.0.1:10007") && err.contains("in use"), "{err}");
+    assert!(
+        err.contains("127.0.0.1:10007") && err.contains("in use"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -170,7 +223,10 @@ fn usage_errors_exit_two_with_one_line() {
         vec!["serve", "--serve", "echo,discard:7"],
         vec!["serve", "--serve", "echo:99999"],
     ] {
-        let out = std::process::Command::new(tapstack_bin()).args(&args).output().unwrap();
+        let out = std::process::Command::new(tapstack_bin())
+            .args(&args)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
@@ -181,14 +237,22 @@ fn usage_errors_exit_two_with_one_line() {
 
 #[test]
 fn link_down_for_two_seconds_then_service_resumes() {
-    let Some(ns) = Netns::with_tap("flap") else { return };
+    let Some(ns) = Netns::with_tap("flap") else {
+        return;
+    };
     let mut ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo", "-q"]);
     ts.wait_ready();
-    assert_eq!(ns.python(PY_UDP, &["192.168.69.1", "7", "before"]), "before");
+    assert_eq!(
+        ns.python(PY_UDP, &["192.168.69.1", "7", "before"]),
+        "before"
+    );
     ns.sh_ok("ip link set tap0 down");
     // While down, nothing crosses; the loop must keep running (and count what it could not send).
     let out = ns.sh("ping -c 2 -i 0.5 -W 1 192.168.69.1");
-    assert!(!out.status.success(), "ping must fail while the link is down");
+    assert!(
+        !out.status.success(),
+        "ping must fail while the link is down"
+    );
     std::thread::sleep(Duration::from_secs(2));
     ns.sh_ok("ip link set tap0 up");
     let out = ns.sh_ok("ping -c 3 -i 0.2 -W 2 192.168.69.1");
@@ -196,5 +260,10 @@ fn link_down_for_two_seconds_then_service_resumes() {
     let echo = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "65536"]);
     assert!(echo.starts_with("OK "), "{echo}");
     ts.signal("TERM");
-    assert_eq!(ts.wait_exit(Duration::from_secs(5)), Some(0), "{}", ts.stderr_text());
+    assert_eq!(
+        ts.wait_exit(Duration::from_secs(5)),
+        Some(0),
+        "{}",
+        ts.stderr_text()
+    );
 }

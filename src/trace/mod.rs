@@ -1,14 +1,52 @@
-//! SKELETON: the trace helper replaces this with decode/explain/pcap/events/flow modules.
-//! The API below is what the reactor calls; keep these signatures.
+//! Making the userspace stack's traffic visible: every frame in and out gets a plain-words packet line,
+//! TCP connections are narrated, addresses and ports explained, frames captured to pcap, and JSON
+//! events emitted.
+//!
+//! The pieces, each small:
+//! - [`decode`]: a frame read through smoltcp's checked views into plain facts (`Copy`, no allocation);
+//!   malformed frames and bad checksums get a static reason.
+//! - [`flow`]: connection ids, relative sequence numbers, handshake / close / retransmission / reset
+//!   labels, close summaries, in a bounded table.
+//! - [`records`]: what later consumers read (per-flow segment records, closed flows, recent packets).
+//! - [`explain`]: addresses and ports in plain words ([`explain::explain`] for the CLI).
+//! - [`pcap`], [`events`], [`step`]: capture file, JSON lines, step mode.
+//!
+//! [`Tracer`] ties them together as the [`Observer`] of the stack's port. Log targets:
+//! `tapstack::packet` (info: packet lines; trace: plus hex dumps), `tapstack::tcp` (state changes and
+//! close summaries), `tapstack::explain` (address and port explanations). Whether each is enabled is
+//! checked once, when the tracer is built: set up logging first.
+//!
+//! A packet line: `in  tap0 +0.001234s c1 TCP 192.168.69.100:49152 > 192.168.69.1:7 [SYN] seq 0 win
+//! 64240 len 0 <mss 1460,sackOK,ts 1 0,wscale 7> (handshake 1/3)`.
 
-pub mod ladder;
 use smoltcp::time::Instant;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, BufRead, BufWriter, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::device::{Direction, Observer};
-use crate::status::{Endpoint, Status};
+use crate::status::{Counters, Endpoint, Status};
+
+pub mod decode;
+pub mod events;
+pub mod explain;
+pub mod flow;
+pub mod ladder;
+pub mod pcap;
+pub mod records;
+pub mod step;
+
+pub use decode::{decode, Decoded, TcpFlags};
+pub use events::{Event, EventSink};
+pub use explain::{explain, ExplainError};
+pub use flow::FlowTable;
+pub use pcap::PcapWriter;
+pub use records::{FlowRecord, Labels, PacketRecord, SegmentRecord, Side};
+pub use step::{StepReply, Stepper};
+
+use records::{PacketRing, Secs, Summary};
 
 /// Where `--events` goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,76 +69,485 @@ pub struct TraceConfig {
     pub ladder: bool,
     /// Device name for packet lines (`tap0`, `wire`).
     pub device: String,
+    /// Log nothing at all (no packet lines, narration or explanations): for the demo's client stack,
+    /// whose frames the server's tracer already shows.
+    pub silent: bool,
 }
 
 impl TraceConfig {
-    /// Watches but says nothing: for the demo's client stack, whose frames the server's tracer shows.
     pub fn silent() -> TraceConfig {
         TraceConfig {
             quiet: true,
+            silent: true,
             device: "wire".to_string(),
             ..TraceConfig::default()
         }
     }
 }
 
+const PACKET: &str = "tapstack::packet";
+const TCP: &str = "tapstack::tcp";
+const EXPLAIN: &str = "tapstack::explain";
+/// Addresses explained at most once each, up to this many.
+const EXPLAINED_ADDRS_CAP: usize = 4096;
+
+/// The stack port's observer: decodes, follows flows, logs, captures and emits events.
 pub struct Tracer {
-    next_id: u64,
+    device: String,
+    absolute_seq: bool,
+    quiet: bool,
+    /// Cached `log_enabled!` results (and `!quiet` for packet lines).
+    lines: bool,
+    hex: bool,
+    explain_on: bool,
+    tcp_log: bool,
+    wall_epoch: SystemTime,
+    flows: FlowTable,
+    packets: PacketRing,
+    malformed: BTreeMap<&'static str, u64>,
+    /// `"malformed: <reason>"`, built once per reason for [`Tracer::merge_into`].
+    malformed_keys: BTreeMap<&'static str, String>,
+    pcap: Option<PcapWriter<Box<dyn Write>>>,
+    events: Option<EventSink>,
+    step: Option<Stepper>,
     quit: bool,
+    explained_addrs: HashSet<IpAddr>,
+    explained_ports: HashSet<u16>,
+    explained_dynamic: bool,
+    last_us: i64,
 }
 
 impl Tracer {
     /// `wall_epoch`: the wall-clock time of `Instant::ZERO` (for pcap timestamps).
-    pub fn new(_cfg: TraceConfig, _wall_epoch: SystemTime) -> std::io::Result<Tracer> {
-        Ok(Tracer {
-            next_id: 1,
+    pub fn new(cfg: TraceConfig, wall_epoch: SystemTime) -> std::io::Result<Tracer> {
+        let mut t = Tracer {
+            device: cfg.device,
+            absolute_seq: cfg.absolute_seq,
+            quiet: cfg.quiet,
+            lines: !cfg.quiet && log::log_enabled!(target: PACKET, log::Level::Info),
+            hex: !cfg.quiet && log::log_enabled!(target: PACKET, log::Level::Trace),
+            explain_on: !cfg.silent && log::log_enabled!(target: EXPLAIN, log::Level::Info),
+            tcp_log: !cfg.silent && log::log_enabled!(target: TCP, log::Level::Info),
+            wall_epoch,
+            flows: FlowTable::default(),
+            packets: PacketRing::new(records::RECENT_PACKETS),
+            malformed: BTreeMap::new(),
+            malformed_keys: BTreeMap::new(),
+            pcap: None,
+            events: None,
+            step: None,
             quit: false,
-        })
+            explained_addrs: HashSet::new(),
+            explained_ports: HashSet::new(),
+            explained_dynamic: false,
+            last_us: 0,
+        };
+        if let Some(path) = &cfg.pcap {
+            let f = std::fs::File::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("pcap file {}: {e}", path.display()))
+            })?;
+            t.set_pcap_writer(Box::new(BufWriter::new(f)))?;
+        }
+        match &cfg.events {
+            Some(EventsTarget::Stdout) => t.set_events_writer(Box::new(io::stdout())),
+            Some(EventsTarget::File(path)) => {
+                let f = std::fs::File::create(path).map_err(|e| {
+                    io::Error::new(e.kind(), format!("events file {}: {e}", path.display()))
+                })?;
+                t.set_events_writer(Box::new(BufWriter::new(f)));
+            }
+            None => {}
+        }
+        if cfg.step {
+            t.step = Some(Stepper::stdio());
+        }
+        Ok(t)
+    }
+
+    /// Captures to `out` (writes the pcap global header now).
+    pub fn set_pcap_writer(&mut self, out: Box<dyn Write>) -> io::Result<()> {
+        self.pcap = Some(PcapWriter::new(out)?);
+        Ok(())
+    }
+
+    /// Sends events to `out`.
+    pub fn set_events_writer(&mut self, out: Box<dyn Write>) {
+        self.events = Some(EventSink::new(out));
+    }
+
+    /// Turns step mode on, reading answers from `input` and writing prompts to `prompt`.
+    pub fn set_step_io(&mut self, input: Box<dyn BufRead>, prompt: Box<dyn Write>) {
+        self.step = Some(Stepper::new(input, prompt));
+    }
+
+    /// Bounds the flow table (default 65536 flows). Call before any traffic.
+    pub fn set_flow_cap(&mut self, cap: usize) {
+        self.flows = FlowTable::new(cap);
     }
 
     /// A fresh connection id (host connections get theirs here, so ids are unique across stacks).
     pub fn alloc_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.flows.alloc_id()
     }
 
     /// The id of the TCP flow with this 4-tuple (assigned on first sight).
-    pub fn conn_id(&mut self, _local: SocketAddr, _remote: SocketAddr) -> u64 {
-        self.alloc_id()
+    pub fn conn_id(&mut self, local: SocketAddr, remote: SocketAddr) -> u64 {
+        self.flows.tcp_id(self.last_us, local, remote).0
     }
 
     /// A smoltcp socket of the userspace stack changed state.
     pub fn tcp_state(
         &mut self,
-        _now: Instant,
-        _local: SocketAddr,
-        _remote: Option<SocketAddr>,
-        _from: &'static str,
-        _to: &'static str,
+        now: Instant,
+        local: SocketAddr,
+        remote: Option<SocketAddr>,
+        from: &'static str,
+        to: &'static str,
     ) {
+        let t_us = self.now_us(now);
+        let mut conn = None;
+        let mut closed = false;
+        match remote {
+            Some(r) => {
+                let (id, c) = self.flows.tcp_state(t_us, local, r, from, to);
+                conn = Some(id);
+                closed = c;
+                if self.tcp_log {
+                    let arrow = self.flows.get(6, local, r).map_or("<->", |f| f.arrow());
+                    log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
+                }
+            }
+            None => {
+                if self.tcp_log {
+                    log::info!(target: TCP, "+{} listener {local} {from} -> {to}", Secs(t_us));
+                }
+            }
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::TcpState {
+                t_us,
+                conn,
+                local,
+                remote,
+                from,
+                to,
+            });
+        }
+        if closed {
+            self.report_closed(t_us);
+        }
     }
 
     /// Why the next RST towards `remote` from `local` is sent (no listener, pool full, abort).
-    pub fn rst_reason(&mut self, _local: SocketAddr, _remote: SocketAddr, _reason: &'static str) {}
+    pub fn rst_reason(&mut self, local: SocketAddr, remote: SocketAddr, reason: &'static str) {
+        self.flows.rst_hint(local, remote, reason);
+    }
 
-    pub fn ready(&mut self, _now: Instant, _endpoints: &[Endpoint]) {}
-    pub fn error(&mut self, _now: Instant, _msg: &str) {}
-    pub fn shutdown(&mut self, _now: Instant, _status: &Status) {}
-    pub fn flush(&mut self) {}
+    pub fn ready(&mut self, now: Instant, endpoints: &[Endpoint]) {
+        let t_us = self.now_us(now);
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::Ready {
+                t_us,
+                device: &self.device,
+                endpoints,
+            });
+        }
+    }
+
+    pub fn error(&mut self, now: Instant, msg: &str) {
+        let t_us = self.now_us(now);
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::Error { t_us, message: msg });
+        }
+    }
+
+    pub fn shutdown(&mut self, now: Instant, status: &Status) {
+        let t_us = self.now_us(now);
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::Shutdown {
+                t_us,
+                stack: &status.stack,
+                host: &status.host,
+                trace: events::TraceCounters {
+                    malformed: &self.malformed,
+                    flow_evictions: self.flows.evictions(),
+                    packets: self.packets.last_seq(),
+                },
+            });
+        }
+        self.flush();
+    }
+
+    pub fn flush(&mut self) {
+        if let Some(ev) = self.events.as_mut() {
+            ev.flush();
+        }
+    }
 
     /// `q` was typed in step mode.
     pub fn quit_requested(&self) -> bool {
         self.quit
     }
+
+    /// Malformed frames and bad checksums seen, by reason.
+    pub fn malformed(&self) -> &BTreeMap<&'static str, u64> {
+        &self.malformed
+    }
+
+    /// Sets `"malformed: <reason>"` drop counters in `c` to the tracer's counts (idempotent: call it
+    /// as often as the counters are copied).
+    pub fn merge_into(&self, c: &mut Counters) {
+        for (reason, &n) in &self.malformed {
+            let Some(key) = self.malformed_keys.get(reason) else {
+                continue;
+            };
+            match c.drops.get_mut(key.as_str()) {
+                Some(v) => *v = n,
+                None => {
+                    c.drops.insert(key.clone(), n);
+                }
+            }
+        }
+    }
+
+    /// Flows pushed out of the bounded flow table so far.
+    pub fn flow_evictions(&self) -> u64 {
+        self.flows.evictions()
+    }
+
+    /// Flows in the table (live, and closed ones not yet evicted), oldest first.
+    pub fn flow_records(&self) -> impl Iterator<Item = &FlowRecord> {
+        self.flows.records()
+    }
+
+    /// The last 64 closed TCP connections, oldest first.
+    pub fn closed_flows(&self) -> impl Iterator<Item = &FlowRecord> {
+        self.flows.closed().iter()
+    }
+
+    /// Packet records numbered after `since` (0: all kept), oldest first; at most the last 4096.
+    pub fn recent_packets(&self, since: u64) -> impl Iterator<Item = &PacketRecord> {
+        self.packets.since(since)
+    }
+
+    /// The number of the newest packet record (0 before any frame).
+    pub fn last_packet_seq(&self) -> u64 {
+        self.packets.last_seq()
+    }
+
+    /// The packet line for a record: `in  tap0 +1.234567s <summary>`.
+    pub fn packet_line(&self, rec: &PacketRecord) -> String {
+        format!(
+            "{:<3} {} +{} {}",
+            rec.dir.as_str(),
+            self.device,
+            Secs(rec.t_us),
+            Summary {
+                rec,
+                absolute_seq: self.absolute_seq
+            }
+        )
+    }
+
+    fn now_us(&mut self, now: Instant) -> i64 {
+        let t = now.total_micros();
+        self.last_us = t;
+        t
+    }
+
+    fn count(&mut self, reason: &'static str) {
+        *self.malformed.entry(reason).or_insert(0) += 1;
+        self.malformed_keys
+            .entry(reason)
+            .or_insert_with(|| format!("malformed: {reason}"));
+    }
+
+    fn capture(&mut self, t_us: i64, frame: &[u8]) {
+        let Some(w) = self.pcap.as_mut() else {
+            return;
+        };
+        let ts = self.wall_epoch + Duration::from_micros(t_us.max(0) as u64);
+        if let Err(e) = w.write_frame(ts, frame) {
+            log::warn!(target: "tapstack::trace", "pcap: write failed, capture stopped: {e}");
+            self.pcap = None;
+        }
+    }
+
+    /// One frame that crossed the device (`dropped`: it was lost right after, on the way in).
+    fn handle(
+        &mut self,
+        now: Instant,
+        dir: Direction,
+        frame: &[u8],
+        dropped: Option<&'static str>,
+    ) {
+        let t_us = self.now_us(now);
+        let d = decode(frame);
+        if let Some(m) = d.malformed {
+            self.count(m);
+        }
+        if let Some(c) = d.bad_checksum {
+            self.count(c);
+        }
+        self.capture(t_us, frame);
+        let obs = self.flows.observe(t_us, dir, &d);
+        if dropped.is_some() {
+            self.flows.mark_dropped(dir, &d);
+        }
+        let mut rec = PacketRecord {
+            seq: 0,
+            t_us,
+            dir,
+            decoded: d,
+            conn: obs.conn,
+            rel_seq: obs.rel_seq,
+            rel_ack: obs.rel_ack,
+            labels: obs.labels,
+            rst_reason: obs.rst_reason,
+            dropped,
+        };
+        rec.seq = self.packets.push(rec);
+        if self.lines {
+            log::info!(target: PACKET, "{}", self.packet_line(&rec));
+            if self.hex {
+                let mut dump = String::new();
+                decode::hex_dump(&mut dump, frame);
+                log::trace!(target: PACKET, "\n{dump}");
+            }
+        }
+        if obs.new_flow && self.explain_on {
+            if let Some(id) = obs.conn {
+                self.explain_flow(id);
+            }
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::Packet(&rec));
+            if let Some(why) = dropped {
+                ev.emit(&Event::Drop {
+                    t_us,
+                    dir,
+                    reason: why,
+                    len: frame.len(),
+                    conn: obs.conn,
+                    summary: rec.summary(self.absolute_seq),
+                });
+            }
+        }
+        if obs.closed {
+            self.report_closed(t_us);
+        }
+        if !self.quiet {
+            if let Some(s) = self.step.as_mut() {
+                if s.wait() == StepReply::Quit {
+                    self.quit = true;
+                }
+            }
+        }
+    }
+
+    /// A frame the stack sent was lost after the packet line was written.
+    fn dropped_out(&mut self, now: Instant, frame: &[u8], why: &'static str) {
+        let t_us = self.now_us(now);
+        let d = decode(frame);
+        self.flows.mark_dropped(Direction::Out, &d);
+        let conn = self.packets.mark_dropped(Direction::Out, &d, why);
+        if self.lines {
+            log::info!(
+                target: PACKET,
+                "out {} +{} DROPPED ({why}): the frame above never reached the link",
+                self.device,
+                Secs(t_us)
+            );
+        }
+        if let Some(ev) = self.events.as_mut() {
+            let rec = PacketRecord {
+                seq: 0,
+                t_us,
+                dir: Direction::Out,
+                decoded: d,
+                conn,
+                rel_seq: None,
+                rel_ack: None,
+                labels: Labels::default(),
+                rst_reason: None,
+                dropped: Some(why),
+            };
+            ev.emit(&Event::Drop {
+                t_us,
+                dir: Direction::Out,
+                reason: why,
+                len: frame.len(),
+                conn,
+                summary: rec.summary(true),
+            });
+        }
+    }
+
+    fn report_closed(&mut self, t_us: i64) {
+        let Some(f) = self.flows.closed().back() else {
+            return;
+        };
+        if self.tcp_log {
+            log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
+        }
+    }
+
+    /// Explains a new flow's addresses and ports, each address (and each port below 49152) once.
+    fn explain_flow(&mut self, id: u64) {
+        let Some((local, remote, proto)) = self.flows.ends(id) else {
+            return;
+        };
+        let mut text = String::new();
+        for a in [remote.ip(), local.ip()] {
+            if self.explained_addrs.len() < EXPLAINED_ADDRS_CAP && self.explained_addrs.insert(a) {
+                text.push('\n');
+                text.push_str(&explain::explain_addr(a));
+            }
+        }
+        if proto != "icmp" {
+            for p in [remote.port(), local.port()] {
+                let fresh = if p >= 49152 {
+                    !std::mem::replace(&mut self.explained_dynamic, true)
+                } else {
+                    self.explained_ports.insert(p)
+                };
+                if fresh {
+                    text.push('\n');
+                    text.push_str(&explain::explain_port(p));
+                }
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        if proto == "icmp" {
+            let (l, r) = (local.ip(), remote.ip());
+            log::info!(target: EXPLAIN, "c{id} icmp echo {l} / {r}:{text}");
+        } else {
+            log::info!(target: EXPLAIN, "c{id} {proto} {local} / {remote}:{text}");
+        }
+    }
 }
 
 impl Observer for Tracer {
-    fn frame(&mut self, _now: Instant, _dir: Direction, _frame: &[u8]) {}
-    fn dropped(&mut self, _now: Instant, _dir: Direction, _frame: &[u8], _reason: &'static str) {}
+    fn frame(&mut self, now: Instant, dir: Direction, frame: &[u8]) {
+        self.handle(now, dir, frame, None);
+    }
+
+    /// Outgoing frames were already observed (captured, printed) before the loss; incoming ones never
+    /// reached the stack but did reach the device, so they are captured and printed here, marked.
+    fn dropped(&mut self, now: Instant, dir: Direction, frame: &[u8], reason: &'static str) {
+        match dir {
+            Direction::In => self.handle(now, dir, frame, Some(reason)),
+            Direction::Out => self.dropped_out(now, frame, reason),
+        }
+    }
 }
 
-/// SKELETON: replaced by the trace helper's explain module.
-pub fn explain(input: &str) -> Result<String, String> {
-    Err(format!("cannot explain '{input}' yet"))
-}
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;

@@ -67,7 +67,10 @@ impl Netns {
                 skip("`ip netns add` failed (is iproute2 installed?)");
                 return None;
             }
-            Netns { mode: Mode::Root(name.clone()), name }
+            Netns {
+                mode: Mode::Root(name.clone()),
+                name,
+            }
         } else {
             let child = Command::new("unshare")
                 .args(["-Urn", "sleep", "600"])
@@ -78,7 +81,10 @@ impl Netns {
                 return None;
             };
             std::thread::sleep(Duration::from_millis(100));
-            let ns = Netns { mode: Mode::User(child), name };
+            let ns = Netns {
+                mode: Mode::User(child),
+                name,
+            };
             if !ns.sh("true").status.success() {
                 skip("not root, and unprivileged user namespaces are not allowed here");
                 return None;
@@ -92,13 +98,11 @@ impl Netns {
     /// A fresh namespace holding `tap0` with the host side of the usual addresses, link up.
     pub fn with_tap(tag: &str) -> Option<Netns> {
         let ns = Netns::new(tag)?;
-        let out = ns.sh(
-            "ip tuntap add dev tap0 mode tap && \
+        let out = ns.sh("ip tuntap add dev tap0 mode tap && \
              ip addr add 192.168.69.100/24 dev tap0 && \
              ip -6 addr add fdaa::100/64 dev tap0 nodad && \
              ip -6 addr add fe80::100/64 dev tap0 nodad && \
-             ip link set tap0 up",
-        );
+             ip link set tap0 up");
         if !out.status.success() {
             skip(&format!(
                 "cannot create a TAP device in a namespace: {}",
@@ -119,7 +123,14 @@ impl Netns {
             }
             Mode::User(child) => {
                 let mut c = Command::new("nsenter");
-                c.args(["--preserve-credentials", "-U", "-n", "-t", &child.id().to_string(), program]);
+                c.args([
+                    "--preserve-credentials",
+                    "-U",
+                    "-n",
+                    "-t",
+                    &child.id().to_string(),
+                    program,
+                ]);
                 c
             }
         }
@@ -188,11 +199,14 @@ impl Drop for Netns {
         match &mut self.mode {
             Mode::Root(name) => {
                 // Processes still inside would keep the namespace alive: end the ones we started first.
-                let _ = Command::new("ip").args(["netns", "pids", name]).output().map(|o| {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill").args(["-KILL", pid]).status();
-                    }
-                });
+                let _ = Command::new("ip")
+                    .args(["netns", "pids", name])
+                    .output()
+                    .map(|o| {
+                        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                            let _ = Command::new("kill").args(["-KILL", pid]).status();
+                        }
+                    });
                 let _ = Command::new("ip").args(["netns", "del", name]).status();
             }
             Mode::User(child) => {
@@ -237,7 +251,11 @@ impl Tapstack {
         let stdout = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
         collect(child.stderr.take().unwrap(), stderr.clone());
         collect(child.stdout.take().unwrap(), stdout.clone());
-        Tapstack { child, stderr, stdout }
+        Tapstack {
+            child,
+            stderr,
+            stdout,
+        }
     }
 
     fn wait_in(buf: &Arc<(Mutex<Lines>, Condvar)>, pat: &str, timeout: Duration) -> Option<String> {
@@ -265,7 +283,10 @@ impl Tapstack {
     pub fn wait_ready(&self) -> String {
         match self.wait_for("ready:", Duration::from_secs(20)) {
             Some(l) => l,
-            None => panic!("tapstack never became ready; stderr:\n{}", self.stderr_text()),
+            None => panic!(
+                "tapstack never became ready; stderr:\n{}",
+                self.stderr_text()
+            ),
         }
     }
 
@@ -291,7 +312,9 @@ impl Tapstack {
 
     pub fn write_stdin(&mut self, s: &str) {
         let stdin = self.child.stdin.as_mut().expect("stdin piped");
-        stdin.write_all(s.as_bytes()).expect("write to tapstack's stdin");
+        stdin
+            .write_all(s.as_bytes())
+            .expect("write to tapstack's stdin");
         stdin.flush().unwrap();
     }
 

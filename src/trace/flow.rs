@@ -1,0 +1,589 @@
+//! The flow tracker: connection ids, relative sequence numbers, handshake / close / retransmission /
+//! reset labels, per-flow segment records and close summaries.
+//!
+//! Flows are keyed by protocol and 4-tuple seen from the stack: `local` is the stack's end (source of
+//! `out` frames, destination of `in` frames). TCP flows follow the segments; UDP 4-tuples and ICMP echo
+//! identifiers get lighter records of the same shape. The table is bounded: when full, a closed (or
+//! non-TCP) flow is evicted first, else the oldest live one; evictions are counted.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use super::decode::{Decoded, TcpFlags, TcpInfo};
+use super::records::{FlowRecord, Labels, SegmentRecord, Side};
+use crate::device::Direction;
+
+/// Default bound on the flow table.
+pub const DEFAULT_FLOW_CAP: usize = 65536;
+/// Closed flows kept for `closed_flows`.
+pub const CLOSED_KEPT: usize = 64;
+const RST_HINTS_CAP: usize = 1024;
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP echo; ICMPv6 echo is filed under 1 too).
+    pub proto: u8,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+/// Per-direction TCP state (index 0: peer to stack, 1: stack to peer).
+#[derive(Debug, Clone, Copy, Default)]
+struct DirState {
+    /// First sequence number (the ISN, or the first one seen when the SYN was missed).
+    base: Option<u32>,
+    /// Highest sequence number + length seen (for retransmission detection).
+    max_end: Option<u32>,
+    syn: bool,
+    /// Sequence number of this direction's FIN.
+    fin: Option<u32>,
+    /// 1 if this side closed first, 2 otherwise.
+    fin_no: u8,
+    fin_acked: bool,
+}
+
+#[derive(Debug)]
+struct Flow {
+    rec: FlowRecord,
+    dirs: [DirState; 2],
+    /// 0 nothing, 1 SYN seen, 2 SYN-ACK seen, 3 handshake complete.
+    stage: u8,
+    syn_at: i64,
+    closed: bool,
+}
+
+/// What the tracker added to one frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub conn: Option<u64>,
+    /// The frame started a new flow (explain its addresses).
+    pub new_flow: bool,
+    pub rel_seq: Option<u32>,
+    pub rel_ack: Option<u32>,
+    pub labels: Labels,
+    pub rst_reason: Option<&'static str>,
+    /// The frame closed its TCP flow: its record is the newest of `closed()`.
+    pub closed: bool,
+}
+
+fn idx(dir: Direction) -> usize {
+    match dir {
+        Direction::In => 0,
+        Direction::Out => 1,
+    }
+}
+
+/// `a < b` in sequence space.
+fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+pub struct FlowTable {
+    map: HashMap<FlowKey, Flow>,
+    /// Every flow in the table, by id (oldest first).
+    order: BTreeMap<u64, FlowKey>,
+    /// Flows that may go first when the table is full: closed TCP, UDP, ICMP.
+    evictable: BTreeMap<u64, FlowKey>,
+    cap: usize,
+    evictions: u64,
+    closed: VecDeque<FlowRecord>,
+    rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
+    next_id: u64,
+}
+
+impl Default for FlowTable {
+    fn default() -> Self {
+        Self::new(DEFAULT_FLOW_CAP)
+    }
+}
+
+impl FlowTable {
+    pub fn new(cap: usize) -> Self {
+        FlowTable {
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+            evictable: BTreeMap::new(),
+            cap: cap.max(1),
+            evictions: 0,
+            closed: VecDeque::new(),
+            rst_hints: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// A fresh id from the one counter.
+    pub fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Live and recently closed flows still in the table, oldest first.
+    pub fn records(&self) -> impl Iterator<Item = &FlowRecord> {
+        self.order
+            .values()
+            .filter_map(|k| self.map.get(k))
+            .map(|f| &f.rec)
+    }
+
+    /// The last [`CLOSED_KEPT`] closed TCP flows, oldest first.
+    pub fn closed(&self) -> &VecDeque<FlowRecord> {
+        &self.closed
+    }
+
+    pub fn get(&self, proto: u8, local: SocketAddr, remote: SocketAddr) -> Option<&FlowRecord> {
+        self.map
+            .get(&FlowKey {
+                proto,
+                local,
+                remote,
+            })
+            .map(|f| &f.rec)
+    }
+
+    /// The id of the TCP flow `local`/`remote`, creating the flow on first sight.
+    pub fn tcp_id(&mut self, now_us: i64, local: SocketAddr, remote: SocketAddr) -> (u64, bool) {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        if let Some(f) = self.map.get(&key) {
+            return (f.rec.id, false);
+        }
+        (self.create(key, now_us), true)
+    }
+
+    /// The stack moved a socket from `from` to `to`. Returns the flow id and whether the flow closed now.
+    pub fn tcp_state(
+        &mut self,
+        now_us: i64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        _from: &str,
+        to: &str,
+    ) -> (u64, bool) {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        // An old, closed flow on the same 4-tuple and a socket starting over: a new connection.
+        let restart = to == "SYN-SENT" || to == "SYN-RECEIVED";
+        if restart && self.map.get(&key).is_some_and(|f| f.closed) {
+            self.remove(&key);
+        }
+        let (id, _) = self.tcp_id(now_us, local, remote);
+        let mut closed_now = false;
+        let reason = match to {
+            "CLOSED" => Some("CLOSED"),
+            "TIME-WAIT" => Some("TIME-WAIT"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            closed_now = self.close(&key, now_us, reason);
+        }
+        if let Some(f) = self.map.get_mut(&key) {
+            if to == "SYN-SENT" && f.rec.opened_by.is_none() {
+                f.rec.opened_by = Some(Side::Stack);
+            }
+            if to == "SYN-RECEIVED" && f.rec.opened_by.is_none() {
+                f.rec.opened_by = Some(Side::Peer);
+            }
+        }
+        (id, closed_now)
+    }
+
+    /// The next RST from `local` to `remote` is sent for `reason`.
+    pub fn rst_hint(&mut self, local: SocketAddr, remote: SocketAddr, reason: &'static str) {
+        if self.rst_hints.len() >= RST_HINTS_CAP {
+            self.rst_hints.clear();
+        }
+        self.rst_hints.insert((local, remote), reason);
+    }
+
+    /// Follows one frame. Malformed frames and frames with a bad checksum are not followed (the stack
+    /// drops them); they only get the id of an existing flow.
+    pub fn observe(&mut self, now_us: i64, dir: Direction, d: &Decoded) -> Observed {
+        let Some(ip) = d.ip else {
+            return Observed::default();
+        };
+        let (local_ip, remote_ip) = match dir {
+            Direction::Out => (ip.src, ip.dst),
+            Direction::In => (ip.dst, ip.src),
+        };
+        let ends = |src_port: u16, dst_port: u16| -> (SocketAddr, SocketAddr) {
+            let (lp, rp) = match dir {
+                Direction::Out => (src_port, dst_port),
+                Direction::In => (dst_port, src_port),
+            };
+            (
+                SocketAddr::new(local_ip, lp),
+                SocketAddr::new(remote_ip, rp),
+            )
+        };
+        let (key, kind, seq, len) = if let Some(t) = d.tcp {
+            let (local, remote) = ends(t.src_port, t.dst_port);
+            let key = FlowKey {
+                proto: TCP,
+                local,
+                remote,
+            };
+            if d.problem().is_some() {
+                return self.existing(&key);
+            }
+            return self.observe_tcp(now_us, dir, key, &t);
+        } else if let Some(u) = d.udp {
+            let (local, remote) = ends(u.src_port, u.dst_port);
+            (
+                FlowKey {
+                    proto: UDP,
+                    local,
+                    remote,
+                },
+                "udp",
+                0,
+                u.len as u32,
+            )
+        } else if let Some(i) = d.icmp {
+            if !(i.is_echo_request() || i.is_echo_reply()) {
+                return Observed::default();
+            }
+            let id = i.ident.unwrap_or(0);
+            let (local, remote) = ends(id, id);
+            (
+                FlowKey {
+                    proto: ICMP,
+                    local,
+                    remote,
+                },
+                i.name,
+                i.seq.unwrap_or(0) as u32,
+                i.len as u32,
+            )
+        } else {
+            return Observed::default();
+        };
+        if d.problem().is_some() {
+            return self.existing(&key);
+        }
+        let new_flow = !self.map.contains_key(&key);
+        let id = match self.map.get(&key) {
+            Some(f) => f.rec.id,
+            None => self.create(key, now_us),
+        };
+        if let Some(f) = self.map.get_mut(&key) {
+            f.rec.push(SegmentRecord {
+                t_us: now_us,
+                dir,
+                kind,
+                flags: TcpFlags::default(),
+                seq,
+                ack: None,
+                len,
+                win: 0,
+                labels: Labels::default(),
+                rst_reason: None,
+                dropped: false,
+                abs_seq: seq,
+            });
+        }
+        Observed {
+            conn: Some(id),
+            new_flow,
+            ..Observed::default()
+        }
+    }
+
+    fn existing(&self, key: &FlowKey) -> Observed {
+        Observed {
+            conn: self.map.get(key).map(|f| f.rec.id),
+            ..Observed::default()
+        }
+    }
+
+    /// A frame lost on the way: mark its segment record.
+    pub fn mark_dropped(&mut self, dir: Direction, d: &Decoded) -> bool {
+        let (Some(ip), Some(t)) = (d.ip, d.tcp) else {
+            return false;
+        };
+        let (local, remote) = match dir {
+            Direction::Out => (
+                SocketAddr::new(ip.src, t.src_port),
+                SocketAddr::new(ip.dst, t.dst_port),
+            ),
+            Direction::In => (
+                SocketAddr::new(ip.dst, t.dst_port),
+                SocketAddr::new(ip.src, t.src_port),
+            ),
+        };
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        match self.map.get_mut(&key) {
+            Some(f) => f.rec.mark_dropped(dir, t.seq, t.flags, t.len),
+            None => false,
+        }
+    }
+
+    fn observe_tcp(&mut self, now_us: i64, dir: Direction, key: FlowKey, t: &TcpInfo) -> Observed {
+        let fl = t.flags;
+        let (d, o) = (idx(dir), 1 - idx(dir));
+        let pure_syn = fl.syn() && !fl.ack();
+        let replace = match self.map.get(&key) {
+            Some(f) => pure_syn && (f.closed || (f.dirs[d].syn && f.dirs[d].base != Some(t.seq))),
+            None => false,
+        };
+        if replace {
+            if self.map.get(&key).is_some_and(|f| !f.closed) {
+                self.close(&key, now_us, "superseded");
+            }
+            self.remove(&key);
+        }
+        let new_flow = !self.map.contains_key(&key);
+        if new_flow {
+            self.create(key, now_us);
+        }
+        let hint = if fl.rst() && dir == Direction::Out {
+            self.rst_hints.remove(&(key.local, key.remote))
+        } else {
+            None
+        };
+        let Some(f) = self.map.get_mut(&key) else {
+            return Observed::default();
+        };
+        let mut labels = Labels::default();
+
+        // Sequence bases: the ISN from a SYN, else the first number seen.
+        if fl.syn() {
+            if !f.dirs[d].syn {
+                f.dirs[d].base = Some(t.seq);
+                f.dirs[d].syn = true;
+            }
+        } else if f.dirs[d].base.is_none() {
+            f.dirs[d].base = Some(t.seq);
+        }
+        if fl.ack() && f.dirs[o].base.is_none() {
+            // The other side's first number, inferred from what this segment acknowledges.
+            f.dirs[o].base = Some(t.ack.wrapping_sub(fl.syn() as u32));
+        }
+        let rel_seq = t.seq.wrapping_sub(f.dirs[d].base.unwrap_or(t.seq));
+        let rel_ack = fl
+            .ack()
+            .then(|| t.ack.wrapping_sub(f.dirs[o].base.unwrap_or(t.ack)));
+
+        // Retransmission: sequence space that was already sent this way.
+        let seg_len = t.seg_len();
+        let mut retrans = false;
+        if seg_len > 0 {
+            let end = t.seq.wrapping_add(seg_len);
+            match f.dirs[d].max_end {
+                Some(max) => {
+                    retrans = seq_lt(t.seq, max);
+                    if seq_lt(max, end) {
+                        f.dirs[d].max_end = Some(end);
+                    }
+                }
+                None => f.dirs[d].max_end = Some(end),
+            }
+        }
+
+        // The handshake.
+        let side = Side::of(dir);
+        if pure_syn {
+            labels.push("handshake 1/3");
+            if f.stage == 0 {
+                f.stage = 1;
+                f.syn_at = now_us;
+                f.rec.opened_by = Some(side);
+            }
+        } else if fl.syn() && fl.ack() {
+            labels.push("handshake 2/3");
+            if f.stage <= 1 {
+                f.stage = 2;
+            }
+        } else if f.stage == 2
+            && fl.ack()
+            && !fl.rst()
+            && f.rec.opened_by == Some(side)
+            && f.dirs[o].base.map(|b| b.wrapping_add(1)) == Some(t.ack)
+        {
+            labels.push("handshake 3/3");
+            f.stage = 3;
+            f.rec.handshake_us = Some(now_us - f.syn_at);
+        }
+
+        // The close.
+        if fl.fin() {
+            if f.dirs[d].fin.is_none() {
+                f.dirs[d].fin = Some(t.seq.wrapping_add(t.len));
+                f.dirs[d].fin_no = if f.dirs[o].fin.is_some() { 2 } else { 1 };
+            }
+            labels.push(if f.dirs[d].fin_no == 1 {
+                "close: FIN 1"
+            } else {
+                "close: FIN 2"
+            });
+        }
+        if fl.ack() && !f.dirs[o].fin_acked {
+            if let Some(fin) = f.dirs[o].fin {
+                if !seq_lt(t.ack, fin.wrapping_add(1)) {
+                    f.dirs[o].fin_acked = true;
+                    labels.push(if f.dirs[o].fin_no == 1 {
+                        "close: ACK of FIN 1"
+                    } else {
+                        "close: ACK of FIN 2"
+                    });
+                }
+            }
+        }
+        if retrans {
+            labels.push("retransmission");
+        }
+
+        // A reset: who, and why when known.
+        let mut rst_reason = None;
+        if fl.rst() {
+            labels.push(match dir {
+                Direction::Out => "reset by the stack",
+                Direction::In => "reset by the peer",
+            });
+            rst_reason = hint.or(match (dir, f.stage, f.rec.opened_by) {
+                (Direction::Out, 0 | 1, Some(Side::Peer)) => Some("no listener"),
+                (Direction::In, 0 | 1, Some(Side::Stack)) => {
+                    Some("connection refused: nothing listens there")
+                }
+                _ => None,
+            });
+        }
+
+        f.rec.push(SegmentRecord {
+            t_us: now_us,
+            dir,
+            kind: "tcp",
+            flags: fl,
+            seq: rel_seq,
+            ack: rel_ack,
+            len: t.len,
+            win: t.win,
+            labels,
+            rst_reason,
+            dropped: false,
+            abs_seq: t.seq,
+        });
+        let id = f.rec.id;
+
+        let mut closed = false;
+        if !f.closed {
+            if fl.rst() {
+                f.rec.rst_by = Some(side);
+                f.rec.rst_reason = rst_reason;
+                closed = self.close(&key, now_us, "RST");
+            } else if f.dirs[0].fin_acked && f.dirs[1].fin_acked {
+                closed = self.close(&key, now_us, "FIN");
+            }
+        }
+        Observed {
+            conn: Some(id),
+            new_flow,
+            rel_seq: Some(rel_seq),
+            rel_ack,
+            labels,
+            rst_reason,
+            closed,
+        }
+    }
+
+    /// Closes a TCP flow once: records it in the closed ring. Returns whether it closed now.
+    fn close(&mut self, key: &FlowKey, now_us: i64, reason: &'static str) -> bool {
+        let Some(f) = self.map.get_mut(key) else {
+            return false;
+        };
+        if f.closed {
+            return false;
+        }
+        f.closed = true;
+        f.rec.closed_us = Some(now_us);
+        f.rec.close_reason = Some(reason);
+        let id = f.rec.id;
+        if key.proto == TCP {
+            if self.closed.len() >= CLOSED_KEPT {
+                self.closed.pop_front();
+            }
+            self.closed.push_back(f.rec.clone());
+        }
+        self.evictable.insert(id, *key);
+        true
+    }
+
+    fn remove(&mut self, key: &FlowKey) {
+        if let Some(f) = self.map.remove(key) {
+            self.order.remove(&f.rec.id);
+            self.evictable.remove(&f.rec.id);
+        }
+    }
+
+    fn create(&mut self, key: FlowKey, now_us: i64) -> u64 {
+        while self.map.len() >= self.cap {
+            let victim = match self.evictable.first_key_value() {
+                Some((_, k)) => *k,
+                None => match self.order.first_key_value() {
+                    Some((_, k)) => *k,
+                    None => break,
+                },
+            };
+            if victim.proto == TCP {
+                self.close(&victim, now_us, "evicted");
+            }
+            self.remove(&victim);
+            self.evictions += 1;
+        }
+        let id = self.alloc_id();
+        let proto = match key.proto {
+            TCP => "tcp",
+            UDP => "udp",
+            _ => "icmp",
+        };
+        let rec = FlowRecord::new(id, proto, key.local, key.remote, now_us);
+        self.map.insert(
+            key,
+            Flow {
+                rec,
+                dirs: [DirState::default(); 2],
+                stage: 0,
+                syn_at: now_us,
+                closed: false,
+            },
+        );
+        self.order.insert(id, key);
+        if key.proto != TCP {
+            self.evictable.insert(id, key);
+        }
+        id
+    }
+
+    /// Addresses involved in a flow (for explanations).
+    pub fn ends(&self, id: u64) -> Option<(SocketAddr, SocketAddr, &'static str)> {
+        let key = self.order.get(&id)?;
+        let f = self.map.get(key)?;
+        Some((f.rec.local, f.rec.remote, f.rec.proto))
+    }
+}

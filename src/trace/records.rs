@@ -1,0 +1,595 @@
+//! Read-only records for later consumers (ladder diagrams, the `/live` page): per-flow segment
+//! records, closed-flow records and a ring of recent packet summaries.
+//!
+//! All plain structs with pub fields and `serde::Serialize`. A [`PacketRecord`] is `Copy` and holds no
+//! heap data, so keeping the ring costs no allocation per frame; its one-line summary is rendered on
+//! demand ([`PacketRecord::summary`]).
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::decode::{Decoded, TcpFlags};
+use crate::device::Direction;
+
+/// Up to six static labels (`"handshake 1/3"`, `"retransmission"`, ...), serialized as a list.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Labels {
+    items: [&'static str; 6],
+    n: u8,
+}
+
+impl Labels {
+    pub fn push(&mut self, label: &'static str) {
+        if let Some(slot) = self.items.get_mut(self.n as usize) {
+            *slot = label;
+            self.n += 1;
+        }
+    }
+
+    pub fn as_slice(&self) -> &[&'static str] {
+        &self.items[..self.n as usize]
+    }
+
+    pub fn contains(&self, label: &str) -> bool {
+        self.as_slice().contains(&label)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+/// Which end of a flow did something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The userspace stack (our end).
+    Stack,
+    /// The other end, across the link.
+    Peer,
+}
+
+impl Side {
+    pub fn of(dir: Direction) -> Side {
+        match dir {
+            Direction::Out => Side::Stack,
+            Direction::In => Side::Peer,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Stack => "the stack",
+            Side::Peer => "the peer",
+        }
+    }
+}
+
+/// One segment (or datagram, or echo message) of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SegmentRecord {
+    /// Microseconds since start.
+    pub t_us: i64,
+    pub dir: Direction,
+    /// `"tcp"`, `"udp"`, `"echo request"`, `"echo reply"`.
+    pub kind: &'static str,
+    /// TCP flags (empty for UDP and ICMP).
+    pub flags: TcpFlags,
+    /// TCP: relative sequence number. ICMP echo: the echo sequence number. UDP: 0.
+    pub seq: u32,
+    /// TCP: relative acknowledgment number, when ACK is set.
+    pub ack: Option<u32>,
+    /// Payload bytes.
+    pub len: u32,
+    /// TCP window field (unscaled).
+    pub win: u16,
+    pub labels: Labels,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rst_reason: Option<&'static str>,
+    /// The fault injector (or a full link) lost this one.
+    pub dropped: bool,
+    /// Absolute sequence number (to match a later drop notice); not serialized.
+    #[serde(skip)]
+    pub abs_seq: u32,
+}
+
+/// Segments, bytes and retransmissions one way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DirStats {
+    pub segments: u64,
+    /// Payload bytes, retransmitted ones included (what crossed the wire).
+    pub bytes: u64,
+    pub retransmissions: u64,
+}
+
+/// Segments kept per flow: the first [`FIRST_KEPT`] and the last [`LAST_KEPT`]; the ones between are
+/// only counted (`folded`).
+pub const FIRST_KEPT: usize = 64;
+pub const LAST_KEPT: usize = 64;
+
+/// Everything recorded about one flow (TCP connection, UDP 4-tuple, ICMP echo identifier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowRecord {
+    /// Connection id (`c12` is 12).
+    pub id: u64,
+    /// `"tcp"`, `"udp"` or `"icmp"`.
+    pub proto: &'static str,
+    /// The stack's end. For ICMP echo, the port is the echo identifier.
+    pub local: SocketAddr,
+    /// The peer's end.
+    pub remote: SocketAddr,
+    /// Who sent the first SYN (TCP), when seen.
+    pub opened_by: Option<Side>,
+    pub first_us: i64,
+    pub last_us: i64,
+    /// First SYN to the third handshake segment.
+    pub handshake_us: Option<i64>,
+    pub closed_us: Option<i64>,
+    /// `"FIN"`, `"RST"`, `"TIME-WAIT"`, `"CLOSED"`, `"evicted"`, `"superseded"`.
+    pub close_reason: Option<&'static str>,
+    pub rst_by: Option<Side>,
+    pub rst_reason: Option<&'static str>,
+    /// Peer to stack.
+    pub inbound: DirStats,
+    /// Stack to peer.
+    pub outbound: DirStats,
+    pub first: Vec<SegmentRecord>,
+    pub last: VecDeque<SegmentRecord>,
+    /// Segments between `first` and `last` that were not kept.
+    pub folded: u64,
+}
+
+impl FlowRecord {
+    pub fn new(
+        id: u64,
+        proto: &'static str,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now_us: i64,
+    ) -> Self {
+        FlowRecord {
+            id,
+            proto,
+            local,
+            remote,
+            opened_by: None,
+            first_us: now_us,
+            last_us: now_us,
+            handshake_us: None,
+            closed_us: None,
+            close_reason: None,
+            rst_by: None,
+            rst_reason: None,
+            inbound: DirStats::default(),
+            outbound: DirStats::default(),
+            first: Vec::new(),
+            last: VecDeque::new(),
+            folded: 0,
+        }
+    }
+
+    pub fn push(&mut self, seg: SegmentRecord) {
+        let stats = match seg.dir {
+            Direction::In => &mut self.inbound,
+            Direction::Out => &mut self.outbound,
+        };
+        stats.segments += 1;
+        stats.bytes += seg.len as u64;
+        if seg.labels.contains("retransmission") {
+            stats.retransmissions += 1;
+        }
+        self.last_us = seg.t_us;
+        if self.first.len() < FIRST_KEPT {
+            if self.first.capacity() == 0 {
+                self.first.reserve_exact(FIRST_KEPT);
+            }
+            self.first.push(seg);
+            return;
+        }
+        if self.last.len() >= LAST_KEPT {
+            self.last.pop_front();
+            self.folded += 1;
+        }
+        self.last.push_back(seg);
+    }
+
+    /// The kept segments, in order (`folded` ones are missing between the two halves).
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentRecord> {
+        self.first.iter().chain(self.last.iter())
+    }
+
+    /// Marks the most recent kept segment that matches as dropped; returns whether one did.
+    pub fn mark_dropped(
+        &mut self,
+        dir: Direction,
+        abs_seq: u32,
+        flags: TcpFlags,
+        len: u32,
+    ) -> bool {
+        let found = self
+            .last
+            .iter_mut()
+            .rev()
+            .chain(self.first.iter_mut().rev())
+            .take(16)
+            .find(|s| s.dir == dir && s.abs_seq == abs_seq && s.flags == flags && s.len == len);
+        match found {
+            Some(s) => {
+                s.dropped = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The arrow between local and remote: `<-` when the peer opened, `->` when the stack did.
+    pub fn arrow(&self) -> &'static str {
+        match self.opened_by {
+            Some(Side::Peer) => "<-",
+            Some(Side::Stack) => "->",
+            None => "<->",
+        }
+    }
+
+    pub fn duration_us(&self) -> i64 {
+        self.closed_us.unwrap_or(self.last_us) - self.first_us
+    }
+
+    /// The one-line close summary (`c3 192.168.69.1:7 <- 192.168.69.100:49152 closed by FIN after ...`).
+    pub fn summary_line(&self) -> String {
+        use fmt::Write;
+        let mut s = String::with_capacity(200);
+        let _ = write!(
+            s,
+            "c{} {} {} {} closed by {}",
+            self.id,
+            self.local,
+            self.arrow(),
+            self.remote,
+            self.close_reason.unwrap_or("?")
+        );
+        if let Some(by) = self.rst_by {
+            let _ = write!(s, " from {}", by.as_str());
+            if let Some(r) = self.rst_reason {
+                let _ = write!(s, " ({r})");
+            }
+        }
+        let _ = write!(s, " after {}", Secs(self.duration_us()));
+        match self.handshake_us {
+            Some(h) => {
+                let _ = write!(s, ", handshake {}", Secs(h));
+            }
+            None => s.push_str(", no complete handshake seen"),
+        }
+        let _ = write!(
+            s,
+            "; peer->stack {} bytes in {} segments, stack->peer {} bytes in {} segments, {} retransmissions",
+            self.inbound.bytes,
+            self.inbound.segments,
+            self.outbound.bytes,
+            self.outbound.segments,
+            self.inbound.retransmissions + self.outbound.retransmissions
+        );
+        if self.folded > 0 {
+            let _ = write!(s, " ({} segments not kept in the record)", self.folded);
+        }
+        s
+    }
+}
+
+/// Microseconds printed as seconds with six decimals: `1.234567s`.
+#[derive(Clone, Copy)]
+pub struct Secs(pub i64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = self.0;
+        let sign = if us < 0 { "-" } else { "" };
+        let a = us.unsigned_abs();
+        write!(f, "{sign}{}.{:06}s", a / 1_000_000, a % 1_000_000)
+    }
+}
+
+/// One frame as it crossed the port, with what the flow tracker added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketRecord {
+    /// Monotonically increasing, from 1.
+    pub seq: u64,
+    pub t_us: i64,
+    pub dir: Direction,
+    pub decoded: Decoded,
+    pub conn: Option<u64>,
+    /// TCP sequence number relative to the sender's first one.
+    pub rel_seq: Option<u32>,
+    /// TCP acknowledgment number relative to the receiver's first sequence number.
+    pub rel_ack: Option<u32>,
+    pub labels: Labels,
+    pub rst_reason: Option<&'static str>,
+    /// Why the frame was lost on the way, if it was.
+    pub dropped: Option<&'static str>,
+}
+
+impl PacketRecord {
+    /// The one-line description, without direction, device or time.
+    pub fn summary(&self, absolute_seq: bool) -> String {
+        Summary {
+            rec: self,
+            absolute_seq,
+        }
+        .to_string()
+    }
+}
+
+/// Displays a [`PacketRecord`] as its summary (write it straight into a line buffer).
+pub struct Summary<'a> {
+    pub rec: &'a PacketRecord,
+    pub absolute_seq: bool,
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.rec;
+        let d = &r.decoded;
+        if let Some(c) = r.conn {
+            write!(f, "c{c} ")?;
+        }
+        if let Some(a) = d.arp {
+            match a.op {
+                "request" if a.sender_ip == a.target_ip => {
+                    write!(f, "ARP announce: {} is-at {}", a.sender_ip, a.sender_mac)?
+                }
+                "request" => write!(
+                    f,
+                    "ARP who-has {}? tell {} ({})",
+                    a.target_ip, a.sender_ip, a.sender_mac
+                )?,
+                _ => write!(
+                    f,
+                    "ARP {} is-at {} (to {} {})",
+                    a.sender_ip, a.sender_mac, a.target_ip, a.target_mac
+                )?,
+            }
+        } else if let Some(ip) = d.ip {
+            let v = if ip.version == 4 { "" } else { "v6" };
+            if let Some(t) = d.tcp {
+                write!(
+                    f,
+                    "TCP {} > {} [{}]",
+                    SocketAddr::new(ip.src, t.src_port),
+                    SocketAddr::new(ip.dst, t.dst_port),
+                    t.flags
+                )?;
+                let (seq, ack) = match (self.absolute_seq, r.rel_seq) {
+                    (false, Some(s)) => (s, r.rel_ack.unwrap_or(t.ack)),
+                    _ => (t.seq, t.ack),
+                };
+                write!(f, " seq {seq}")?;
+                if t.flags.ack() {
+                    write!(f, " ack {ack}")?;
+                }
+                write!(f, " win {} len {}", t.win, t.len)?;
+                if !t.opts.is_empty() {
+                    write!(f, " <{}>", t.opts)?;
+                }
+            } else if let Some(u) = d.udp {
+                write!(
+                    f,
+                    "UDP {} > {} len {}",
+                    SocketAddr::new(ip.src, u.src_port),
+                    SocketAddr::new(ip.dst, u.dst_port),
+                    u.len
+                )?;
+            } else if let Some(i) = d.icmp {
+                write!(f, "ICMP{v} {} > {} {}", ip.src, ip.dst, i.name)?;
+                if let (Some(id), Some(seq)) = (i.ident, i.seq) {
+                    write!(f, " id {id} seq {seq}")?;
+                }
+                match (i.kind, i.target) {
+                    (135, Some(t)) => write!(f, ": who has {t}?")?,
+                    (136, Some(t)) => write!(f, ": {t} is here")?,
+                    _ => {}
+                }
+                write!(f, " len {}", i.len)?;
+            } else {
+                write!(
+                    f,
+                    "IPv{} {} > {} {}",
+                    ip.version, ip.src, ip.dst, ip.proto_name
+                )?;
+                if ip.proto_name == "unknown" {
+                    write!(f, " (protocol {})", ip.proto)?;
+                }
+                if let Some(fr) = ip.fragment {
+                    write!(
+                        f,
+                        " fragment at offset {}{}",
+                        fr.offset,
+                        if fr.more { ", more follow" } else { ", last" }
+                    )?;
+                }
+                if ip.fragment.is_none() && d.malformed.is_none() {
+                    write!(f, " len {}", ip.len)?;
+                }
+            }
+        } else if let Some(e) = d.eth {
+            write!(
+                f,
+                "Ethernet {} > {} type 0x{:04x}",
+                e.src, e.dst, e.ethertype
+            )?;
+        }
+        if !r.labels.is_empty() || r.rst_reason.is_some() {
+            f.write_str(" (")?;
+            for (i, l) in r.labels.as_slice().iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                f.write_str(l)?;
+            }
+            if let Some(reason) = r.rst_reason {
+                write!(f, ": {reason}")?;
+            }
+            f.write_str(")")?;
+        }
+        if let Some(m) = d.malformed {
+            if d.eth.is_some() {
+                f.write_str(" ")?;
+            }
+            write!(f, "MALFORMED: {m} ({} bytes)", d.len)?;
+        }
+        if let Some(c) = d.bad_checksum {
+            write!(f, " BAD CHECKSUM: {c} (the stack drops this)")?;
+        }
+        if let Some(why) = r.dropped {
+            write!(f, " DROPPED: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The serialized shape of a [`PacketRecord`] (see docs/EVENTS.md, event `packet`).
+#[derive(Serialize)]
+struct PacketView<'a> {
+    seq: u64,
+    t_us: i64,
+    dir: Direction,
+    len: usize,
+    summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn: Option<u64>,
+    labels: &'a [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rst_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eth: Option<&'a super::decode::EthInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arp: Option<&'a super::decode::ArpInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a super::decode::IpInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icmp: Option<&'a super::decode::IcmpInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    udp: Option<&'a super::decode::UdpInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp: Option<TcpView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    malformed: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bad_checksum: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct TcpView<'a> {
+    #[serde(flatten)]
+    tcp: &'a super::decode::TcpInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rel_seq: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rel_ack: Option<u32>,
+}
+
+impl Serialize for PacketRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = &self.decoded;
+        PacketView {
+            seq: self.seq,
+            t_us: self.t_us,
+            dir: self.dir,
+            len: d.len,
+            summary: self.summary(false),
+            conn: self.conn,
+            labels: self.labels.as_slice(),
+            rst_reason: self.rst_reason,
+            eth: d.eth.as_ref(),
+            arp: d.arp.as_ref(),
+            ip: d.ip.as_ref(),
+            icmp: d.icmp.as_ref(),
+            udp: d.udp.as_ref(),
+            tcp: d.tcp.as_ref().map(|tcp| TcpView {
+                tcp,
+                rel_seq: self.rel_seq,
+                rel_ack: self.rel_ack.filter(|_| tcp.flags.ack()),
+            }),
+            malformed: d.malformed,
+            bad_checksum: d.bad_checksum,
+            dropped: self.dropped,
+        }
+        .serialize(s)
+    }
+}
+
+/// The last `cap` packet records, numbered from 1.
+#[derive(Debug)]
+pub struct PacketRing {
+    buf: VecDeque<PacketRecord>,
+    cap: usize,
+    next_seq: u64,
+}
+
+/// Packet records kept for `recent_packets`.
+pub const RECENT_PACKETS: usize = 4096;
+
+impl PacketRing {
+    pub fn new(cap: usize) -> Self {
+        PacketRing {
+            buf: VecDeque::new(),
+            cap: cap.max(1),
+            next_seq: 1,
+        }
+    }
+
+    /// Stores `rec` under the next sequence number (overwriting `rec.seq`) and returns that number.
+    pub fn push(&mut self, mut rec: PacketRecord) -> u64 {
+        rec.seq = self.next_seq;
+        self.next_seq += 1;
+        if self.buf.len() >= self.cap {
+            self.buf.pop_front();
+        }
+        self.buf.push_back(rec);
+        rec.seq
+    }
+
+    /// Records with a sequence number greater than `since`, oldest first.
+    pub fn since(&self, since: u64) -> impl Iterator<Item = &PacketRecord> {
+        let first = self.buf.front().map_or(self.next_seq, |r| r.seq);
+        let skip = since.saturating_add(1).saturating_sub(first) as usize;
+        self.buf.iter().skip(skip)
+    }
+
+    /// The sequence number of the newest record (0 when none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Marks a recent record (among the last 16) as dropped; returns its connection id.
+    pub fn mark_dropped(
+        &mut self,
+        dir: Direction,
+        decoded: &Decoded,
+        why: &'static str,
+    ) -> Option<u64> {
+        let r = self
+            .buf
+            .iter_mut()
+            .rev()
+            .take(16)
+            .find(|r| r.dir == dir && r.decoded == *decoded && r.dropped.is_none())?;
+        r.dropped = Some(why);
+        r.conn
+    }
+}
