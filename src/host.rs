@@ -89,6 +89,8 @@ struct HostConn {
     writable_registered: bool,
     /// The state last shown in the connection table.
     row_state: &'static str,
+    /// Bytes written from `outbuf` since the counters last heard of it.
+    flushed: u64,
 }
 
 pub struct Host {
@@ -290,6 +292,7 @@ impl Host {
                 shut: None,
                 writable_registered: false,
                 row_state: "ESTABLISHED",
+                flushed: 0,
             })));
             self.conns += 1;
             self.counters.conns_accepted += 1;
@@ -314,7 +317,7 @@ impl Host {
         let Some(Source::Conn(c)) = self.sources.get_mut(key) else {
             return;
         };
-        let done = match c.drive(cx, &mut self.scratch) {
+        let done = match c.drive(cx, &mut self.scratch, &mut self.counters) {
             Ok(done) => done,
             Err(e) => {
                 log::debug!(target: "tapstack::host", "c{} {}: {e}", c.id, c.remote);
@@ -457,6 +460,7 @@ impl HostConn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.outbuf.drain(..n);
+                    self.flushed += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -467,7 +471,12 @@ impl HostConn {
     }
 
     /// Moves bytes both ways until nothing moves. Returns true when the connection is over.
-    fn drive(&mut self, cx: &Context, scratch: &mut [u8]) -> io::Result<bool> {
+    fn drive(
+        &mut self,
+        cx: &Context,
+        scratch: &mut [u8],
+        counters: &mut Counters,
+    ) -> io::Result<bool> {
         if let Some(t) = self.session.poll_timeout() {
             if t <= cx.now {
                 self.session.handle_timeout(cx);
@@ -499,6 +508,7 @@ impl HostConn {
                     }
                     Ok(n) => {
                         progress = true;
+                        counters.bytes_in += n as u64;
                         if self.shut.is_some() {
                             // Closed by us: drain and drop, so the kernel does not answer with RST.
                         } else {
@@ -514,7 +524,9 @@ impl HostConn {
                 }
             }
             // Output: only produce more once the kernel took the last batch.
-            if self.flush()? && self.shut.is_none() {
+            let flushed = self.flush()?;
+            counters.bytes_out += std::mem::take(&mut self.flushed);
+            if flushed && self.shut.is_none() {
                 let n = self.session.poll_output(cx, scratch);
                 if n > 0 {
                     progress = true;
@@ -522,7 +534,10 @@ impl HostConn {
                     while off < n {
                         match self.sock.write(&scratch[off..n]) {
                             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                            Ok(w) => off += w,
+                            Ok(w) => {
+                                off += w;
+                                counters.bytes_out += w as u64;
+                            }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(e) => return Err(e),

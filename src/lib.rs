@@ -20,6 +20,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod device;
+pub mod harness;
 pub mod host;
 pub mod reactor;
 pub mod service;

@@ -78,7 +78,8 @@ pub struct ConnRow {
     pub service: &'static str,
 }
 
-/// Packet, byte and connection counters of one stack.
+/// Packet, byte and connection counters of one stack. On the host side the kernel hides TCP segments:
+/// there `packets_*` count UDP datagrams only, and `bytes_*` count TCP and UDP payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
     pub packets_in: u64,
