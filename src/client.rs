@@ -665,7 +665,7 @@ impl Connect {
         }
         let mut progress = false;
         for _ in 0..16 {
-            if !stdin_readable() {
+            if !crate::device::tap::fd_readable(0) {
                 break;
             }
             let mut buf = [0u8; 16384];
@@ -683,19 +683,6 @@ impl Connect {
         }
         progress
     }
-}
-
-/// Whether a read of standard input would return at once (data or end of file). poll(2) is
-/// level-triggered, so unlike the loop's edge-triggered readiness it can be asked before every read.
-fn stdin_readable() -> bool {
-    let mut fds = libc::pollfd {
-        fd: 0,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `fds` is one valid pollfd for the duration of the call; timeout 0 never blocks.
-    let r = unsafe { libc::poll(&mut fds, 1, 0) };
-    r > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 impl App for Connect {

@@ -330,7 +330,7 @@ impl Harness {
     /// Sends one UDP datagram to `port` on the server and waits up to `limit` for one reply.
     pub fn udp_request(&mut self, port: u16, payload: &[u8], limit: Duration) -> Option<Vec<u8>> {
         let h = self.client.udp_open().ok()?;
-        let ep = IpEndpoint::new(IpAddress::Ipv4(SERVER.into()), port);
+        let ep = IpEndpoint::new(IpAddress::Ipv4(SERVER), port);
         self.client.udp(h).send_slice(payload, ep).ok()?;
         let mut reply = None;
         self.run_until(limit, |hs| {

@@ -124,6 +124,8 @@ pub struct Reactor {
     busy: bool,
     /// The app finished and the loop serves on (the demo without `--exit`).
     serving_on: bool,
+    /// When resident memory was last read.
+    rss_at: Option<Instant>,
 }
 
 impl Reactor {
@@ -216,6 +218,7 @@ impl Reactor {
             activity: 0,
             busy: false,
             serving_on: false,
+            rss_at: None,
         })
     }
 
@@ -293,9 +296,29 @@ impl Reactor {
         if let Some(h) = &self.host {
             self.status.host = h.counters().clone();
         }
+        self.stack
+            .port
+            .observer()
+            .merge_into(&mut self.status.stack);
+        let r = &mut self.status.resources;
+        r.stack_sockets = self.stack.socket_count();
+        r.stack_conns = self.stack.connection_count();
+        r.stack_listeners = self.stack.listener_count();
+        r.trace_flows = self.stack.port.observer().flow_count();
+        r.host_sources = self.host.as_ref().map_or(0, |h| h.source_count());
+        r.host_conns = self.host.as_ref().map_or(0, |h| h.connection_count());
+        let now = self.clock.now();
+        if self
+            .rss_at
+            .is_none_or(|t| now >= t + Duration::from_millis(100))
+        {
+            self.rss_at = Some(now);
+            r.rss_kib = crate::status::rss_kib();
+        }
     }
 
     fn log_stats(&mut self) {
+        self.rss_at = None;
         self.refresh_counters();
         for (name, c) in [("stack", &self.status.stack), ("host", &self.status.host)] {
             log::info!(
@@ -310,6 +333,12 @@ impl Reactor {
                 }
             );
         }
+        let r = &self.status.resources;
+        log::info!(
+            target: "tapstack::stats",
+            "resources: stack sockets {} (connections {}, listeners {}), trace flows {}, host sources {} (connections {}), rss {} KiB",
+            r.stack_sockets, r.stack_conns, r.stack_listeners, r.trace_flows, r.host_sources, r.host_conns, r.rss_kib
+        );
     }
 
     /// One loop turn's work without waiting: ingress, services, egress. Returns whether ingress left

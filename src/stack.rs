@@ -482,6 +482,10 @@ impl Stack {
         self.conns.len()
     }
 
+    pub fn listener_count(&self) -> usize {
+        self.pools.iter().map(|p| p.listeners.len()).sum()
+    }
+
     pub fn socket_count(&self) -> usize {
         self.sockets.iter().count()
     }

@@ -108,9 +108,40 @@ impl Counters {
     }
 }
 
+/// What the process holds, for leak accounting (lwIP style: every pool's size is visible, so a test
+/// can check that it returns to its baseline).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Resources {
+    /// Sockets in smoltcp's socket set (listeners, connections, UDP, client sockets).
+    pub stack_sockets: usize,
+    /// Userspace TCP connections being served (the `--max-connections` budget).
+    pub stack_conns: usize,
+    /// Listening sockets kept ready across all served ports.
+    pub stack_listeners: usize,
+    /// Flows the tracer follows.
+    pub trace_flows: usize,
+    /// Host sockets registered with mio (listeners, UDP sockets, connections).
+    pub host_sources: usize,
+    pub host_conns: usize,
+    /// Resident memory of the process, KiB (refreshed at most every 100 ms).
+    pub rss_kib: u64,
+}
+
+/// Resident memory of this process in KiB, from /proc/self/status (0 where that is unavailable).
+pub fn rss_kib() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub endpoints: Vec<Endpoint>,
+    pub resources: Resources,
     /// Live connections of both stacks, keyed by connection id (so the table lists them in age order).
     pub conns: BTreeMap<u64, ConnRow>,
     pub stack: Counters,

@@ -1,6 +1,7 @@
 //! Our own TAP device: `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`, non-blocking.
 //!
-//! This is the only module with `unsafe` (ioctl and raw reads/writes). Unlike smoltcp's
+//! This is the only module with `unsafe` (ioctl and raw reads/writes, and [`fd_readable`] for the
+//! client modes' standard input). Unlike smoltcp's
 //! `TunTapInterface`, it never panics on I/O errors: a frame the link cannot take is dropped and counted,
 //! the loop keeps running and recovers when the link comes back, and only a device that is gone for
 //! good (deleted under us) ends the run, with its name in the error.
@@ -157,6 +158,19 @@ impl TapDevice {
             format!("TAP device {} is gone ({e}); was it deleted?", self.name),
         )
     }
+}
+
+/// Whether a read of `fd` would return at once (data or end of file). poll(2) is level-triggered, so
+/// unlike the loop's edge-triggered readiness it can be asked before every read of a blocking fd.
+pub fn fd_readable(fd: RawFd) -> bool {
+    let mut fds = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `fds` is one valid pollfd for the duration of the call; timeout 0 never blocks.
+    let r = unsafe { libc::poll(&mut fds, 1, 0) };
+    r > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 impl AsRawFd for TapDevice {

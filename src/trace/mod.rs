@@ -310,6 +310,11 @@ impl Tracer {
         }
     }
 
+    /// Flows in the table (bounded).
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
     /// Flows pushed out of the bounded flow table so far.
     pub fn flow_evictions(&self) -> u64 {
         self.flows.evictions()

@@ -142,6 +142,7 @@ pub fn status_json(status: &Status) -> Vec<u8> {
         "endpoints": status.endpoints,
         "connections": status.conns.values().collect::<Vec<_>>(),
         "counters": { "stack": status.stack, "host": status.host },
+        "resources": status.resources,
     });
     let mut out = serde_json::to_vec_pretty(&value).expect("status serializes");
     out.push(b'\n');
