@@ -20,8 +20,7 @@ use crate::trace::{EventsTarget, TraceConfig};
     name = "tapstack",
     version,
     about = "One mio loop driving a smoltcp userspace TCP/IP stack and host sockets, every packet shown",
-    after_help = "With no command, runs the demo: no root and no TAP device needed.",
-    args_conflicts_with_subcommands = true
+    after_help = "With no command, runs the demo: no root and no TAP device needed."
 )]
 pub struct Cli {
     /// Hide packet lines (narration and errors stay).
@@ -181,6 +180,36 @@ pub struct GetArgs {
     pub tap: String,
     #[command(flatten)]
     pub stack: StackArgs,
+}
+
+impl Cli {
+    /// Parses the command line. Demo options given before a subcommand (`tapstack --seed 3 serve`)
+    /// would be silently ignored: that is a usage error instead (clap exits with status 2).
+    pub fn parse_checked() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Cli::command();
+        let matches = cmd.get_matches_mut();
+        if let Some((sub, _)) = matches.subcommand() {
+            for id in matches.ids() {
+                let id = id.as_str();
+                if id != "quiet"
+                    && id != "verbose"
+                    && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                {
+                    cmd.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "'--{}' belongs after the subcommand: `tapstack {sub} --{} ...`",
+                            id.replace('_', "-"),
+                            id.replace('_', "-")
+                        ),
+                    )
+                    .exit();
+                }
+            }
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
 }
 
 /// Parses `192.168.69.1:7` or `[fdaa::1]:7`.

@@ -1,7 +1,6 @@
 //! The command line: parse, set up logging, hand over to the library. Exit status 0 on success, 1 for a
 //! run-time failure, 2 for a usage mistake.
 
-use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
 use tapstack::client::Input;
@@ -28,7 +27,7 @@ fn init_logging(quiet: bool) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     init_logging(cli.quiet);
     let result = match &cli.command {
         Some(Command::Serve(args)) => match args.validate() {
@@ -62,7 +61,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => run_demo(args, &cli),
         Some(Command::Explain { what }) => match tapstack::trace::explain(what) {
             Ok(text) => {
-                print!("{text}");
+                println!("{}", text.trim_end());
                 Ok(())
             }
             Err(e) => return usage(&e.to_string()),
