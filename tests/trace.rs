@@ -314,7 +314,7 @@ fn q_in_step_mode_quits() {
         "--step",
     ]);
     ts.wait_ready();
-    let _ = ns
+    let mut ping = ns
         .cmd("ping")
         .args(["-c", "1", "-W", "3", "192.168.69.1"])
         .stdout(std::process::Stdio::null())
@@ -322,6 +322,7 @@ fn q_in_step_mode_quits() {
         .unwrap();
     ts.wait_for(" packet ", Duration::from_secs(5)).unwrap();
     ts.write_stdin("q\n");
+    let _ = ping.wait();
     assert_eq!(
         ts.wait_exit(Duration::from_secs(5)),
         Some(0),
@@ -362,7 +363,7 @@ fn counters_on_sigusr1_interval_and_shutdown() {
     let last_stack = text
         .lines()
         .filter(|l| l.contains("stack: packets in"))
-        .last()
+        .next_back()
         .unwrap()
         .to_string();
     assert!(
@@ -372,7 +373,7 @@ fn counters_on_sigusr1_interval_and_shutdown() {
     let last_host = text
         .lines()
         .filter(|l| l.contains("host: packets in"))
-        .last()
+        .next_back()
         .unwrap()
         .to_string();
     assert!(last_host.contains("connections accepted 1"), "{last_host}");
