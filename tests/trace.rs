@@ -362,8 +362,7 @@ fn counters_on_sigusr1_interval_and_shutdown() {
     let text = ts.stderr_text();
     let last_stack = text
         .lines()
-        .filter(|l| l.contains("stack: packets in"))
-        .next_back()
+        .rfind(|l| l.contains("stack: packets in"))
         .unwrap()
         .to_string();
     assert!(
@@ -372,8 +371,7 @@ fn counters_on_sigusr1_interval_and_shutdown() {
     );
     let last_host = text
         .lines()
-        .filter(|l| l.contains("host: packets in"))
-        .next_back()
+        .rfind(|l| l.contains("host: packets in"))
         .unwrap()
         .to_string();
     assert!(last_host.contains("connections accepted 1"), "{last_host}");
