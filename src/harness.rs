@@ -33,7 +33,7 @@ use crate::commands::{DEMO_CLIENT_ADDRS, DEMO_CLIENT_MAC};
 use crate::config::{parse_cidr, parse_mac, DEFAULT_ADDRS};
 use crate::device::wire::wire;
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Port};
-use crate::service::{Context, ServiceKind, Settings};
+use crate::service::{ServiceKind, Settings};
 use crate::stack::{ConnectError, Stack, StackConfig, TCP_BUFFER};
 use crate::status::{Counters, Status};
 use crate::trace::{PacketRecord, TraceConfig, Tracer};
@@ -197,13 +197,9 @@ impl Harness {
         let now = self.clock.now();
         let before = self.frames();
         self.server.ingress(now, BUDGET, &mut self.status);
-        let cx = Context {
-            now,
-            wall: self.clock.wall(),
-            status: &self.status,
-            settings: &self.settings,
-        };
-        self.server.run_services(&cx);
+        let wall = self.clock.wall();
+        self.server
+            .run_services(now, wall, &self.status, &self.settings);
         self.server.egress(now, &mut self.status);
         let mut scratch = Status::default();
         self.client.ingress(now, BUDGET, &mut scratch);

@@ -212,7 +212,7 @@ impl Host {
         registry: &Registry,
         token: Token,
         cx: &Context,
-        tracer: &mut Tracer,
+        tracer: &Tracer,
     ) -> bool {
         let Some(key) = token.0.checked_sub(TOKEN_BASE) else {
             return false;
@@ -238,7 +238,7 @@ impl Host {
         true
     }
 
-    fn accept(&mut self, registry: &Registry, key: usize, cx: &Context, tracer: &mut Tracer) {
+    fn accept(&mut self, registry: &Registry, key: usize, cx: &Context, tracer: &Tracer) {
         loop {
             let Some(Source::Listener { sock, kind }) = self.sources.get(key) else {
                 return;

@@ -348,17 +348,17 @@ impl Reactor {
         let n = self.stack.ingress(now, INGRESS_BUDGET, &mut self.status);
         self.refresh_counters();
         let wall = self.clock.wall();
-        {
+        self.stack
+            .run_services(now, wall, &self.status, &self.settings);
+        if let Some(h) = self.host.as_mut() {
             let cx = Context {
                 now,
                 wall,
                 status: &self.status,
                 settings: &self.settings,
+                trace: Some(self.stack.port.observer()),
             };
-            self.stack.run_services(&cx);
-            if let Some(h) = self.host.as_mut() {
-                h.run_timers(self.poll.registry(), &cx);
-            }
+            h.run_timers(self.poll.registry(), &cx);
         }
         if let Some(h) = self.host.as_mut() {
             h.apply_rows(&mut self.status);
@@ -544,18 +544,15 @@ impl Reactor {
                 }
                 token => {
                     if let Some(h) = self.host.as_mut() {
+                        let tracer = self.stack.port.observer();
                         let cx = Context {
                             now,
                             wall,
                             status: &self.status,
                             settings: &self.settings,
+                            trace: Some(tracer),
                         };
-                        h.ready(
-                            self.poll.registry(),
-                            token,
-                            &cx,
-                            self.stack.port.observer_mut(),
-                        );
+                        h.ready(self.poll.registry(), token, &cx, tracer);
                     }
                 }
             }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::device::{FrameIo, Port};
-use crate::service::{Context, DatagramService, ServiceKind, StreamSession};
+use crate::service::{Context, DatagramService, ServiceKind, Settings, StreamSession, TraceView};
 use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
 
@@ -723,11 +723,25 @@ impl Stack {
         }
     }
 
-    /// Runs the services of every connection and UDP port.
-    pub fn run_services(&mut self, cx: &Context) {
+    /// Runs the services of every connection and UDP port. The sessions see the tracer's records
+    /// through `cx.trace`.
+    pub fn run_services(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+        status: &Status,
+        settings: &Settings,
+    ) {
         for i in 0..self.pools.len() {
             self.refill(i);
         }
+        let cx = &Context {
+            now,
+            wall,
+            status,
+            settings,
+            trace: Some(self.port.observer() as &dyn TraceView),
+        };
         for (_, conn) in self.conns.iter_mut() {
             let sock = self.sockets.get_mut::<tcp::Socket>(conn.handle);
             drive_tcp(cx, conn, sock, &mut self.counters);

@@ -26,6 +26,16 @@ pub mod http;
 pub mod qotd;
 pub mod time;
 
+/// Read access to what the tracer recorded, for the pages that draw it (`/conn/ID`, `/live`).
+pub trait TraceView {
+    /// The SVG ladder diagram of connection `id` (live or recently closed), if it is known.
+    fn conn_svg(&self, id: u64) -> Option<String>;
+    /// Packets recorded after packet number `since`, as a JSON document for `/live`.
+    fn live_json(&self, since: u64) -> Vec<u8>;
+    /// Connections that have a diagram: id and a one-line title, newest first.
+    fn ladder_links(&self) -> Vec<(u64, String)>;
+}
+
 /// What a session may know of the world: the time, and the read-only status model.
 pub struct Context<'a> {
     /// Monotonic time (from the loop's clock, real or virtual).
@@ -35,6 +45,8 @@ pub struct Context<'a> {
     pub status: &'a Status,
     /// Configuration the services share.
     pub settings: &'a Settings,
+    /// The userspace stack's tracer, where there is one.
+    pub trace: Option<&'a dyn TraceView>,
 }
 
 /// Service settings from the command line.
@@ -194,6 +206,7 @@ pub(crate) mod testing {
                 + std::time::Duration::from_millis(now_ms as u64),
             status,
             settings,
+            trace: None,
         }
     }
 

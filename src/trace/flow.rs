@@ -92,7 +92,8 @@ pub struct FlowTable {
     evictions: u64,
     closed: VecDeque<FlowRecord>,
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
-    next_id: u64,
+    /// A `Cell`, so that host connections can take ids while services read the table.
+    next_id: std::cell::Cell<u64>,
 }
 
 impl Default for FlowTable {
@@ -111,14 +112,14 @@ impl FlowTable {
             evictions: 0,
             closed: VecDeque::new(),
             rst_hints: HashMap::new(),
-            next_id: 1,
+            next_id: std::cell::Cell::new(1),
         }
     }
 
     /// A fresh id from the one counter.
-    pub fn alloc_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+    pub fn alloc_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
         id
     }
 

@@ -186,7 +186,7 @@ impl Tracer {
     }
 
     /// A fresh connection id (host connections get theirs here, so ids are unique across stacks).
-    pub fn alloc_id(&mut self) -> u64 {
+    pub fn alloc_id(&self) -> u64 {
         self.flows.alloc_id()
     }
 
@@ -535,6 +535,71 @@ impl Tracer {
             log::info!(target: EXPLAIN, "c{id} {proto} {local} / {remote}:{text}");
         }
     }
+}
+
+impl crate::service::TraceView for Tracer {
+    fn conn_svg(&self, id: u64) -> Option<String> {
+        ladder_of(self, id).map(|l| ladder::render_svg(&l))
+    }
+
+    fn live_json(&self, since: u64) -> Vec<u8> {
+        let packets: Vec<serde_json::Value> = self
+            .recent_packets(since)
+            .map(|r| serde_json::json!({ "seq": r.seq, "line": self.packet_line(r), "conn": r.conn }))
+            .collect();
+        serde_json::to_vec(
+            &serde_json::json!({ "last": self.last_packet_seq(), "packets": packets }),
+        )
+        .unwrap_or_default()
+    }
+
+    fn ladder_links(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<(u64, String)> = self
+            .flow_records()
+            .chain(self.closed_flows())
+            .filter(|f| f.proto == "tcp")
+            .map(|f| {
+                (
+                    f.id,
+                    format!("c{} {} {} - {}", f.id, f.proto, f.remote, f.local),
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.0));
+        v.dedup_by_key(|x| x.0);
+        v
+    }
+}
+
+/// The ladder of a live or recently closed flow.
+fn ladder_of(t: &Tracer, id: u64) -> Option<ladder::Ladder> {
+    let f = t
+        .closed_flows()
+        .chain(t.flow_records())
+        .find(|f| f.id == id)?;
+    let seg = |s: &records::SegmentRecord| ladder::Segment {
+        t_us: s.t_us - f.first_us,
+        from: if s.dir == Direction::In {
+            ladder::Side::Left
+        } else {
+            ladder::Side::Right
+        },
+        label: format!("{} seq={} len={}", s.flags, s.seq, s.len),
+        retransmission: s.labels.contains("retransmission"),
+        dropped: s.dropped,
+        group: ladder::Group::Other,
+    };
+    let mut segments: Vec<ladder::Segment> = f.first.iter().map(seg).collect();
+    let fold_at = segments.len();
+    segments.extend(f.last.iter().map(seg));
+    Some(ladder::Ladder {
+        title: format!("c{} {} {} -> {}", f.id, f.proto, f.remote, f.local),
+        left: f.remote.to_string(),
+        right: f.local.to_string(),
+        segments,
+        folded: f.folded,
+        fold_at,
+    })
 }
 
 impl Observer for Tracer {
