@@ -645,7 +645,10 @@ impl DemoArgs {
         if let Some(t) = &self.connect {
             parse_target(t)?;
         }
-        self.stack.validate("wire")
+        let mut cfg = self.stack.validate("wire")?;
+        // The demo always draws its connections.
+        cfg.trace.ladder = true;
+        Ok(cfg)
     }
 }
 
