@@ -1,0 +1,123 @@
+//! `wire_gbps`: the userspace stack's own ceiling, with no system calls. A server [`Stack`] serving
+//! discard sits on one end of an in-memory [`wire`]; a bare smoltcp client (Interface + SocketSet on a
+//! [`Port`]) on the other end sends to it. Both run in this thread, one after the other, like two loops
+//! sharing a core; the figure counts bytes the server acknowledged.
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant as SInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use std::time::{Duration, Instant, SystemTime};
+
+use tapstack::device::wire::wire;
+use tapstack::device::{FrameIo, Port};
+use tapstack::reactor::INGRESS_BUDGET;
+use tapstack::service::{Context, ServiceKind, Settings};
+use tapstack::stack::{Stack, StackConfig, TCP_BUFFER};
+use tapstack::status::Status;
+use tapstack::trace::{TraceConfig, Tracer};
+
+use crate::peers::{Limit, Transfer};
+
+pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
+    let t0 = Instant::now();
+    let now = || SInstant::from_micros(t0.elapsed().as_micros() as i64);
+    let (server_end, client_end) = wire();
+
+    // The server: tapstack's own Stack, as the reactor drives it (ingress, services, egress).
+    let tracer = Tracer::new(
+        TraceConfig {
+            quiet: true,
+            device: "wire".into(),
+            ..TraceConfig::default()
+        },
+        SystemTime::now(),
+    )
+    .map_err(|e| format!("tracer: {e}"))?;
+    let sport = Port::new(Box::new(server_end) as Box<dyn FrameIo>, tracer);
+    let scfg = StackConfig {
+        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        addrs: vec![IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24)],
+        gateway_v4: None,
+        gateway_v6: None,
+        random_seed: 1,
+        max_connections: 16,
+        tcp_buffer: TCP_BUFFER,
+    };
+    let mut server = Stack::new(&scfg, sport, now());
+    server.serve_tcp(ServiceKind::Discard, 9);
+    let mut status = Status::default();
+    let settings = Settings::default();
+
+    // The client: bare smoltcp with the same buffer size.
+    let mut cport = Port::new(client_end, ());
+    let mut ccfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([
+        2, 0, 0, 0, 0, 2,
+    ])));
+    ccfg.random_seed = 2;
+    let mut ciface = Interface::new(ccfg, &mut cport, now());
+    ciface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::v4(192, 168, 69, 100), 24));
+    });
+    let mut csockets = SocketSet::new(Vec::new());
+    let sock = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+    );
+    let ch = csockets.add(sock);
+    csockets
+        .get_mut::<tcp::Socket>(ch)
+        .connect(
+            ciface.context(),
+            (Ipv4Address::new(192, 168, 69, 1), 9),
+            49152,
+        )
+        .map_err(|e| format!("connect: {e}"))?;
+
+    let chunk = vec![0x5au8; TCP_BUFFER];
+    let mut queued = 0u64;
+    let mut start: Option<Instant> = None;
+    let give_up = Instant::now() + limit.time + Duration::from_secs(5);
+    loop {
+        let t = now();
+        // Client: frames in, data into the socket, frames out.
+        while cport.fill_rx(t) {
+            ciface.poll_ingress_single(t, &mut cport, &mut csockets);
+        }
+        let s = csockets.get_mut::<tcp::Socket>(ch);
+        if s.state() == tcp::State::Established && start.is_none() {
+            start = Some(Instant::now());
+        }
+        let acked = queued - s.send_queue() as u64;
+        if let Some(st) = start {
+            if acked >= limit.bytes || st.elapsed() >= limit.time {
+                return Ok(Transfer {
+                    bytes: acked,
+                    elapsed: st.elapsed(),
+                });
+            }
+        }
+        if s.can_send() && queued < limit.bytes {
+            let want = ((limit.bytes - queued) as usize).min(chunk.len());
+            queued += s.send_slice(&chunk[..want]).unwrap_or(0) as u64;
+        }
+        while ciface.poll_egress(t, &mut cport, &mut csockets) != smoltcp::iface::PollResult::None {
+        }
+
+        // Server: one reactor turn without the waiting.
+        let t = now();
+        server.ingress(t, INGRESS_BUDGET, &mut status);
+        let cx = Context {
+            now: t,
+            wall: SystemTime::now(),
+            status: &status,
+            settings: &settings,
+        };
+        server.run_services(&cx);
+        server.egress(t, &mut status);
+
+        if Instant::now() > give_up {
+            return Err("the wire transfer never finished (stalled?)".into());
+        }
+    }
+}
