@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::reactor::App;
 use crate::service::http::{self, ChunkedDecoder, ChunkedStep};
 use crate::service::ServiceKind;
-use crate::stack::Stack;
+use crate::stack::{Stack, TcpHandle};
 
 /// How long a handshake may take before the connection counts as timed out.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +30,7 @@ pub enum Phase {
 /// One TCP conversation from the client side: connect, send, receive, close.
 pub struct TcpExchange {
     pub remote: SocketAddr,
-    handle: Option<SocketHandle>,
+    handle: Option<TcpHandle>,
     outgoing: Vec<u8>,
     sent: usize,
     /// No more data will be queued: close (FIN) once everything is sent.
@@ -172,11 +172,18 @@ impl TcpExchange {
             }
         }
         let read_enough = self.read_limit.is_some_and(|l| self.total_received >= l);
+        if read_enough && !self.closing {
+            // Like a kernel closing a socket with data still unread: hang up with RST, rather than
+            // wait for everything the server queued to arrive first.
+            sock.abort();
+            self.handle = None;
+            stack.tcp_release(h);
+            self.phase = Phase::Done;
+            return true;
+        }
         let all_sent = self.outgoing.is_empty();
         let peer_done = !sock.may_recv() && sock.state() != tcp::State::SynSent;
-        if !self.closing
-            && ((self.input_done && all_sent) || read_enough || (peer_done && all_sent))
-        {
+        if !self.closing && ((self.input_done && all_sent) || (peer_done && all_sent)) {
             sock.close();
             self.closing = true;
             progress = true;
@@ -305,7 +312,7 @@ impl Tour {
                 ServiceKind::Chargen => (
                     b"",
                     Some(148),
-                    "the server streams lines of characters; we read two and close",
+                    "the server streams lines of characters for as long as we read; we read two and hang up (RST, as a kernel does when unread data is left)",
                 ),
                 ServiceKind::Time => (
                     b"",

@@ -22,7 +22,6 @@
 //! assert_eq!(&flags[..3], ["SYN", "SYN,ACK", "ACK"]);
 //! ```
 
-use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
@@ -34,7 +33,7 @@ use crate::config::{parse_cidr, parse_mac, DEFAULT_ADDRS};
 use crate::device::wire::wire;
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Port};
 use crate::service::{ServiceKind, Settings};
-use crate::stack::{ConnectError, Stack, StackConfig, TCP_BUFFER};
+use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};
 use crate::status::{Counters, Status};
 use crate::trace::{PacketRecord, TraceConfig, Tracer};
 
@@ -268,31 +267,31 @@ impl Harness {
     }
 
     /// Opens a TCP connection from the client stack to `port` on the server stack.
-    pub fn connect(&mut self, port: u16) -> Result<SocketHandle, ConnectError> {
+    pub fn connect(&mut self, port: u16) -> Result<TcpHandle, ConnectError> {
         self.client
             .tcp_connect(SocketAddr::new(IpAddr::V4(SERVER), port))
     }
 
     /// Opens a TCP connection from the client stack to any address.
-    pub fn connect_to(&mut self, addr: SocketAddr) -> Result<SocketHandle, ConnectError> {
+    pub fn connect_to(&mut self, addr: SocketAddr) -> Result<TcpHandle, ConnectError> {
         self.client.tcp_connect(addr)
     }
 
-    pub fn state(&mut self, h: SocketHandle) -> tcp::State {
+    pub fn state(&mut self, h: TcpHandle) -> tcp::State {
         self.client.tcp(h).state()
     }
 
-    pub fn is_established(&mut self, h: SocketHandle) -> bool {
+    pub fn is_established(&mut self, h: TcpHandle) -> bool {
         self.client.tcp(h).may_send()
     }
 
     /// Closed, or as good as closed (TIME-WAIT).
-    pub fn is_closed(&mut self, h: SocketHandle) -> bool {
+    pub fn is_closed(&mut self, h: TcpHandle) -> bool {
         matches!(self.state(h), tcp::State::Closed | tcp::State::TimeWait)
     }
 
     /// Queues as much of `data` as the send buffer takes; returns how much.
-    pub fn send(&mut self, h: SocketHandle, data: &[u8]) -> usize {
+    pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> usize {
         let s = self.client.tcp(h);
         if !s.can_send() {
             return 0;
@@ -301,7 +300,7 @@ impl Harness {
     }
 
     /// Everything received so far.
-    pub fn recv(&mut self, h: SocketHandle) -> Vec<u8> {
+    pub fn recv(&mut self, h: TcpHandle) -> Vec<u8> {
         let s = self.client.tcp(h);
         let mut out = Vec::new();
         while s.can_recv() {
@@ -319,7 +318,7 @@ impl Harness {
     }
 
     /// Sends FIN after what is queued.
-    pub fn close(&mut self, h: SocketHandle) {
+    pub fn close(&mut self, h: TcpHandle) {
         self.client.tcp(h).close();
     }
 

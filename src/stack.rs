@@ -1,13 +1,23 @@
-//! The userspace side: a smoltcp `Interface` and `SocketSet` on a [`Port`], listener pools that give
-//! smoltcp the backlog it lacks, and the smoltcp transport that drives the sans-IO services.
+//! The userspace side: a smoltcp `Interface` on a [`Port`], listener pools that give smoltcp the backlog
+//! it lacks, and the smoltcp transport that drives the sans-IO services.
+//!
+//! How it scales with open connections. smoltcp finds a segment's socket by asking every socket of the
+//! set in turn, and its egress asks every socket whether it has something to send: with one big set,
+//! each frame costs O(connections). So every TCP socket here lives in a socket set of its own (an
+//! *entry*), and [`Stack::ingress`] demultiplexes before smoltcp: it peeks at each frame, finds the entry
+//! by 4-tuple in a hash map, and hands smoltcp just that one-socket set. Only entries touched in a turn
+//! (a frame arrived, the app used them, a timer fell due) get services, egress and narration; their next
+//! deadlines sit in an ordered index. UDP and ICMP sockets share one small set, which also takes ARP,
+//! NDP and the TCP segments no entry owns (smoltcp answers those with RST, as a kernel would).
 //!
 //! smoltcp has no listen queue: one socket serves one connection, and a SYN that finds no listening
-//! socket is answered with RST. So every served port keeps a listening socket at all times. Before the
-//! stack sees each received frame, [`Stack::ingress`] peeks at it: a SYN to a served port first gets a
-//! fresh listener (unless `--max-connections` is reached: then it is refused, counted and logged), and a
-//! repeated SYN for a connection that already has a socket is kept away from the listener, which would
-//! otherwise open a second connection for the same 4-tuple (smoltcp gives a segment to the first socket
-//! that accepts it).
+//! socket gets RST. So each served port keeps a listening entry at all times: a SYN to a served port
+//! first gets a fresh listener (unless `--max-connections` is reached: then it is refused, counted and
+//! logged), and a repeated SYN for a connection that already has an entry goes to that entry.
+//!
+//! Memory. Closed sockets are kept and reused (`listen` and `connect` reset a socket without touching
+//! its buffers), and their buffers are carved from large arenas whose pages the kernel supplies zeroed
+//! and untouched: an idle connection costs only the pages its data actually touched.
 
 use slab::Slab;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -17,7 +27,7 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpAddress, IpCidr,
     IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use crate::device::{FrameIo, Port};
@@ -25,8 +35,12 @@ use crate::service::{Context, DatagramService, ServiceKind, Settings, StreamSess
 use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
 
-/// Socket buffer per direction and TCP connection. Above 64 KiB smoltcp turns on window scaling.
-pub const TCP_BUFFER: usize = 64 * 1024;
+/// Socket buffer per direction and TCP connection. Above 64 KiB smoltcp turns on window scaling; a
+/// window well above the 64 frames of one ingress batch keeps a bulk sender from waiting for our ACK.
+pub const TCP_BUFFER: usize = 256 * 1024;
+/// Buffers come from arenas this large: above glibc's largest mmap threshold (32 MiB), so each arena is
+/// a fresh anonymous mapping whose pages stay non-resident until data touches them.
+const ARENA: usize = 64 << 20;
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub const UDP_PACKETS: usize = 64;
 pub const UDP_BUFFER: usize = 64 * 1024;
@@ -79,11 +93,11 @@ pub fn state_name(s: tcp::State) -> &'static str {
     }
 }
 
-/// The listening sockets of one served TCP port.
+/// The listening entries of one served TCP port.
 struct Pool {
     port: u16,
     kind: ServiceKind,
-    listeners: Vec<SocketHandle>,
+    listeners: Vec<usize>,
 }
 
 struct UdpService {
@@ -92,27 +106,74 @@ struct UdpService {
     service: Box<dyn DatagramService>,
 }
 
-struct Conn {
+/// A connection served by one of our services.
+struct Served {
     id: u64,
-    handle: SocketHandle,
     kind: ServiceKind,
-    local: IpEndpoint,
-    remote: IpEndpoint,
     /// Created when the handshake completes.
     session: Option<Box<dyn StreamSession>>,
-    state: tcp::State,
     eof: bool,
     closing: bool,
 }
 
-/// A TCP client socket this stack opened (`connect`, `get`, the demo's tour, the harness).
-struct ClientConn {
+enum Role {
+    Listener {
+        pool: usize,
+    },
+    Served(Served),
+    /// A client socket opened with [`Stack::tcp_connect`].
+    Client {
+        /// The owner is done with it: remove it once closed (TIME-WAIT runs its course).
+        released: bool,
+    },
+}
+
+/// One TCP socket in a socket set of its own.
+struct Entry {
+    set: SocketSet<'static>,
     handle: SocketHandle,
+    role: Role,
     local: IpEndpoint,
     remote: IpEndpoint,
+    /// The state last narrated.
     state: tcp::State,
-    /// The owner is done with it: remove the socket once it is closed (TIME-WAIT runs its course).
-    released: bool,
+    /// Where this entry sits in the deadline index.
+    deadline: Option<Instant>,
+    /// Queued in `ready` for this turn.
+    ready: bool,
+}
+
+impl Entry {
+    fn sock(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    fn state_now(&self) -> tcp::State {
+        self.set.get::<tcp::Socket>(self.handle).state()
+    }
+}
+
+/// A TCP client socket of this stack (`connect`, `get`, the demo's tour, the harness).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TcpHandle(usize);
+
+/// Zeroed buffer space that nothing has touched yet, in slices of one size.
+struct Arena {
+    slice: usize,
+    free: Vec<&'static mut [u8]>,
+}
+
+impl Arena {
+    fn take(&mut self) -> &'static mut [u8] {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        // Leaked on purpose: the slices go into sockets that are recycled, never dropped, so the arenas
+        // are bounded by the most sockets ever open at once (about --max-connections).
+        let arena: &'static mut [u8] = vec![0u8; ARENA.max(self.slice)].leak();
+        self.free.extend(arena.chunks_exact_mut(self.slice));
+        self.free.pop().expect("an arena holds at least one slice")
+    }
 }
 
 /// Why a client socket could not be opened.
@@ -197,20 +258,27 @@ pub fn to_socket_addr(e: IpEndpoint) -> SocketAddr {
 
 pub struct Stack {
     pub iface: Interface,
-    pub sockets: SocketSet<'static>,
     pub port: StackPort,
+    /// UDP service sockets and client UDP/ICMP sockets; also the set for frames no entry owns.
+    misc: SocketSet<'static>,
+    entries: Slab<Entry>,
+    by_tuple: HashMap<(IpEndpoint, IpEndpoint), usize>,
     pools: Vec<Pool>,
     udp: Vec<UdpService>,
-    conns: Slab<Conn>,
-    by_tuple: HashMap<(IpEndpoint, IpEndpoint), usize>,
+    /// Entries touched this turn.
+    ready: Vec<usize>,
+    /// Entries by their next deadline.
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Closed sockets, each alone in its set, ready for reuse.
+    spare: Vec<(SocketSet<'static>, SocketHandle)>,
+    arena: Arena,
+    served: usize,
     max_connections: usize,
-    tcp_buffer: usize,
     counters: Counters,
     /// The last time a refusal was logged, to keep a SYN flood from flooding the log too.
     last_refusal_log: Option<Instant>,
     scratch: Box<[u8]>,
     reply: Box<[u8]>,
-    clients: Slab<ClientConn>,
     next_ephemeral: u16,
     /// The time of the last ingress or egress, for narration outside of them.
     last_now: Instant,
@@ -236,22 +304,92 @@ impl Stack {
         let max = port.io().max_frame();
         Stack {
             iface,
-            sockets: SocketSet::new(Vec::new()),
             port,
+            misc: SocketSet::new(Vec::new()),
+            entries: Slab::new(),
+            by_tuple: HashMap::new(),
             pools: Vec::new(),
             udp: Vec::new(),
-            conns: Slab::new(),
-            by_tuple: HashMap::new(),
+            ready: Vec::new(),
+            deadlines: BTreeSet::new(),
+            spare: Vec::new(),
+            arena: Arena {
+                slice: cfg.tcp_buffer,
+                free: Vec::new(),
+            },
+            served: 0,
             max_connections: cfg.max_connections,
-            tcp_buffer: cfg.tcp_buffer,
             counters: Counters::default(),
             last_refusal_log: None,
             scratch: vec![0u8; max].into_boxed_slice(),
             reply: vec![0u8; max].into_boxed_slice(),
-            clients: Slab::new(),
             // Seeded, so a deterministic run picks the same ports every time.
             next_ephemeral: EPHEMERAL.start() + (cfg.random_seed % 16384) as u16,
             last_now: now,
+        }
+    }
+
+    /// A closed TCP socket alone in its set: a recycled one, or a new one on untouched buffers.
+    fn fresh_socket(&mut self) -> (SocketSet<'static>, SocketHandle) {
+        if let Some(s) = self.spare.pop() {
+            return s;
+        }
+        let rx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
+        let tx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(tcp::Socket::new(rx, tx));
+        (set, handle)
+    }
+
+    fn insert_entry(
+        &mut self,
+        set: SocketSet<'static>,
+        handle: SocketHandle,
+        role: Role,
+        local: IpEndpoint,
+        remote: IpEndpoint,
+    ) -> usize {
+        let state = set.get::<tcp::Socket>(handle).state();
+        let key = self.entries.insert(Entry {
+            set,
+            handle,
+            role,
+            local,
+            remote,
+            state,
+            deadline: None,
+            ready: false,
+        });
+        self.mark_ready(key);
+        key
+    }
+
+    fn mark_ready(&mut self, key: usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if !e.ready {
+                e.ready = true;
+                self.ready.push(key);
+            }
+        }
+    }
+
+    /// Takes an entry out; its socket is aborted silently (nothing more is sent) and kept for reuse.
+    fn recycle(&mut self, key: usize) {
+        let mut e = self.entries.remove(key);
+        if let Some(t) = e.deadline.take() {
+            self.deadlines.remove(&(t, key));
+        }
+        if self.by_tuple.get(&(e.local, e.remote)) == Some(&key) {
+            self.by_tuple.remove(&(e.local, e.remote));
+        }
+        if matches!(e.role, Role::Served(_)) {
+            self.served -= 1;
+        }
+        // abort() only queues an RST for the next egress of this set, which never comes: `listen` and
+        // `connect` reset the socket first.
+        e.sock().abort();
+        if self.spare.len() < self.max_connections.max(64) {
+            self.spare.push((e.set, e.handle));
         }
     }
 
@@ -264,7 +402,10 @@ impl Stack {
             } else {
                 p + 1
             };
-            let used = self.clients.iter().any(|(_, c)| c.local.port == p)
+            let used = self
+                .entries
+                .iter()
+                .any(|(_, e)| matches!(e.role, Role::Client { .. }) && e.local.port == p)
                 || self.pools.iter().any(|pl| pl.port == p);
             if !used {
                 return Some(p);
@@ -274,7 +415,7 @@ impl Stack {
     }
 
     /// Opens a TCP connection from an ephemeral port (SYN goes out at the next egress).
-    pub fn tcp_connect(&mut self, remote: SocketAddr) -> Result<SocketHandle, ConnectError> {
+    pub fn tcp_connect(&mut self, remote: SocketAddr) -> Result<TcpHandle, ConnectError> {
         let remote_ep = IpEndpoint::new(IpAddress::from(remote.ip()), remote.port());
         let local_addr = self
             .iface
@@ -282,45 +423,49 @@ impl Stack {
             .ok_or(ConnectError::Unaddressable(remote))?;
         let port = self.ephemeral_port().ok_or(ConnectError::NoPorts)?;
         let local = IpEndpoint::new(local_addr, port);
-        let mut sock = self.new_tcp_socket();
-        sock.connect(self.iface.context(), remote_ep, local)
-            .map_err(|_| ConnectError::Unaddressable(remote))?;
-        let handle = self.sockets.add(sock);
-        self.clients.insert(ClientConn {
+        let (mut set, handle) = self.fresh_socket();
+        let res =
+            set.get_mut::<tcp::Socket>(handle)
+                .connect(self.iface.context(), remote_ep, local);
+        if res.is_err() {
+            self.spare.push((set, handle));
+            return Err(ConnectError::Unaddressable(remote));
+        }
+        let key = self.insert_entry(
+            set,
             handle,
+            Role::Client { released: false },
             local,
-            remote: remote_ep,
-            state: tcp::State::Closed,
-            released: false,
-        });
-        Ok(handle)
+            remote_ep,
+        );
+        // Narrate from CLOSED: the socket reads SYN-SENT already.
+        self.entries[key].state = tcp::State::Closed;
+        self.by_tuple.insert((local, remote_ep), key);
+        Ok(TcpHandle(key))
     }
 
-    /// A client TCP socket opened with [`Stack::tcp_connect`].
-    pub fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(h)
+    /// A client TCP socket opened with [`Stack::tcp_connect`]. Using it marks it for this turn's egress.
+    pub fn tcp(&mut self, h: TcpHandle) -> &mut tcp::Socket<'static> {
+        self.mark_ready(h.0);
+        self.entries[h.0].sock()
     }
 
     /// The owner is done with a client TCP socket: it is removed once closed, so the last ACK and
     /// TIME-WAIT still happen. Never use the handle afterwards.
-    pub fn tcp_release(&mut self, h: SocketHandle) {
-        if let Some(key) = self
-            .clients
-            .iter()
-            .find(|(_, c)| c.handle == h)
-            .map(|(k, _)| k)
-        {
-            self.clients[key].released = true;
-            if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Closed {
-                self.clients.remove(key);
-                self.sockets.remove(h);
+    pub fn tcp_release(&mut self, h: TcpHandle) {
+        if let Some(e) = self.entries.get_mut(h.0) {
+            if let Role::Client { released } = &mut e.role {
+                *released = true;
             }
+            self.mark_ready(h.0);
         }
     }
 
     /// Aborts a client TCP socket (RST) and releases it.
-    pub fn tcp_abort(&mut self, h: SocketHandle) {
-        self.sockets.get_mut::<tcp::Socket>(h).abort();
+    pub fn tcp_abort(&mut self, h: TcpHandle) {
+        if let Some(e) = self.entries.get_mut(h.0) {
+            e.sock().abort();
+        }
         self.tcp_release(h);
     }
 
@@ -337,11 +482,11 @@ impl Stack {
         );
         let mut sock = udp::Socket::new(rx, tx);
         sock.bind(port).map_err(|_| ConnectError::NoPorts)?;
-        Ok(self.sockets.add(sock))
+        Ok(self.misc.add(sock))
     }
 
     pub fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
-        self.sockets.get_mut::<udp::Socket>(h)
+        self.misc.get_mut::<udp::Socket>(h)
     }
 
     /// An ICMP socket for echo requests with this identifier.
@@ -351,54 +496,16 @@ impl Stack {
         let mut sock = icmp::Socket::new(rx, tx);
         // Binding an identifier cannot fail for a fresh socket.
         let _ = sock.bind(icmp::Endpoint::Ident(ident));
-        self.sockets.add(sock)
+        self.misc.add(sock)
     }
 
     pub fn icmp(&mut self, h: SocketHandle) -> &mut icmp::Socket<'static> {
-        self.sockets.get_mut::<icmp::Socket>(h)
+        self.misc.get_mut::<icmp::Socket>(h)
     }
 
     /// Removes a UDP or ICMP socket.
     pub fn release(&mut self, h: SocketHandle) {
-        self.sockets.remove(h);
-    }
-
-    /// Narrates the state changes of client sockets; removes released ones that closed.
-    fn sync_clients(&mut self, now: Instant) {
-        let tracer = self.port.observer_mut();
-        let mut gone = Vec::new();
-        for (key, c) in self.clients.iter_mut() {
-            let state = self.sockets.get::<tcp::Socket>(c.handle).state();
-            if state != c.state {
-                let from = if c.state == tcp::State::Closed && state != tcp::State::Closed {
-                    // A fresh socket reads CLOSED until its first poll; narrate it as opening.
-                    "CLOSED"
-                } else {
-                    state_name(c.state)
-                };
-                tracer.tcp_state(
-                    now,
-                    to_socket_addr(c.local),
-                    Some(to_socket_addr(c.remote)),
-                    from,
-                    state_name(state),
-                );
-                c.state = state;
-            }
-            if c.released && state == tcp::State::Closed {
-                gone.push(key);
-            }
-        }
-        for key in gone {
-            let c = self.clients.remove(key);
-            self.sockets.remove(c.handle);
-        }
-    }
-
-    fn new_tcp_socket(&self) -> tcp::Socket<'static> {
-        let rx = tcp::SocketBuffer::new(vec![0u8; self.tcp_buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0u8; self.tcp_buffer]);
-        tcp::Socket::new(rx, tx)
+        self.misc.remove(h);
     }
 
     /// Listens on a TCP port for a service.
@@ -429,7 +536,7 @@ impl Stack {
         if sock.bind(port).is_err() {
             return false;
         }
-        let handle = self.sockets.add(sock);
+        let handle = self.misc.add(sock);
         self.udp.push(UdpService {
             handle,
             kind,
@@ -461,7 +568,7 @@ impl Stack {
                 });
             }
             for u in &self.udp {
-                let port = self.sockets.get::<udp::Socket>(u.handle).endpoint().port;
+                let port = self.misc.get::<udp::Socket>(u.handle).endpoint().port;
                 v.push(Endpoint {
                     stack: StackKind::Stack,
                     proto: Proto::Udp,
@@ -477,93 +584,106 @@ impl Stack {
         &self.counters
     }
 
-    /// TCP connections (not counting listeners).
+    /// TCP connections being served (not counting listeners and client sockets).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.served
     }
 
     pub fn listener_count(&self) -> usize {
         self.pools.iter().map(|p| p.listeners.len()).sum()
     }
 
+    /// Sockets in use: every entry (listeners, connections, client sockets) and the UDP/ICMP ones.
     pub fn socket_count(&self) -> usize {
-        self.sockets.iter().count()
+        self.entries.len() + self.misc.iter().count()
     }
 
     pub fn tracer(&mut self) -> &mut Tracer {
         self.port.observer_mut()
     }
 
-    /// Moves listeners that took a SYN into the connection table, then makes sure one listens again
-    /// (unless the connection limit is reached).
+    /// Moves listeners that took a SYN into service, then makes sure one listens again (unless the
+    /// connection limit is reached).
     fn refill(&mut self, pool: usize) {
         let mut i = 0;
         while i < self.pools[pool].listeners.len() {
-            let h = self.pools[pool].listeners[i];
-            let sock = self.sockets.get::<tcp::Socket>(h);
-            if sock.state() == tcp::State::Listen {
+            let key = self.pools[pool].listeners[i];
+            let e = &mut self.entries[key];
+            let state = e.state_now();
+            if state == tcp::State::Listen {
                 i += 1;
                 continue;
             }
             self.pools[pool].listeners.swap_remove(i);
-            let state = sock.state();
+            let sock = e.set.get::<tcp::Socket>(e.handle);
             match (sock.local_endpoint(), sock.remote_endpoint()) {
                 (Some(local), Some(remote)) => {
                     let kind = self.pools[pool].kind;
-                    let tracer = self.port.observer_mut();
-                    let id = tracer.conn_id(to_socket_addr(local), to_socket_addr(remote));
-                    let key = self.conns.insert(Conn {
+                    let id = self
+                        .port
+                        .observer_mut()
+                        .conn_id(to_socket_addr(local), to_socket_addr(remote));
+                    let e = &mut self.entries[key];
+                    e.local = local;
+                    e.remote = remote;
+                    e.role = Role::Served(Served {
                         id,
-                        handle: h,
                         kind,
-                        local,
-                        remote,
                         session: None,
-                        state: tcp::State::Listen,
                         eof: false,
                         closing: false,
                     });
-                    self.by_tuple.insert((local, remote), key);
-                    let _ = state;
+                    self.served += 1;
+                    if let Some(old) = self.by_tuple.insert((local, remote), key) {
+                        // A stale entry for the same 4-tuple (TIME-WAIT cut short): the new one wins.
+                        if old != key && self.entries.contains(old) {
+                            self.recycle(old);
+                        }
+                    }
+                    self.mark_ready(key);
                 }
-                // Left LISTEN without a peer (cannot happen with smoltcp, but never leak a socket).
+                // Left LISTEN without a peer (an RST reset it): listen again.
                 _ => {
-                    self.sockets.remove(h);
+                    let port = self.pools[pool].port;
+                    let e = &mut self.entries[key];
+                    let _ = e.sock().listen(port);
+                    i += 1;
                 }
             }
         }
-        let listening = self.pools[pool].listeners.len();
-        if listening == 0 && self.conns.len() < self.max_connections {
-            let mut sock = self.new_tcp_socket();
-            if sock.listen(self.pools[pool].port).is_ok() {
-                let h = self.sockets.add(sock);
-                self.pools[pool].listeners.push(h);
+        if self.pools[pool].listeners.is_empty() && self.served < self.max_connections {
+            let port = self.pools[pool].port;
+            let (mut set, handle) = self.fresh_socket();
+            if set.get_mut::<tcp::Socket>(handle).listen(port).is_ok() {
+                let any = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), port);
+                let key = self.insert_entry(set, handle, Role::Listener { pool }, any, any);
+                self.entries[key].state = tcp::State::Listen;
+                self.pools[pool].listeners.push(key);
+            } else {
+                self.spare.push((set, handle));
             }
         }
     }
 
-    /// Looks at the frame waiting in the rx slot before the stack gets it. Returns false when the frame
-    /// was kept from the stack.
-    fn inspect_rx(&mut self, now: Instant) -> bool {
-        let Some(p) = self.port.peek_rx().and_then(peek_tcp) else {
-            return true;
-        };
-        if !p.syn || p.ack || p.rst || !self.iface.has_ip_addr(p.dst.addr) {
-            return true;
+    /// Decides which socket set gets the frame in the rx slot: an entry's key, or `None` for the
+    /// shared set.
+    fn route(&mut self, now: Instant, p: &TcpPeek) -> Option<usize> {
+        if !self.iface.has_ip_addr(p.dst.addr) {
+            return None;
         }
+        let is_syn = p.syn && !p.ack && !p.rst;
         if let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) {
-            let state = self
-                .sockets
-                .get::<tcp::Socket>(self.conns[key].handle)
-                .state();
-            if state != tcp::State::TimeWait && state != tcp::State::Closed {
-                // The connection's own socket answers a repeated SYN by retransmitting its SYN-ACK on
-                // its timer; a listener must not see it and open a twin.
-                self.port.discard_rx(
-                    "repeated SYN for an existing connection (its socket answers on its timer)",
-                );
-                return false;
+            let state = self.entries[key].state_now();
+            if !(is_syn && matches!(state, tcp::State::TimeWait | tcp::State::Closed)) {
+                return Some(key);
             }
+            // A new connection reusing the 4-tuple of one in TIME-WAIT: that one is over.
+            if matches!(self.entries[key].role, Role::Served(_)) {
+                self.remove_served(now, key);
+            }
+        }
+        if !is_syn {
+            return None;
         }
         let Some(pool) = self.pools.iter().position(|pl| pl.port == p.dst.port) else {
             self.port.observer_mut().rst_reason(
@@ -571,30 +691,31 @@ impl Stack {
                 to_socket_addr(p.src),
                 "no listener on this port",
             );
-            return true;
+            return None;
         };
         self.refill(pool);
-        if self.pools[pool].listeners.is_empty() {
-            self.counters.conns_refused += 1;
-            let tracer = self.port.observer_mut();
-            tracer.rst_reason(
-                to_socket_addr(p.dst),
-                to_socket_addr(p.src),
-                "connection limit reached",
-            );
-            let quiet = self
-                .last_refusal_log
-                .is_some_and(|t| now < t + smoltcp::time::Duration::from_secs(1));
-            if !quiet {
-                log::warn!(
-                    target: "tapstack::tcp",
-                    "refusing SYN from {} to port {}: {} connections open, the --max-connections limit ({} refused so far)",
-                    p.src, p.dst.port, self.conns.len(), self.counters.conns_refused
-                );
-                self.last_refusal_log = Some(now);
-            }
+        if let Some(&key) = self.pools[pool].listeners.first() {
+            return Some(key);
         }
-        true
+        self.counters.conns_refused += 1;
+        let tracer = self.port.observer_mut();
+        tracer.rst_reason(
+            to_socket_addr(p.dst),
+            to_socket_addr(p.src),
+            "connection limit reached",
+        );
+        let quiet = self
+            .last_refusal_log
+            .is_some_and(|t| now < t + smoltcp::time::Duration::from_secs(1));
+        if !quiet {
+            log::warn!(
+                target: "tapstack::tcp",
+                "refusing SYN from {} to port {}: {} connections open, the --max-connections limit ({} refused so far)",
+                p.src, p.dst.port, self.served, self.counters.conns_refused
+            );
+            self.last_refusal_log = Some(now);
+        }
+        None
     }
 
     /// Feeds up to `budget` received frames to the stack. Returns how many were processed; `budget`
@@ -603,128 +724,191 @@ impl Stack {
         self.last_now = now;
         self.port.flush_held(now);
         self.iface.poll_maintenance(now);
+        self.wake_due(now);
         let mut n = 0;
         while n < budget && self.port.fill_rx(now) {
             n += 1;
             let peek = self.port.peek_rx().and_then(peek_tcp);
-            if !self.inspect_rx(now) {
-                continue;
-            }
-            self.iface
-                .poll_ingress_single(now, &mut self.port, &mut self.sockets);
-            // Narrate right after the frame that caused it, so no state is skipped in the log.
-            if let Some(p) = peek {
-                if p.syn && !p.ack {
-                    if let Some(pool) = self.pools.iter().position(|pl| pl.port == p.dst.port) {
+            let target = match &peek {
+                Some(p) => self.route(now, p),
+                None => None,
+            };
+            match target {
+                Some(key) => {
+                    let e = &mut self.entries[key];
+                    self.iface
+                        .poll_ingress_single(now, &mut self.port, &mut e.set);
+                    if let Role::Listener { pool } = e.role {
                         self.refill(pool);
                     }
+                    self.mark_ready(key);
+                    // Narrate right after the frame that caused it, so no state is skipped in the log.
+                    self.sync(now, key, status, false);
                 }
-                if let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) {
-                    self.sync_conn(now, key, status, false);
-                } else if !self.clients.is_empty() {
-                    self.sync_clients(now);
+                None => {
+                    let arp_or_nd = peek.is_none();
+                    self.iface
+                        .poll_ingress_single(now, &mut self.port, &mut self.misc);
+                    if arp_or_nd {
+                        // A neighbour may have just been learned: entries waiting for one retry now
+                        // rather than at the end of smoltcp's one-second silence.
+                        let soon = now + smoltcp::time::Duration::from_millis(1000);
+                        let waiting: Vec<usize> = self
+                            .deadlines
+                            .range(..(soon, usize::MAX))
+                            .map(|&(_, k)| k)
+                            .collect();
+                        for k in waiting {
+                            self.mark_ready(k);
+                        }
+                    }
                 }
             }
         }
         n
     }
 
-    /// Sends what the sockets have queued, then narrates any state change it caused.
+    /// Marks the entries whose deadline has come.
+    fn wake_due(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(e) = self.entries.get_mut(key) {
+                e.deadline = None;
+            }
+            self.mark_ready(key);
+        }
+    }
+
+    /// Sends what the touched sockets have queued, narrates what changed, files their next deadlines.
     pub fn egress(&mut self, now: Instant, status: &mut Status) {
         self.last_now = now;
         self.port.flush_held(now);
-        loop {
-            match self
-                .iface
-                .poll_egress(now, &mut self.port, &mut self.sockets)
-            {
-                smoltcp::iface::PollResult::None => break,
-                smoltcp::iface::PollResult::SocketStateChanged => {}
-            }
+        self.wake_due(now);
+        while self.iface.poll_egress(now, &mut self.port, &mut self.misc)
+            != smoltcp::iface::PollResult::None
+        {}
+        let ready = std::mem::take(&mut self.ready);
+        for &key in &ready {
+            let Some(e) = self.entries.get_mut(key) else {
+                continue;
+            };
+            e.ready = false;
+            while self.iface.poll_egress(now, &mut self.port, &mut e.set)
+                != smoltcp::iface::PollResult::None
+            {}
+            self.sync(now, key, status, true);
+            self.schedule(now, key);
         }
-        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.sync_conn(now, key, status, true);
-        }
-        if !self.clients.is_empty() {
-            self.sync_clients(now);
+        // Keep the (now empty) vector's capacity for the next turn.
+        let mut ready = ready;
+        ready.clear();
+        if self.ready.is_empty() {
+            self.ready = ready;
         }
     }
 
-    /// Logs a state change of one connection; removes it once closed. TIME-WAIT is cut short: the
-    /// socket goes once the final ACK has left (`after_egress`), so sockets do not pile up for 10 s
-    /// each under a high connection rate. A peer whose final ACK was lost and who repeats its FIN then
-    /// gets an RST, which ends its LAST-ACK just as well.
-    fn sync_conn(&mut self, now: Instant, key: usize, status: &mut Status, after_egress: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    /// Files an entry's next deadline: smoltcp's timers and the session's own.
+    fn schedule(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.entries.get_mut(key) else {
             return;
         };
-        let state = self.sockets.get::<tcp::Socket>(conn.handle).state();
-        if state == conn.state {
-            if state == tcp::State::TimeWait && after_egress {
-                self.remove_conn(now, key, status);
+        let mut t = self.iface.poll_at(now, &e.set);
+        if let Role::Served(s) = &e.role {
+            if let Some(st) = s.session.as_ref().and_then(|s| s.poll_timeout()) {
+                t = Some(t.map_or(st, |t| t.min(st)));
             }
-            return;
         }
-        let tracer = self.port.observer_mut();
-        let (local, remote) = (to_socket_addr(conn.local), to_socket_addr(conn.remote));
-        tracer.tcp_state(
-            now,
-            local,
-            Some(remote),
-            state_name(conn.state),
-            state_name(state),
-        );
-        conn.state = state;
-        if state == tcp::State::Closed || (state == tcp::State::TimeWait && after_egress) {
-            self.remove_conn(now, key, status);
-        } else {
-            status.conns.insert(
-                conn.id,
-                ConnRow {
-                    id: conn.id,
-                    stack: StackKind::Stack,
-                    proto: Proto::Tcp,
-                    local,
-                    remote: Some(remote),
-                    state: state_name(state),
-                    service: conn.kind.name(),
-                },
-            );
+        if let Some(old) = e.deadline.take() {
+            self.deadlines.remove(&(old, key));
+        }
+        if let Some(t) = t {
+            e.deadline = Some(t);
+            self.deadlines.insert((t, key));
         }
     }
 
-    fn remove_conn(&mut self, now: Instant, key: usize, status: &mut Status) {
-        {
-            let conn = &self.conns[key];
-            if conn.state == tcp::State::TimeWait {
-                let tracer = self.port.observer_mut();
-                tracer.tcp_state(
-                    now,
-                    to_socket_addr(conn.local),
-                    Some(to_socket_addr(conn.remote)),
-                    "TIME-WAIT",
-                    "CLOSED",
-                );
-            }
-            let conn = self.conns.remove(key);
-            self.by_tuple.remove(&(conn.local, conn.remote));
-            self.sockets.remove(conn.handle);
-            status.conns.remove(&conn.id);
-            if conn.session.is_some() {
-                self.counters.conns_closed += 1;
-            }
-            // A slot freed below the limit: make sure every port listens again.
-            for i in 0..self.pools.len() {
-                if self.pools[i].listeners.is_empty() {
-                    self.refill(i);
+    /// Logs a state change of one entry; removes it once closed. TIME-WAIT is cut short: the socket
+    /// goes once the final ACK has left (`after_egress`), so sockets do not pile up for 10 s each under
+    /// a high connection rate. A peer whose final ACK was lost and who repeats its FIN then gets an RST,
+    /// which ends its LAST-ACK just as well.
+    fn sync(&mut self, now: Instant, key: usize, status: &mut Status, after_egress: bool) {
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        let state = e.state_now();
+        let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
+        if state != e.state && !matches!(e.role, Role::Listener { .. }) {
+            self.port.observer_mut().tcp_state(
+                now,
+                local,
+                Some(remote),
+                state_name(e.state),
+                state_name(state),
+            );
+            e.state = state;
+            if let Role::Served(s) = &e.role {
+                if !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+                    status.conns.insert(
+                        s.id,
+                        ConnRow {
+                            id: s.id,
+                            stack: StackKind::Stack,
+                            proto: Proto::Tcp,
+                            local,
+                            remote: Some(remote),
+                            state: state_name(state),
+                            service: s.kind.name(),
+                        },
+                    );
                 }
             }
         }
+        let over = state == tcp::State::Closed || (state == tcp::State::TimeWait && after_egress);
+        match &e.role {
+            Role::Served(s) if over => {
+                status.conns.remove(&s.id);
+                self.remove_served(now, key);
+            }
+            Role::Client { released: true }
+                if state == tcp::State::Closed
+                    || (after_egress && state == tcp::State::TimeWait) =>
+            {
+                self.recycle(key);
+            }
+            _ => {}
+        }
     }
 
-    /// Runs the services of every connection and UDP port. The sessions see the tracer's records
-    /// through `cx.trace`.
+    fn remove_served(&mut self, now: Instant, key: usize) {
+        let e = &self.entries[key];
+        if e.state == tcp::State::TimeWait {
+            self.port.observer_mut().tcp_state(
+                now,
+                to_socket_addr(e.local),
+                Some(to_socket_addr(e.remote)),
+                "TIME-WAIT",
+                "CLOSED",
+            );
+        }
+        if let Role::Served(s) = &e.role {
+            if s.session.is_some() {
+                self.counters.conns_closed += 1;
+            }
+        }
+        self.recycle(key);
+        // A slot freed below the limit: make sure every port listens again.
+        for i in 0..self.pools.len() {
+            if self.pools[i].listeners.is_empty() {
+                self.refill(i);
+            }
+        }
+    }
+
+    /// Runs the services of the touched connections and of every UDP port. The sessions see the
+    /// tracer's records through `cx.trace`.
     pub fn run_services(
         &mut self,
         now: Instant,
@@ -732,9 +916,7 @@ impl Stack {
         status: &Status,
         settings: &Settings,
     ) {
-        for i in 0..self.pools.len() {
-            self.refill(i);
-        }
+        self.wake_due(now);
         let cx = &Context {
             now,
             wall,
@@ -742,12 +924,18 @@ impl Stack {
             settings,
             trace: Some(self.port.observer() as &dyn TraceView),
         };
-        for (_, conn) in self.conns.iter_mut() {
-            let sock = self.sockets.get_mut::<tcp::Socket>(conn.handle);
-            drive_tcp(cx, conn, sock, &mut self.counters);
+        for &key in &self.ready {
+            let Some(e) = self.entries.get_mut(key) else {
+                continue;
+            };
+            let Role::Served(s) = &mut e.role else {
+                continue;
+            };
+            let sock = e.set.get_mut::<tcp::Socket>(e.handle);
+            drive_tcp(cx, s, sock, &mut self.counters);
         }
         for u in self.udp.iter_mut() {
-            let sock = self.sockets.get_mut::<udp::Socket>(u.handle);
+            let sock = self.misc.get_mut::<udp::Socket>(u.handle);
             drive_udp(
                 cx,
                 u,
@@ -761,50 +949,65 @@ impl Stack {
 
     /// The earliest time anything in the stack wants to run again.
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        let mut t = self.iface.poll_at(now, &self.sockets);
-        if let Some(p) = self.port.poll_at() {
-            t = Some(t.map_or(p, |t| t.min(p)));
-        }
-        for (_, conn) in self.conns.iter() {
-            if let Some(s) = conn.session.as_ref().and_then(|s| s.poll_timeout()) {
-                t = Some(t.map_or(s, |t| t.min(s)));
+        let mut t = self.iface.poll_at(now, &self.misc);
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
             }
+        };
+        min(self.port.poll_at());
+        min(self.deadlines.first().map(|&(t, _)| t));
+        if !self.ready.is_empty() {
+            min(Some(now));
         }
         t
     }
 
-    /// Starts closing every connection (FIN); true when none is left.
+    /// Starts closing every served connection (FIN) and stops listening; true when none is left.
     pub fn close_all(&mut self) -> bool {
-        for (_, conn) in self.conns.iter_mut() {
-            let sock = self.sockets.get_mut::<tcp::Socket>(conn.handle);
-            match sock.state() {
-                // Nothing was exchanged yet: no FIN to wait for.
-                tcp::State::SynReceived => sock.abort(),
-                _ => sock.close(),
+        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let e = &mut self.entries[key];
+            match &mut e.role {
+                Role::Served(s) => {
+                    let sock = e.set.get_mut::<tcp::Socket>(e.handle);
+                    match sock.state() {
+                        // Nothing was exchanged yet: no FIN to wait for.
+                        tcp::State::SynReceived => sock.abort(),
+                        _ => sock.close(),
+                    }
+                    s.closing = true;
+                    self.mark_ready(key);
+                }
+                Role::Listener { .. } => self.recycle(key),
+                Role::Client { .. } => {}
             }
-            conn.closing = true;
         }
-        for pool in &mut self.pools {
-            for h in pool.listeners.drain(..) {
-                self.sockets.remove(h);
-            }
+        for p in &mut self.pools {
+            p.listeners.clear();
         }
-        self.conns.is_empty()
+        // No listener may come back while shutting down.
+        self.max_connections = 0;
+        self.served == 0
     }
 
     pub fn has_connections(&self) -> bool {
-        !self.conns.is_empty()
+        self.served > 0
     }
 
-    /// Aborts whatever is still open (RST): the last step of a shutdown whose grace time ran out.
+    /// Aborts whatever is still being served (RST): the last step of a shutdown whose grace ran out.
     pub fn abort_all(&mut self) {
-        for (_, conn) in self.conns.iter_mut() {
-            self.sockets.get_mut::<tcp::Socket>(conn.handle).abort();
+        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if matches!(self.entries[key].role, Role::Served(_)) {
+                self.entries[key].sock().abort();
+                self.mark_ready(key);
+            }
         }
     }
 }
 
-fn drive_tcp(cx: &Context, conn: &mut Conn, sock: &mut tcp::Socket, counters: &mut Counters) {
+fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: &mut Counters) {
     let state = sock.state();
     if conn.session.is_none() {
         if !matches!(

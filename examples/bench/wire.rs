@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tapstack::device::wire::wire;
 use tapstack::device::{FrameIo, Port};
 use tapstack::reactor::INGRESS_BUDGET;
-use tapstack::service::{Context, ServiceKind, Settings};
+use tapstack::service::{ServiceKind, Settings};
 use tapstack::stack::{Stack, StackConfig, TCP_BUFFER};
 use tapstack::status::Status;
 use tapstack::trace::{TraceConfig, Tracer};
@@ -107,13 +107,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
         // Server: one reactor turn without the waiting.
         let t = now();
         server.ingress(t, INGRESS_BUDGET, &mut status);
-        let cx = Context {
-            now: t,
-            wall: SystemTime::now(),
-            status: &status,
-            settings: &settings,
-        };
-        server.run_services(&cx);
+        server.run_services(t, SystemTime::now(), &status, &settings);
         server.egress(t, &mut status);
 
         if Instant::now() > give_up {

@@ -9,25 +9,24 @@ use std::net::SocketAddr;
 pub const ECHO_BUFFER: usize = 64 * 1024;
 
 pub struct EchoSession {
-    buf: Box<[u8]>,
-    /// Pending bytes are `buf[start..end]`.
+    /// Pending bytes are `buf[start..]`. Grows with what arrives (an idle session holds nothing),
+    /// up to [`ECHO_BUFFER`].
+    buf: Vec<u8>,
     start: usize,
-    end: usize,
     eof: bool,
 }
 
 impl EchoSession {
     pub fn new() -> Self {
         EchoSession {
-            buf: vec![0u8; ECHO_BUFFER].into_boxed_slice(),
+            buf: Vec::new(),
             start: 0,
-            end: 0,
             eof: false,
         }
     }
 
     pub fn pending(&self) -> usize {
-        self.end - self.start
+        self.buf.len() - self.start
     }
 }
 
@@ -39,17 +38,15 @@ impl Default for EchoSession {
 
 impl StreamSession for EchoSession {
     fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        if self.start == self.end {
+        if self.start == self.buf.len() {
+            self.buf.clear();
             self.start = 0;
-            self.end = 0;
-        } else if self.end == self.buf.len() && self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
+        } else if self.start > 0 && self.buf.len() + input.len() > ECHO_BUFFER {
+            self.buf.drain(..self.start);
             self.start = 0;
         }
-        let n = input.len().min(self.buf.len() - self.end);
-        self.buf[self.end..self.end + n].copy_from_slice(&input[..n]);
-        self.end += n;
+        let n = input.len().min(ECHO_BUFFER - self.buf.len());
+        self.buf.extend_from_slice(&input[..n]);
         n
     }
 
