@@ -183,7 +183,7 @@ impl TcpExchange {
         }
         let all_sent = self.outgoing.is_empty();
         let peer_done = !sock.may_recv() && sock.state() != tcp::State::SynSent;
-        if !self.closing && ((self.input_done && all_sent) || (peer_done && all_sent)) {
+        if !self.closing && all_sent && (self.input_done || peer_done) {
             sock.close();
             self.closing = true;
             progress = true;
