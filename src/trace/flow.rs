@@ -17,6 +17,9 @@ use crate::device::Direction;
 pub const DEFAULT_FLOW_CAP: usize = 65536;
 /// Closed flows kept for `closed_flows`.
 pub const CLOSED_KEPT: usize = 64;
+/// Closed TCP flows (and UDP/ICMP flows, which never close) stay in the table for late segments,
+/// but only this many: otherwise a high connection rate keeps tens of thousands of records alive.
+pub const LINGER_KEPT: usize = 1024;
 const RST_HINTS_CAP: usize = 1024;
 
 const TCP: u8 = 6;
@@ -532,7 +535,18 @@ impl FlowTable {
             self.closed.push_back(f.rec.clone());
         }
         self.evictable.insert(id, *key);
+        self.trim_lingering();
         true
+    }
+
+    /// Forgets the oldest closed (or connectionless) flows beyond [`LINGER_KEPT`].
+    fn trim_lingering(&mut self) {
+        while self.evictable.len() > LINGER_KEPT {
+            let Some((_, k)) = self.evictable.pop_first() else {
+                break;
+            };
+            self.remove(&k);
+        }
     }
 
     fn remove(&mut self, key: &FlowKey) {
@@ -577,6 +591,7 @@ impl FlowTable {
         self.order.insert(id, key);
         if key.proto != TCP {
             self.evictable.insert(id, key);
+            self.trim_lingering();
         }
         id
     }
