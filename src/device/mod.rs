@@ -13,6 +13,7 @@ use std::io;
 
 use crate::status::Counters;
 
+pub mod csum;
 pub mod fault;
 pub mod tap;
 pub mod wire;
@@ -70,6 +71,15 @@ pub trait FrameIo {
     fn has_pending(&self) -> bool {
         false
     }
+    /// Whether the link cuts large TCP segments into MSS-sized ones itself (TSO).
+    fn segments_tcp(&self) -> bool {
+        false
+    }
+    /// Sends a TCP segment larger than the path allows, to be cut into `mss`-sized ones by the link.
+    /// Only called when [`FrameIo::segments_tcp`] says so. The frame may be changed on the way.
+    fn send_segmented(&mut self, frame: &mut [u8], _mss: u16) -> io::Result<TxOutcome> {
+        self.send(frame)
+    }
 }
 
 impl FrameIo for Box<dyn FrameIo> {
@@ -87,6 +97,12 @@ impl FrameIo for Box<dyn FrameIo> {
     }
     fn has_pending(&self) -> bool {
         (**self).has_pending()
+    }
+    fn segments_tcp(&self) -> bool {
+        (**self).segments_tcp()
+    }
+    fn send_segmented(&mut self, frame: &mut [u8], mss: u16) -> io::Result<TxOutcome> {
+        (**self).send_segmented(frame, mss)
     }
 }
 
@@ -118,6 +134,8 @@ struct Core<F: FrameIo, O: Observer> {
     /// Spare buffers for held frames: fault injection stops allocating once warm.
     spare: Vec<Vec<u8>>,
     tx_buf: Box<[u8]>,
+    /// The MSS smoltcp asked the link to cut the frame being sent into (TSO).
+    tx_segment: Option<u16>,
     counters: Counters,
     fatal: Option<io::Error>,
 }
@@ -144,6 +162,7 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
                 held: VecDeque::new(),
                 spare: Vec::new(),
                 tx_buf: vec![0u8; max].into_boxed_slice(),
+                tx_segment: None,
                 counters: Counters::default(),
                 fatal: None,
             },
@@ -228,6 +247,12 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
 }
 
 impl<F: FrameIo, O: Observer> Core<F, O> {
+    /// Large TCP segments only where the link cuts them, and never under fault injection, whose
+    /// faults must hit the frames a real wire would carry.
+    fn offloads(&self) -> bool {
+        self.io.segments_tcp() && self.faults.is_none()
+    }
+
     fn fill(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if self.fatal.is_some() {
             return None;
@@ -336,12 +361,32 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
         }
     }
 
+    fn send_segmented(&mut self, now: Instant, frame: &mut [u8], mss: u16) {
+        match self.io.send_segmented(frame, mss) {
+            Ok(TxOutcome::Sent) => {}
+            Ok(TxOutcome::Dropped(reason)) => {
+                self.counters.drop(reason);
+                self.observer.dropped(now, Direction::Out, frame, reason);
+            }
+            Err(e) => {
+                if self.fatal.is_none() {
+                    self.fatal = Some(e);
+                }
+            }
+        }
+    }
+
     /// smoltcp has written `len` bytes into `tx_buf`: observe, inject faults, send.
-    fn transmit(&mut self, now: Instant, len: usize) {
+    fn transmit(&mut self, now: Instant, len: usize, offloaded: bool) {
         self.counters.packets_out += 1;
         self.counters.bytes_out += len as u64;
         // Taking the buffer out (an empty box costs nothing) lets it be read while `self` is borrowed.
         let mut buf = std::mem::take(&mut self.tx_buf);
+        if offloaded {
+            // smoltcp leaves TCP checksums to a segmenting device; the trace and the capture must
+            // still show valid frames, so compute them here (the pass smoltcp would have made).
+            csum::fill_tcp(&mut buf[..len]);
+        }
         self.observer.frame(now, Direction::Out, &buf[..len]);
         let fate = match self.faults.as_mut() {
             Some(f) => f.fate(now, len),
@@ -369,6 +414,8 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
                     }
                     if at > now {
                         self.hold(at, Direction::Out, &buf[..len]);
+                    } else if let Some(mss) = self.tx_segment.take() {
+                        self.send_segmented(now, &mut buf[..len], mss);
                     } else {
                         self.send_now(now, &buf[..len]);
                     }
@@ -396,6 +443,8 @@ impl phy::RxToken for PortRxToken<'_> {
 pub struct PortTxToken<'a, F: FrameIo, O: Observer> {
     core: &'a mut Core<F, O>,
     now: Instant,
+    /// smoltcp left TCP checksums to the device.
+    offloaded: bool,
 }
 
 impl<F: FrameIo, O: Observer> phy::TxToken for PortTxToken<'_, F, O> {
@@ -406,8 +455,13 @@ impl<F: FrameIo, O: Observer> phy::TxToken for PortTxToken<'_, F, O> {
         // smoltcp never asks for more than the MTU we advertise; clamp anyway rather than panic.
         let len = len.min(self.core.tx_buf.len());
         let r = f(&mut self.core.tx_buf[..len]);
-        self.core.transmit(self.now, len);
+        self.core.transmit(self.now, len, self.offloaded);
+        self.core.tx_segment = None;
         r
+    }
+
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.core.tx_segment = meta.segmentation_offload_size.map(|n| n.get());
     }
 }
 
@@ -428,6 +482,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
         Some((
             PortRxToken { slot: &mut self.rx },
             PortTxToken {
+                offloaded: self.core.offloads(),
                 core: &mut self.core,
                 now,
             },
@@ -436,6 +491,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
 
     fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
         Some(PortTxToken {
+            offloaded: self.core.offloads(),
             core: &mut self.core,
             now,
         })
@@ -445,6 +501,15 @@ impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.max_frame;
+        // Large segments only where the link cuts them, and never under fault injection, whose faults
+        // must hit the frames a real wire would carry.
+        if self.core.offloads() {
+            let frame = std::num::NonZeroUsize::new(self.max_frame);
+            caps.segmentation.tcpv4 = frame;
+            caps.segmentation.tcpv6 = frame;
+            // smoltcp insists: a segmenting device also computes TCP checksums (here: the Port).
+            caps.checksum.tcp = phy::Checksum::Rx;
+        }
         caps
     }
 }

@@ -11,9 +11,17 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{FrameIo, TxOutcome};
+use super::{csum, FrameIo, TxOutcome};
 
 pub const ETHERNET_HEADER: usize = 14;
+
+/// `struct virtio_net_hdr` (legacy, native endian): what precedes every frame with `IFF_VNET_HDR`.
+pub const VNET_HDR: usize = 10;
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
+/// With receive offloads the kernel hands over TCP segments up to 64 KiB (GSO) in one frame.
+pub const OFFLOAD_MAX_FRAME: usize = 65535 + ETHERNET_HEADER;
 
 /// Why a TAP device could not be opened.
 #[derive(Debug)]
@@ -59,6 +67,9 @@ pub struct TapDevice {
     fd: OwnedFd,
     name: String,
     mtu: usize,
+    /// Frames carry a virtio-net header, and the kernel may send 64 KiB TCP segments with partial
+    /// checksums (checksum and segmentation offload towards us).
+    offload: bool,
 }
 
 fn ifreq_for(name: &str) -> libc::ifreq {
@@ -103,6 +114,12 @@ impl TapDevice {
     /// Attaches to an existing TAP interface. It does not create one: a tap created implicitly would have
     /// no address on the host side, and the user would wonder why nothing answers.
     pub fn open(name: &str) -> Result<TapDevice, TapError> {
+        Self::open_with(name, true)
+    }
+
+    /// As [`TapDevice::open`]; `offload` asks the kernel for large TCP segments (one read instead of
+    /// up to 44) and leaves their checksums to us. Where the kernel refuses, the device runs without.
+    pub fn open_with(name: &str, offload: bool) -> Result<TapDevice, TapError> {
         if !interface_exists(name) {
             return Err(TapError::Missing(name.to_string()));
         }
@@ -124,7 +141,11 @@ impl TapDevice {
         // SAFETY: `fd` is a fresh, valid fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut req = ifreq_for(name);
-        req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+        let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+        if offload {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        req.ifr_ifru.ifru_flags = flags as libc::c_short;
         // SAFETY: TUNSETIFF reads `req`, which outlives the call.
         let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &req) };
         if r < 0 {
@@ -136,10 +157,29 @@ impl TapDevice {
             });
         }
         let mtu = interface_mtu(name).map_err(|e| TapError::Other(name.to_string(), e))?;
+        if offload {
+            let feats = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+            // SAFETY: TUNSETOFFLOAD takes its argument by value.
+            let r = unsafe {
+                libc::ioctl(
+                    fd.as_raw_fd(),
+                    libc::TUNSETOFFLOAD as _,
+                    feats as libc::c_ulong,
+                )
+            };
+            if r < 0 {
+                log::info!(
+                    target: "tapstack",
+                    "{name}: the kernel refused checksum/segmentation offload ({}); running without",
+                    io::Error::last_os_error()
+                );
+            }
+        }
         Ok(TapDevice {
             fd,
             name: name.to_string(),
             mtu,
+            offload,
         })
     }
 
@@ -187,8 +227,89 @@ fn is_fatal(e: &io::Error) -> bool {
     )
 }
 
+/// The virtio-net header that asks the kernel to segment `frame` (Ethernet, IPv4 or IPv6, TCP) into
+/// `mss`-sized segments. The TCP checksum field is rewritten to the pseudo-header sum that
+/// `NEEDS_CSUM` expects (the kernel computes each segment's checksum from it).
+fn gso_header(frame: &mut [u8], mss: u16) -> Option<[u8; VNET_HDR]> {
+    let t = csum::tcp_in_frame(frame)?;
+    frame[t.start + 16..t.start + 18].copy_from_slice(&t.pseudo_sum.to_be_bytes());
+    let (tcp, tcp_hdr) = (t.start, t.header_len);
+    let gso_type = if t.v6 {
+        VIRTIO_NET_HDR_GSO_TCPV6
+    } else {
+        VIRTIO_NET_HDR_GSO_TCPV4
+    };
+    let mut hdr = [0u8; VNET_HDR];
+    hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    hdr[1] = gso_type;
+    hdr[2..4].copy_from_slice(&((tcp + tcp_hdr) as u16).to_ne_bytes());
+    hdr[4..6].copy_from_slice(&mss.to_ne_bytes());
+    hdr[6..8].copy_from_slice(&(tcp as u16).to_ne_bytes());
+    hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
+    Some(hdr)
+}
+
+impl TapDevice {
+    fn read_offloaded(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        let mut hdr = [0u8; VNET_HDR];
+        loop {
+            let iov = [
+                libc::iovec {
+                    iov_base: hdr.as_mut_ptr().cast(),
+                    iov_len: hdr.len(),
+                },
+                libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                },
+            ];
+            // SAFETY: both iovecs point at live buffers valid for writes of their lengths.
+            let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+            if n >= 0 {
+                let n = (n as usize).saturating_sub(VNET_HDR);
+                if hdr[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
+                    let start = u16::from_ne_bytes([hdr[6], hdr[7]]) as usize;
+                    let offset = u16::from_ne_bytes([hdr[8], hdr[9]]) as usize;
+                    csum::complete(&mut buf[..n], start, offset);
+                }
+                return Ok(Some(n));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => continue,
+                _ if is_fatal(&e) => return Err(self.gone(e)),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    fn write_offloaded(&mut self, frame: &[u8]) -> isize {
+        self.write_with_header(&[0u8; VNET_HDR], frame)
+    }
+
+    fn write_with_header(&mut self, hdr: &[u8; VNET_HDR], frame: &[u8]) -> isize {
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut _,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut _,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point at live buffers valid for reads of their lengths; writev does not
+        // write through them despite the `*mut` in `iovec`.
+        unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) }
+    }
+}
+
 impl FrameIo for TapDevice {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if self.offload {
+            return self.read_offloaded(buf);
+        }
         loop {
             // SAFETY: reads at most buf.len() bytes into `buf`, which is valid for writes.
             let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -208,8 +329,12 @@ impl FrameIo for TapDevice {
 
     fn send(&mut self, frame: &[u8]) -> io::Result<TxOutcome> {
         loop {
-            // SAFETY: writes frame.len() bytes from `frame`, which is valid for reads.
-            let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+            let n = if self.offload {
+                self.write_offloaded(frame)
+            } else {
+                // SAFETY: writes frame.len() bytes from `frame`, which is valid for reads.
+                unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
+            };
             if n >= 0 {
                 return Ok(TxOutcome::Sent);
             }
@@ -229,8 +354,44 @@ impl FrameIo for TapDevice {
         }
     }
 
+    fn segments_tcp(&self) -> bool {
+        self.offload
+    }
+
+    /// Writes one large TCP segment with a GSO header: the kernel cuts it into `mss`-sized segments
+    /// and fills in their checksums, so one write replaces up to 44.
+    fn send_segmented(&mut self, frame: &mut [u8], mss: u16) -> io::Result<TxOutcome> {
+        let Some(hdr) = gso_header(frame, mss) else {
+            // Not a TCP segment we can describe: send it as it is.
+            return self.send(frame);
+        };
+        loop {
+            let n = self.write_with_header(&hdr, frame);
+            if n >= 0 {
+                return Ok(TxOutcome::Sent);
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                    Ok(TxOutcome::Dropped("tx: tap queue full"))
+                }
+                Some(libc::EIO) | Some(libc::ENETDOWN) => Ok(TxOutcome::Dropped("tx: link down")),
+                Some(libc::EINVAL) | Some(libc::EMSGSIZE) => {
+                    Ok(TxOutcome::Dropped("tx: segment rejected by tap"))
+                }
+                _ if is_fatal(&e) => Err(self.gone(e)),
+                _ => Ok(TxOutcome::Dropped("tx: tap write error")),
+            };
+        }
+    }
+
     fn max_frame(&self) -> usize {
-        self.mtu + ETHERNET_HEADER
+        if self.offload {
+            OFFLOAD_MAX_FRAME
+        } else {
+            self.mtu + ETHERNET_HEADER
+        }
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -250,6 +411,59 @@ mod tests {
             msg.contains("tsnope0") && msg.contains("tap-setup.sh"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn test_complete_checksum_matches_a_full_computation() {
+        // An IPv4 TCP segment from smoltcp with a correct checksum; replace the checksum by the
+        // pseudo-header partial sum, as a kernel with NEEDS_CSUM would leave it, and complete it.
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpAddress, Ipv4Address, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+        let (src, dst) = (
+            Ipv4Address::new(192, 168, 69, 100),
+            Ipv4Address::new(192, 168, 69, 1),
+        );
+        let payload = [7u8; 1001];
+        let repr = TcpRepr {
+            src_port: 40000,
+            dst_port: 9,
+            control: TcpControl::Psh,
+            seq_number: TcpSeqNumber(5),
+            ack_number: Some(TcpSeqNumber(9)),
+            window_len: 512,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &payload,
+        };
+        let mut seg = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut seg),
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(dst),
+            &ChecksumCapabilities::default(),
+        );
+        let good = [seg[16], seg[17]];
+        // Pseudo-header sum: addresses, protocol 6, TCP length; not complemented.
+        let mut sum: u32 = 0;
+        for b in [src.octets(), dst.octets()] {
+            sum +=
+                u16::from_be_bytes([b[0], b[1]]) as u32 + u16::from_be_bytes([b[2], b[3]]) as u32;
+        }
+        sum += 6 + seg.len() as u32;
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        seg[16..18].copy_from_slice(&(sum as u16).to_be_bytes());
+        csum::complete(&mut seg, 0, 16);
+        assert_eq!([seg[16], seg[17]], good);
+        // Nonsense offsets change nothing and do not panic.
+        let before = seg.clone();
+        csum::complete(&mut seg, 5000, 16);
+        csum::complete(&mut seg, 0, 5000);
+        assert_eq!(seg, before);
     }
 
     #[test]
