@@ -22,6 +22,7 @@ pub mod config;
 pub mod device;
 pub mod harness;
 pub mod host;
+pub mod logbuf;
 pub mod reactor;
 pub mod service;
 pub mod stack;

@@ -19,6 +19,10 @@ fn init_logging(quiet: bool) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
+    b.write_style(env_logger::WriteStyle::Never);
+    b.target(env_logger::Target::Pipe(Box::new(
+        tapstack::logbuf::Buffered,
+    )));
     b.format(|f, r| {
         let target = r.target().strip_prefix("tapstack::").unwrap_or(r.target());
         writeln!(f, "{:<5} {:<7} {}", r.level(), target, r.args())
@@ -29,18 +33,29 @@ fn init_logging(quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse_checked();
     init_logging(cli.quiet);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tapstack::logbuf::flush();
+        default_hook(info);
+    }));
+    let code = run(&cli);
+    tapstack::logbuf::flush();
+    code
+}
+
+fn run(cli: &Cli) -> ExitCode {
     let result = match &cli.command {
         Some(Command::Serve(args)) => match args.validate() {
             Err(e) => return usage(&e.to_string()),
             Ok(mut cfg) => {
-                tune(&mut cfg, &cli);
+                tune(&mut cfg, cli);
                 commands::serve(&cfg).map(|_| ())
             }
         },
         Some(Command::Connect(args)) => match args.validate() {
             Err(e) => return usage(&e.to_string()),
             Ok((mut cfg, target)) => {
-                tune(&mut cfg, &cli);
+                tune(&mut cfg, cli);
                 let input = match &args.send {
                     Some(t) => Input::Fixed(t.clone().into_bytes()),
                     None => Input::Stdin,
@@ -51,14 +66,14 @@ fn main() -> ExitCode {
         Some(Command::Get(args)) => match args.validate() {
             Err(e) => return usage(&e.to_string()),
             Ok(mut cfg) => {
-                tune(&mut cfg, &cli);
+                tune(&mut cfg, cli);
                 if let Err(e) = tapstack::client::parse_url(&args.url) {
                     return usage(&e.to_string());
                 }
                 commands::get(&cfg, &args.url).map(|_| ())
             }
         },
-        Some(Command::Demo(args)) => run_demo(args, &cli),
+        Some(Command::Demo(args)) => run_demo(args, cli),
         Some(Command::Explain { what }) => match tapstack::trace::explain(what) {
             Ok(text) => {
                 println!("{}", text.trim_end());
@@ -66,11 +81,12 @@ fn main() -> ExitCode {
             }
             Err(e) => return usage(&e.to_string()),
         },
-        None => run_demo(&cli.demo, &cli),
+        None => run_demo(&cli.demo, cli),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tapstack::logbuf::flush();
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
@@ -87,6 +103,7 @@ fn run_demo(args: &DemoArgs, cli: &Cli) -> Result<(), RunError> {
     let mut cfg = match args.validate() {
         Ok(c) => c,
         Err(e) => {
+            tapstack::logbuf::flush();
             eprintln!("error: {e}");
             std::process::exit(2);
         }
@@ -106,6 +123,7 @@ fn run_demo(args: &DemoArgs, cli: &Cli) -> Result<(), RunError> {
         }
     } else if let Some(u) = &args.get {
         if let Err(e) = tapstack::client::parse_url(u) {
+            tapstack::logbuf::flush();
             eprintln!("error: {e}");
             std::process::exit(2);
         }
@@ -117,6 +135,7 @@ fn run_demo(args: &DemoArgs, cli: &Cli) -> Result<(), RunError> {
 }
 
 fn usage(msg: &str) -> ExitCode {
+    tapstack::logbuf::flush();
     eprintln!("error: {msg}");
     ExitCode::from(2)
 }

@@ -508,6 +508,7 @@ impl Reactor {
                     std::time::Duration::from_micros(d.total_micros())
                 })
             };
+            crate::logbuf::flush();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(RunError::Io("event loop failed", e));

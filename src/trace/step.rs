@@ -52,6 +52,8 @@ impl Stepper {
         if !self.active {
             return StepReply::Continue;
         }
+        // The packet line must be on screen before we wait.
+        crate::logbuf::flush();
         let _ = self.prompt.write_all(PROMPT.as_bytes());
         let _ = self.prompt.flush();
         self.line.clear();

@@ -1,0 +1,59 @@
+//! Log output buffered per loop turn. env_logger writes each record with its own system call (and
+//! its `flush` is a no-op); at thousands of connections a second, with a few narration lines each,
+//! that is a large share of the loop. Records land in this buffer instead, and the loop writes it
+//! out once per turn, before it may sleep, so every line still appears before the loop waits.
+
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+static BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Past this much, a record writes the buffer out at once (a turn that logs a lot).
+const HIGH_WATER: usize = 64 * 1024;
+
+/// The writer to give env_logger (`Target::Pipe`).
+pub struct Buffered;
+
+impl Write for Buffered {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let mut g = BUF.lock().unwrap_or_else(|p| p.into_inner());
+        g.extend_from_slice(b);
+        if g.len() >= HIGH_WATER {
+            write_out(&mut g);
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        flush();
+        Ok(())
+    }
+}
+
+fn write_out(buf: &mut Vec<u8>) {
+    // Standard error gone (a closed pipe): there is no one left to tell.
+    let _ = io::stderr().lock().write_all(buf);
+    buf.clear();
+}
+
+/// Writes out what is buffered.
+pub fn flush() {
+    let mut g = BUF.lock().unwrap_or_else(|p| p.into_inner());
+    if !g.is_empty() {
+        write_out(&mut g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_buffered_until_flushed() {
+        let mut w = Buffered;
+        w.write_all(b"x").unwrap();
+        assert!(BUF.lock().unwrap().ends_with(b"x"));
+        flush();
+        assert!(BUF.lock().unwrap().is_empty());
+    }
+}
