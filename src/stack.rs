@@ -38,6 +38,9 @@ use crate::trace::Tracer;
 /// Socket buffer per direction and TCP connection. Above 64 KiB smoltcp turns on window scaling; a
 /// window well above the 64 frames of one ingress batch keeps a bulk sender from waiting for our ACK.
 pub const TCP_BUFFER: usize = 256 * 1024;
+/// A connection that has not finished its handshake by then is dropped (its peer never answered the
+/// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
+pub const HANDSHAKE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
 /// Buffers come from arenas this large: above glibc's largest mmap threshold (32 MiB), so each arena is
 /// a fresh anonymous mapping whose pages stay non-resident until data touches them.
 const ARENA: usize = 64 << 20;
@@ -110,6 +113,8 @@ struct UdpService {
 struct Served {
     id: u64,
     kind: ServiceKind,
+    /// When the SYN came: for the handshake timeout.
+    since: Instant,
     /// Created when the handshake completes.
     session: Option<Box<dyn StreamSession>>,
     eof: bool,
@@ -269,6 +274,9 @@ pub struct Stack {
     ready: Vec<usize>,
     /// Entries by their next deadline.
     deadlines: BTreeSet<(Instant, usize)>,
+    /// Served entries in the order their SYN came; those still in SYN-RECEIVED are the half-open
+    /// ones that a new SYN may push out at the connection limit (stale keys are skipped).
+    half_open: std::collections::VecDeque<usize>,
     /// Closed sockets, each alone in its set, ready for reuse.
     spare: Vec<(SocketSet<'static>, SocketHandle)>,
     arena: Arena,
@@ -312,6 +320,7 @@ impl Stack {
             udp: Vec::new(),
             ready: Vec::new(),
             deadlines: BTreeSet::new(),
+            half_open: std::collections::VecDeque::new(),
             spare: Vec::new(),
             arena: Arena {
                 slice: cfg.tcp_buffer,
@@ -378,6 +387,18 @@ impl Stack {
         let mut e = self.entries.remove(key);
         if let Some(t) = e.deadline.take() {
             self.deadlines.remove(&(t, key));
+        }
+        // Keep the half-open queue short: drop keys from its front that are no longer half-open.
+        while let Some(&k) = self.half_open.front() {
+            let stale = k == key
+                || !self
+                    .entries
+                    .get(k)
+                    .is_some_and(|x| x.state == tcp::State::SynReceived);
+            if !stale {
+                break;
+            }
+            self.half_open.pop_front();
         }
         if self.by_tuple.get(&(e.local, e.remote)) == Some(&key) {
             self.by_tuple.remove(&(e.local, e.remote));
@@ -629,11 +650,13 @@ impl Stack {
                     e.role = Role::Served(Served {
                         id,
                         kind,
+                        since: self.last_now,
                         session: None,
                         eof: false,
                         closing: false,
                     });
                     self.served += 1;
+                    self.half_open.push_back(key);
                     if let Some(old) = self.by_tuple.insert((local, remote), key) {
                         // A stale entry for the same 4-tuple (TIME-WAIT cut short): the new one wins.
                         if old != key && self.entries.contains(old) {
@@ -697,6 +720,14 @@ impl Stack {
         if let Some(&key) = self.pools[pool].listeners.first() {
             return Some(key);
         }
+        // At the limit: a half-open connection gives way (as a kernel's full SYN queue drops its
+        // oldest), so a flood of SYNs that are never answered cannot lock real clients out.
+        if self.evict_half_open(now) {
+            self.refill(pool);
+            if let Some(&key) = self.pools[pool].listeners.first() {
+                return Some(key);
+            }
+        }
         self.counters.conns_refused += 1;
         let tracer = self.port.observer_mut();
         tracer.rst_reason(
@@ -716,6 +747,23 @@ impl Stack {
             self.last_refusal_log = Some(now);
         }
         None
+    }
+
+    /// Drops the oldest connection still in SYN-RECEIVED; false when there is none.
+    fn evict_half_open(&mut self, now: Instant) -> bool {
+        while let Some(key) = self.half_open.pop_front() {
+            let Some(e) = self.entries.get(key) else {
+                continue;
+            };
+            if !matches!(e.role, Role::Served(_)) || e.state_now() != tcp::State::SynReceived {
+                continue;
+            }
+            self.counters
+                .drop("tcp: half-open connection evicted at the connection limit");
+            self.remove_served(now, key);
+            return true;
+        }
+        false
     }
 
     /// Feeds up to `budget` received frames to the stack. Returns how many were processed; `budget`
@@ -817,7 +865,12 @@ impl Stack {
         };
         let mut t = self.iface.poll_at(now, &e.set);
         if let Role::Served(s) = &e.role {
-            if let Some(st) = s.session.as_ref().and_then(|s| s.poll_timeout()) {
+            let mut own = s.session.as_ref().and_then(|s| s.poll_timeout());
+            if e.state == tcp::State::SynReceived {
+                let h = s.since + HANDSHAKE_TIMEOUT;
+                own = Some(own.map_or(h, |o| o.min(h)));
+            }
+            if let Some(st) = own {
                 t = Some(t.map_or(st, |t| t.min(st)));
             }
         }
@@ -865,6 +918,17 @@ impl Stack {
                     );
                 }
             }
+        }
+        let handshake_expired = state == tcp::State::SynReceived
+            && matches!(&e.role, Role::Served(s) if now >= s.since + HANDSHAKE_TIMEOUT);
+        if handshake_expired {
+            self.counters
+                .drop("tcp: handshake timed out (no answer to SYN-ACK)");
+            if let Role::Served(s) = &e.role {
+                status.conns.remove(&s.id);
+            }
+            self.remove_served(now, key);
+            return;
         }
         let over = state == tcp::State::Closed || (state == tcp::State::TimeWait && after_egress);
         match &e.role {
@@ -1186,6 +1250,68 @@ mod tests {
         let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
         tcp.emit(&mut tcpp, &src.into(), &dst.into(), &caps);
         buf
+    }
+
+    fn stack_on_wire(max_connections: usize) -> (Stack, crate::device::wire::WireEnd) {
+        let (a, b) = crate::device::wire::wire();
+        let tracer =
+            Tracer::new(crate::trace::TraceConfig::silent(), std::time::UNIX_EPOCH).unwrap();
+        let port = Port::new(Box::new(a) as Box<dyn FrameIo>, tracer);
+        let cfg = StackConfig {
+            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            addrs: vec![IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24)],
+            gateway_v4: None,
+            gateway_v6: None,
+            random_seed: 7,
+            max_connections,
+            tcp_buffer: 4096,
+        };
+        let mut stack = Stack::new(&cfg, port, Instant::ZERO);
+        stack.serve_tcp(ServiceKind::Echo, 7);
+        (stack, b)
+    }
+
+    fn turn(stack: &mut Stack, now: Instant) {
+        let mut status = Status::default();
+        stack.ingress(now, 64, &mut status);
+        stack.run_services(now, std::time::UNIX_EPOCH, &status, &Settings::default());
+        stack.egress(now, &mut status);
+    }
+
+    #[test]
+    fn test_half_open_connections_time_out_and_give_way_at_the_limit() {
+        use crate::device::FrameIo;
+        let (mut stack, mut peer) = stack_on_wire(2);
+        let mut now = Instant::ZERO;
+        // Three spoofed SYNs that nobody will ever complete; the limit is two.
+        for port in [40001, 40002, 40003] {
+            peer.send(&syn_frame(port, 7)).unwrap();
+            turn(&mut stack, now);
+        }
+        assert_eq!(stack.connection_count(), 2, "the limit holds");
+        let evicted = "tcp: half-open connection evicted at the connection limit";
+        assert_eq!(stack.counters().drops.get(evicted), Some(&1));
+        assert_eq!(
+            stack.counters().conns_refused,
+            0,
+            "a half-open one gave way instead"
+        );
+        // Without answers, the handshakes time out and the sockets return.
+        let mut buf = [0u8; 1600];
+        while now < Instant::ZERO + HANDSHAKE_TIMEOUT + smoltcp::time::Duration::from_secs(1) {
+            now += smoltcp::time::Duration::from_millis(250);
+            turn(&mut stack, now);
+            while peer.recv(&mut buf).unwrap().is_some() {}
+        }
+        assert_eq!(stack.connection_count(), 0);
+        assert_eq!(
+            stack
+                .counters()
+                .drops
+                .get("tcp: handshake timed out (no answer to SYN-ACK)"),
+            Some(&2)
+        );
+        assert_eq!(stack.listener_count(), 1, "the port listens again");
     }
 
     #[test]
