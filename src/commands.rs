@@ -20,8 +20,14 @@ pub const DEMO_CLIENT_ADDRS: [&str; 3] = ["192.168.69.100/24", "fdaa::100/64", "
 
 /// `tapstack serve`: attach to the TAP device, serve, run until told to stop.
 pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
-    let tap = TapDevice::open(&cfg.tap)?;
-    log::info!(target: "tapstack", "attached to TAP device {} (MTU {})", tap.name(), tap.mtu());
+    let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
+    log::info!(
+        target: "tapstack",
+        "attached to TAP device {} (MTU {}{})",
+        tap.name(),
+        tap.mtu(),
+        if cfg.offload { ", checksum and segmentation offload" } else { "" }
+    );
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
     reactor.announce_ready();
     reactor.run()
@@ -111,7 +117,7 @@ pub fn connect(
     udp: bool,
     input: Input,
 ) -> Result<Summary, RunError> {
-    let tap = TapDevice::open(&cfg.tap)?;
+    let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
     reactor.set_app(Box::new(Connect::new(target, udp, input)), true);
     reactor.run()
@@ -120,7 +126,7 @@ pub fn connect(
 /// `tapstack get`: HTTP GET through the userspace stack on the TAP device.
 pub fn get(cfg: &ServeConfig, url: &str) -> Result<Summary, RunError> {
     let app = Get::new(url).map_err(|e| RunError::App(e.to_string()))?;
-    let tap = TapDevice::open(&cfg.tap)?;
+    let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
     reactor.set_app(Box::new(app), true);
     reactor.run()

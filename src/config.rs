@@ -122,6 +122,10 @@ pub struct StackArgs {
     /// Seed for fault injection (and, in the demo, the virtual clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// TAP: no checksum and segmentation offload, so every frame is one a real Ethernet would carry
+    /// (the trace then shows 1514-byte frames instead of 64 KiB segments; slower).
+    #[arg(long)]
+    pub no_offload: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,6 +250,8 @@ pub struct ServeConfig {
     pub seed: Option<u64>,
     pub stats_interval: Option<Duration>,
     pub stdin_exit: bool,
+    /// Ask the TAP device for checksum and segmentation offload (off under fault injection).
+    pub offload: bool,
 }
 
 impl ServeConfig {
@@ -596,6 +602,7 @@ impl StackArgs {
             seed: self.seed,
             stats_interval,
             stdin_exit: self.stdin_exit,
+            offload: !self.no_offload && !faults.is_active(),
         })
     }
 }

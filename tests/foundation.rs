@@ -267,3 +267,58 @@ fn link_down_for_two_seconds_then_service_resumes() {
         ts.stderr_text()
     );
 }
+
+#[test]
+fn bulk_echo_without_offload_and_with_faults_on_the_tap() {
+    let Some(ns) = Netns::with_tap("nooff") else {
+        return;
+    };
+    let ts = ns.tapstack(&[
+        "serve",
+        "--tap",
+        "tap0",
+        "--serve",
+        "echo,discard",
+        "-q",
+        "--no-offload",
+    ]);
+    ts.wait_ready();
+    assert!(
+        !ts.stderr_text().contains("offload"),
+        "{}",
+        ts.stderr_text()
+    );
+    let out = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "1048576"]);
+    assert!(out.starts_with("OK "), "{out}");
+    drop(ts);
+    // Fault injection on the TAP: offload is off by itself, and the echo still completes byte-exact.
+    let ts = ns.tapstack(&[
+        "serve",
+        "--tap",
+        "tap0",
+        "--serve",
+        "echo",
+        "-q",
+        "--drop-chance",
+        "0.02",
+        "--seed",
+        "4",
+    ]);
+    ts.wait_ready();
+    assert!(
+        !ts.stderr_text().contains("segmentation offload"),
+        "{}",
+        ts.stderr_text()
+    );
+    let out = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "262144"]);
+    assert!(out.starts_with("OK "), "{out}");
+    drop(ts);
+    let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "echo", "-q"]);
+    let ready = ts
+        .wait_for("attached to TAP device", std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        ready.contains("segmentation offload"),
+        "offload is the default: {ready}"
+    );
+}
