@@ -573,13 +573,6 @@ impl HostConn {
     }
 }
 
-fn udp_unanswerable(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
-        IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
-    }
-}
-
 fn drive_udp(
     cx: &Context,
     sock: &UdpSocket,
@@ -601,7 +594,7 @@ fn drive_udp(
         };
         counters.packets_in += 1;
         counters.bytes_in += len as u64;
-        if udp_unanswerable(from.ip()) {
+        if crate::stack::udp_source_unanswerable(from.ip().into()) {
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }

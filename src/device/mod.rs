@@ -347,7 +347,13 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
     }
 
     fn send_now(&mut self, now: Instant, frame: &[u8]) {
-        match self.io.send(frame) {
+        let outcome = self.io.send(frame);
+        self.sent(now, frame, outcome);
+    }
+
+    /// Counts and reports what became of a frame handed to the link.
+    fn sent(&mut self, now: Instant, frame: &[u8], outcome: io::Result<TxOutcome>) {
+        match outcome {
             Ok(TxOutcome::Sent) => {}
             Ok(TxOutcome::Dropped(reason)) => {
                 self.counters.drop(reason);
@@ -362,18 +368,8 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
     }
 
     fn send_segmented(&mut self, now: Instant, frame: &mut [u8], mss: u16) {
-        match self.io.send_segmented(frame, mss) {
-            Ok(TxOutcome::Sent) => {}
-            Ok(TxOutcome::Dropped(reason)) => {
-                self.counters.drop(reason);
-                self.observer.dropped(now, Direction::Out, frame, reason);
-            }
-            Err(e) => {
-                if self.fatal.is_none() {
-                    self.fatal = Some(e);
-                }
-            }
-        }
+        let outcome = self.io.send_segmented(frame, mss);
+        self.sent(now, frame, outcome);
     }
 
     /// smoltcp has written `len` bytes into `tx_buf`: observe, inject faults, send.

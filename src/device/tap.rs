@@ -284,10 +284,6 @@ impl TapDevice {
         }
     }
 
-    fn write_offloaded(&mut self, frame: &[u8]) -> isize {
-        self.write_with_header(&[0u8; VNET_HDR], frame)
-    }
-
     fn write_with_header(&mut self, hdr: &[u8; VNET_HDR], frame: &[u8]) -> isize {
         let iov = [
             libc::iovec {
@@ -302,6 +298,34 @@ impl TapDevice {
         // SAFETY: both iovecs point at live buffers valid for reads of their lengths; writev does not
         // write through them despite the `*mut` in `iovec`.
         unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) }
+    }
+}
+
+impl TapDevice {
+    /// Runs one write (retried on EINTR) and says what became of the frame: a frame the link cannot
+    /// take now is dropped with a reason; only a device that is gone is an error.
+    fn write_retrying(
+        &mut self,
+        mut write: impl FnMut(&mut Self) -> isize,
+    ) -> io::Result<TxOutcome> {
+        loop {
+            if write(self) >= 0 {
+                return Ok(TxOutcome::Sent);
+            }
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                    Ok(TxOutcome::Dropped("tx: tap queue full"))
+                }
+                Some(libc::EIO) | Some(libc::ENETDOWN) => Ok(TxOutcome::Dropped("tx: link down")),
+                Some(libc::EINVAL) | Some(libc::EMSGSIZE) => {
+                    Ok(TxOutcome::Dropped("tx: frame rejected by tap"))
+                }
+                _ if is_fatal(&e) => Err(self.gone(e)),
+                _ => Ok(TxOutcome::Dropped("tx: tap write error")),
+            };
+        }
     }
 }
 
@@ -328,30 +352,14 @@ impl FrameIo for TapDevice {
     }
 
     fn send(&mut self, frame: &[u8]) -> io::Result<TxOutcome> {
-        loop {
-            let n = if self.offload {
-                self.write_offloaded(frame)
-            } else {
-                // SAFETY: writes frame.len() bytes from `frame`, which is valid for reads.
-                unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
-            };
-            if n >= 0 {
-                return Ok(TxOutcome::Sent);
-            }
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                    Ok(TxOutcome::Dropped("tx: tap queue full"))
-                }
-                Some(libc::EIO) | Some(libc::ENETDOWN) => Ok(TxOutcome::Dropped("tx: link down")),
-                Some(libc::EINVAL) | Some(libc::EMSGSIZE) => {
-                    Ok(TxOutcome::Dropped("tx: frame rejected by tap"))
-                }
-                _ if is_fatal(&e) => Err(self.gone(e)),
-                _ => Ok(TxOutcome::Dropped("tx: tap write error")),
-            };
+        if self.offload {
+            let hdr = [0u8; VNET_HDR];
+            return self.write_retrying(|t| t.write_with_header(&hdr, frame));
         }
+        self.write_retrying(|t| {
+            // SAFETY: writes frame.len() bytes from `frame`, which is valid for reads.
+            unsafe { libc::write(t.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) }
+        })
     }
 
     fn segments_tcp(&self) -> bool {
@@ -365,25 +373,7 @@ impl FrameIo for TapDevice {
             // Not a TCP segment we can describe: send it as it is.
             return self.send(frame);
         };
-        loop {
-            let n = self.write_with_header(&hdr, frame);
-            if n >= 0 {
-                return Ok(TxOutcome::Sent);
-            }
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                    Ok(TxOutcome::Dropped("tx: tap queue full"))
-                }
-                Some(libc::EIO) | Some(libc::ENETDOWN) => Ok(TxOutcome::Dropped("tx: link down")),
-                Some(libc::EINVAL) | Some(libc::EMSGSIZE) => {
-                    Ok(TxOutcome::Dropped("tx: segment rejected by tap"))
-                }
-                _ if is_fatal(&e) => Err(self.gone(e)),
-                _ => Ok(TxOutcome::Dropped("tx: tap write error")),
-            };
-        }
+        self.write_retrying(|t| t.write_with_header(&hdr, frame))
     }
 
     fn max_frame(&self) -> usize {
