@@ -84,7 +84,7 @@ fn ladder_printed_on_close_and_open_flows_at_shutdown_and_pages_answer() {
     let at = lines.iter().position(|l| l.contains("closed by")).unwrap();
     let title = lines[at + 1];
     assert!(
-        title.starts_with(&format!("c{id} tcp 192.168.69.100:"))
+        title.starts_with(&format!("INFO  ladder  c{id} tcp 192.168.69.100:"))
             && title.ends_with(" -> 192.168.69.1:7"),
         "{text}"
     );
@@ -176,7 +176,7 @@ fn demo_draws_its_connections_pings_and_udp() {
     let summaries = text.lines().filter(|l| l.contains(" closed by ")).count();
     let tcp_titles = text
         .lines()
-        .filter(|l| l.starts_with('c') && l.contains(" tcp 192.168.69.100:"))
+        .filter(|l| l.starts_with("INFO  ladder  c") && l.contains(" tcp 192.168.69.100:"))
         .count();
     assert!(summaries >= 7, "{text}");
     assert_eq!(

@@ -21,7 +21,9 @@
 //! # When the terminal draws
 //!
 //! With `TraceConfig.ladder` (and not `silent`), each TCP connection is drawn when it closes, as one
-//! block on standard error right after its close summary line. UDP exchanges and pings never close:
+//! block on standard error right after its close summary line (one log record of target
+//! `tapstack::ladder`, so its prefix stands before the title: `INFO  ladder  c3 tcp ...`; written
+//! straight to standard error when no logger takes that target). UDP exchanges and pings never close:
 //! they (and TCP connections still open) are drawn at shutdown, the newest [`SHUTDOWN_DRAWN`] of them,
 //! oldest first. Flows pushed out of a full flow table are not drawn (the table holds 65536 flows, so
 //! that needs far more traffic than anyone reads ladders of). Box drawing characters when standard
@@ -251,9 +253,20 @@ pub fn text_block(f: &FlowRecord, style: TextStyle) -> String {
 /// without it.
 pub const LAST_ACK_WAIT_US: i64 = 1_000_000;
 
+/// The log target of ladder blocks on standard error.
+pub const LOG_TARGET: &str = "tapstack::ladder";
+
+/// Where ladder blocks are written.
+enum Sink {
+    /// One log record per block (target [`LOG_TARGET`]), so that a block keeps its place among the
+    /// other log lines however the logger buffers them; the record's prefix stands on the title line.
+    Log,
+    Writer(Box<dyn Write>),
+}
+
 /// Where the terminal's ladders go (standard error unless a test says otherwise).
 pub struct LadderOut {
-    out: Box<dyn Write>,
+    out: Sink,
     style: TextStyle,
     /// Connections closed by TIME-WAIT whose last ACK the stack has not sent yet: id and close time.
     pending: Vec<(u64, i64)>,
@@ -273,19 +286,34 @@ fn ends_with_our_fin_ack(f: &FlowRecord) -> bool {
 impl LadderOut {
     pub fn new(out: Box<dyn Write>, style: TextStyle) -> Self {
         LadderOut {
-            out,
+            out: Sink::Writer(out),
             style,
             pending: Vec::new(),
         }
     }
 
+    /// Standard error: through the logger when it takes [`LOG_TARGET`] (the usual case: the logger
+    /// writes to standard error), else straight there.
     pub fn stderr() -> Self {
-        LadderOut::new(Box::new(std::io::stderr()), stderr_style())
+        let mut out = LadderOut::new(Box::new(std::io::stderr()), stderr_style());
+        if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
+            out.out = Sink::Log;
+        }
+        out
     }
 
     fn write(&mut self, block: &str) {
-        let _ = self.out.write_all(block.as_bytes());
-        let _ = self.out.flush();
+        match &mut self.out {
+            Sink::Log => {
+                // The logger ends the record with the newline taken off here.
+                let text = block.strip_suffix('\n').unwrap_or(block);
+                log::info!(target: LOG_TARGET, "{text}");
+            }
+            Sink::Writer(w) => {
+                let _ = w.write_all(block.as_bytes());
+                let _ = w.flush();
+            }
+        }
     }
 
     /// Draws one flow, as one write.
