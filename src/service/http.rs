@@ -7,6 +7,13 @@
 //! - `GET`/`HEAD /bytes/N`: `N` bytes of [`bytes_pattern`] (`N` at most [`BYTES_MAX`], else 400), with
 //!   single `Range` support as [`resolve_range`] documents (206 / 416; several ranges get the full 200).
 //!   The body is generated in `poll_output` from a position, never materialised.
+//! - `GET`/`HEAD /conn/ID` (also `/conn/cID`): the SVG ladder diagram of a live or recently closed
+//!   connection (`image/svg+xml`; 404 for an unknown id, 400 for one that is not a number).
+//! - `GET`/`HEAD /live`: a self-contained page (inline CSS and script, no external assets) that polls
+//!   `/live.json` and shows packets as they arrive and the diagrams of the last connections.
+//! - `GET`/`HEAD /live.json?since=N`: packets recorded after packet number `N` (see
+//!   [`crate::trace::pictures`]); 400 when `N` is not a number. `/conn`, `/live` and `/live.json` are
+//!   sent with `Cache-Control: no-store`.
 //! - `POST /echo`: the request body back. `Content-Length` bodies stream through (never held whole);
 //!   `Transfer-Encoding: chunked` bodies are decoded and collected (at most [`MAX_BODY`]) since every
 //!   response carries `Content-Length`. A `POST` without either has an empty body and gets one back.
@@ -35,7 +42,7 @@ pub use head::{
     has_token, header, header_list, parse_request_head, parse_response_head, request_framing,
     Framing, FramingError, HeadError, Header, RequestHead, ResponseHead, MAX_HEADERS,
 };
-pub use page::{escape_html, status_html, status_json};
+pub use page::{escape_html, status_html, status_json, LIVE_HTML};
 
 use super::daytime::UtcDateTime;
 use super::{Context, StreamSession};
@@ -97,7 +104,14 @@ pub enum Route {
     /// `/bytes/N`; `u64::MAX` when the number does not fit.
     Bytes(u64),
     Echo,
-    // Seam: `/conn/ID` (SVG ladder) and `/live` are added here.
+    /// `/conn/ID` (or `/conn/cID`): the SVG ladder diagram of a live or recently closed connection.
+    Conn(u64),
+    /// `/conn/...` with something that is not a connection id (answered 400).
+    BadConn,
+    /// `/live`: packets as they arrive, and the diagrams of the last connections.
+    Live,
+    /// `/live.json?since=N`: what `/live` polls.
+    LiveJson,
 }
 
 impl Route {
@@ -107,7 +121,12 @@ impl Route {
             "/" => Some(Route::StatusPage),
             "/netstat.json" => Some(Route::NetstatJson),
             "/echo" => Some(Route::Echo),
+            "/live" => Some(Route::Live),
+            "/live.json" => Some(Route::LiveJson),
             _ => {
+                if let Some(id) = path.strip_prefix("/conn/") {
+                    return Some(parse_conn_id(id).map_or(Route::BadConn, Route::Conn));
+                }
                 if let Some(n) = path.strip_prefix("/bytes/") {
                     if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
                         return Some(Route::Bytes(n.parse().unwrap_or(u64::MAX)));
@@ -122,7 +141,13 @@ impl Route {
     pub fn allow(self) -> &'static str {
         match self {
             Route::Echo => "POST",
-            Route::StatusPage | Route::NetstatJson | Route::Bytes(_) => "GET, HEAD",
+            Route::StatusPage
+            | Route::NetstatJson
+            | Route::Bytes(_)
+            | Route::Conn(_)
+            | Route::BadConn
+            | Route::Live
+            | Route::LiveJson => "GET, HEAD",
         }
     }
 
@@ -130,6 +155,29 @@ impl Route {
         self.allow().split(", ").any(|m| m == method)
     }
 }
+
+/// A connection id as in `/conn/12` or `/conn/c12` (decimal, no sign, no leading zeros, fits u64).
+fn parse_conn_id(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix('c').unwrap_or(s);
+    let ok = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.len() > 1 && digits.starts_with('0'));
+    ok.then(|| digits.parse().ok()).flatten()
+}
+
+/// The value of `name` in the query of a request target (`None` when absent).
+fn query_param<'a>(target: &'a str, name: &str) -> Option<&'a str> {
+    let query = target.split('#').next()?.split_once('?')?.1;
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// `/live.json` without a tracer: no packets.
+const LIVE_JSON_EMPTY: &str =
+    "{\"last\":0,\"skipped\":0,\"device\":\"\",\"packets\":[],\"conns\":[]}\n";
 
 /// The path of a request target: query dropped, absolute form (`http://host/path`) reduced to its path.
 fn target_path(target: &str) -> &str {
@@ -417,11 +465,50 @@ impl HttpSession {
             return Response::text(405, &detail).header("Allow", route.allow().to_string());
         }
         match route {
-            Route::StatusPage => Response::new(
+            Route::StatusPage => {
+                let links = cx.trace.map(|t| t.ladder_links()).unwrap_or_default();
+                let html = status_html(cx.status, &http_date(cx.wall), &links);
+                Response::new(
+                    200,
+                    "text/html; charset=utf-8",
+                    Body::Bytes(html.into_bytes()),
+                )
+            }
+            Route::BadConn => Response::text(400, "a connection id is a number, as in /conn/12"),
+            Route::Conn(id) => match cx.trace.and_then(|t| t.conn_svg(id)) {
+                Some(svg) => Response::new(200, "image/svg+xml", Body::Bytes(svg.into_bytes()))
+                    .header("Cache-Control", "no-store".to_string())
+                    .header("X-Content-Type-Options", "nosniff".to_string()),
+                None => Response::text(
+                    404,
+                    &format!(
+                        "no connection c{id} is known (live and recently closed ones are on /)"
+                    ),
+                ),
+            },
+            Route::Live => Response::new(
                 200,
                 "text/html; charset=utf-8",
-                Body::Bytes(status_html(cx.status, &http_date(cx.wall)).into_bytes()),
-            ),
+                Body::Bytes(LIVE_HTML.as_bytes().to_vec()),
+            )
+            .header("Cache-Control", "no-store".to_string()),
+            Route::LiveJson => {
+                let since = match query_param(&req.target, "since") {
+                    None | Some("") => 0,
+                    Some(v) if v.bytes().all(|b| b.is_ascii_digit()) => {
+                        v.parse().unwrap_or(u64::MAX)
+                    }
+                    Some(_) => {
+                        return Response::text(400, "since is a packet number, as in ?since=42")
+                    }
+                };
+                let body = match cx.trace {
+                    Some(t) => t.live_json(since),
+                    None => LIVE_JSON_EMPTY.as_bytes().to_vec(),
+                };
+                Response::new(200, "application/json", Body::Bytes(body))
+                    .header("Cache-Control", "no-store".to_string())
+            }
             Route::NetstatJson => {
                 Response::new(200, "application/json", Body::Bytes(status_json(cx.status)))
             }
@@ -1271,5 +1358,140 @@ mod tests {
     fn test_absolute_form_and_query_are_routed_by_path() {
         assert_eq!(get("http://example/bytes/2?x=1", "").body, [0, 1]);
         assert_eq!(get("/bytes/2?x=1", "").body, [0, 1]);
+    }
+
+    /// A tracer stand-in: connection 5 has a diagram; `live_json` records what it was asked.
+    struct FakeTrace {
+        since: std::cell::Cell<Option<u64>>,
+    }
+
+    impl crate::service::TraceView for FakeTrace {
+        fn conn_svg(&self, id: u64) -> Option<String> {
+            (id == 5).then(|| r#"<svg><line class="seg"/></svg>"#.to_string())
+        }
+        fn live_json(&self, since: u64) -> Vec<u8> {
+            self.since.set(Some(since));
+            format!("{{\"last\":{since}}}").into_bytes()
+        }
+        fn ladder_links(&self) -> Vec<(u64, String)> {
+            vec![
+                (12, "c12 tcp <a&b> -> x".to_string()),
+                (5, "c5".to_string()),
+            ]
+        }
+    }
+
+    fn get_traced(path: &str, trace: &FakeTrace) -> Resp {
+        let (st, se) = (sample_status(), settings());
+        let mut c = cx(0, &st, &se);
+        c.trace = Some(trace);
+        let mut s = HttpSession::new(&c);
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let out = exchange(&mut s, &c, req.as_bytes());
+        let mut rs = split(&out, &[]);
+        assert_eq!(rs.len(), 1);
+        assert!(!s.is_finished(), "keep-alive");
+        rs.remove(0)
+    }
+
+    fn fake() -> FakeTrace {
+        FakeTrace {
+            since: std::cell::Cell::new(None),
+        }
+    }
+
+    #[test]
+    fn test_conn_svg_404_and_400() {
+        let t = fake();
+        for path in ["/conn/5", "/conn/c5"] {
+            let r = get_traced(path, &t);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("content-type"), Some("image/svg+xml"));
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(r.header("date"), Some("Mon, 01 Jan 2024 00:00:00 GMT"));
+            assert_eq!(r.header("server"), Some(SERVER));
+            assert_eq!(r.header("content-length"), Some(&*r.body.len().to_string()));
+            assert_eq!(r.body, br#"<svg><line class="seg"/></svg>"#);
+        }
+        for path in ["/conn/6", "/conn/18446744073709551615"] {
+            assert_eq!(get_traced(path, &t).status, 404, "{path}");
+        }
+        for path in [
+            "/conn/",
+            "/conn/x",
+            "/conn/-1",
+            "/conn/5x",
+            "/conn/05",
+            "/conn/c",
+            "/conn/5/6",
+            "/conn/%35",
+            "/conn/18446744073709551616",
+        ] {
+            let r = get_traced(path, &t);
+            assert_eq!(r.status, 400, "{path}");
+        }
+        // Without a tracer nothing is known.
+        assert_eq!(get("/conn/5", "").status, 404);
+        let (r, _) = one("HEAD /conn/5 HTTP/1.1\r\n\r\n");
+        assert_eq!(r.status, 404);
+        let (r, _) = one("POST /conn/5 HTTP/1.1\r\n\r\n");
+        assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    }
+
+    #[test]
+    fn test_live_json_since_and_no_store() {
+        let t = fake();
+        for (path, since) in [
+            ("/live.json", 0),
+            ("/live.json?since=42", 42),
+            ("/live.json?x=1&since=7", 7),
+            ("/live.json?since=", 0),
+            ("/live.json?since=99999999999999999999999", u64::MAX),
+        ] {
+            let r = get_traced(path, &t);
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.header("cache-control"), Some("no-store"));
+            assert_eq!(t.since.get(), Some(since), "{path}");
+        }
+        for path in ["/live.json?since=-1", "/live.json?since=abc"] {
+            assert_eq!(get_traced(path, &t).status, 400, "{path}");
+        }
+        // Without a tracer: an empty document.
+        let r = get("/live.json", "");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["packets"].as_array().unwrap().len(), 0);
+        assert_eq!(v["last"], 0);
+    }
+
+    #[test]
+    fn test_live_page_is_self_contained() {
+        let r = get("/live", "");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("/live.json?since="));
+        assert!(!html.contains("src="), "no external scripts or images");
+        assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("//cdn"));
+        assert!(!html.contains("innerHTML"), "text goes in as text");
+    }
+
+    #[test]
+    fn test_status_page_links_ladders_and_live() {
+        let t = fake();
+        let r = get_traced("/", &t);
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains(r#"<a href="/live">/live</a>"#));
+        assert!(
+            html.contains(r#"<tr><td><a href="/conn/12">c12</a></td><td>stack</td>"#),
+            "{html}"
+        );
+        assert!(html.contains("<h2>Ladder diagrams (2)</h2>"));
+        assert!(html.contains(r#"<li><a href="/conn/12">c12 tcp &lt;a&amp;b&gt; -&gt; x</a></li>"#));
+        assert!(!html.contains("<a&b>"));
+        // c13 has no diagram: no link.
+        assert!(html.contains("<tr><td>c13</td>"));
     }
 }

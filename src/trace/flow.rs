@@ -302,6 +302,7 @@ impl FlowTable {
                 ack: None,
                 len,
                 win: 0,
+                mss: None,
                 labels: Labels::default(),
                 rst_reason: None,
                 dropped: false,
@@ -488,6 +489,7 @@ impl FlowTable {
             ack: rel_ack,
             len: t.len,
             win: t.win,
+            mss: t.opts.mss,
             labels,
             rst_reason,
             dropped: false,
@@ -594,6 +596,11 @@ impl FlowTable {
             self.trim_lingering();
         }
         id
+    }
+
+    /// The record of the flow with this id, if it is still in the table.
+    pub fn record(&self, id: u64) -> Option<&FlowRecord> {
+        self.map.get(self.order.get(&id)?).map(|f| &f.rec)
     }
 
     /// Addresses involved in a flow (for explanations).

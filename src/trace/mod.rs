@@ -10,6 +10,8 @@
 //! - [`records`]: what later consumers read (per-flow segment records, closed flows, recent packets).
 //! - [`explain`]: addresses and ports in plain words ([`explain::explain`] for the CLI).
 //! - [`pcap`], [`events`], [`step`]: capture file, JSON lines, step mode.
+//! - [`ladder`], [`pictures`]: ladder diagrams of flows, drawn in the terminal when a connection closes
+//!   (`--ladder`) and served as SVG and live JSON to the HTTP pages (`/conn/ID`, `/live`).
 //!
 //! [`Tracer`] ties them together as the [`Observer`] of the stack's port. Log targets:
 //! `tapstack::packet` (info: packet lines; trace: plus hex dumps), `tapstack::tcp` (state changes and
@@ -35,6 +37,7 @@ pub mod explain;
 pub mod flow;
 pub mod ladder;
 pub mod pcap;
+pub mod pictures;
 pub mod records;
 pub mod step;
 
@@ -115,6 +118,8 @@ pub struct Tracer {
     explained_ports: HashSet<u16>,
     explained_dynamic: bool,
     last_us: i64,
+    /// `--ladder`: where ladder diagrams are drawn (none when off or silent).
+    ladders: Option<pictures::LadderOut>,
 }
 
 impl Tracer {
@@ -141,6 +146,7 @@ impl Tracer {
             explained_ports: HashSet::new(),
             explained_dynamic: false,
             last_us: 0,
+            ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
         };
         if let Some(path) = &cfg.pcap {
             let f = std::fs::File::create(path).map_err(|e| {
@@ -178,6 +184,11 @@ impl Tracer {
     /// Turns step mode on, reading answers from `input` and writing prompts to `prompt`.
     pub fn set_step_io(&mut self, input: Box<dyn BufRead>, prompt: Box<dyn Write>) {
         self.step = Some(Stepper::new(input, prompt));
+    }
+
+    /// Draws ladder diagrams to `out` (as `--ladder` does to standard error).
+    pub fn set_ladder_writer(&mut self, out: Box<dyn Write>, style: ladder::TextStyle) {
+        self.ladders = Some(pictures::LadderOut::new(out, style));
     }
 
     /// Bounds the flow table (default 65536 flows). Call before any traffic.
@@ -274,6 +285,9 @@ impl Tracer {
                     packets: self.packets.last_seq(),
                 },
             });
+        }
+        if let Some(l) = self.ladders.as_mut() {
+            l.draw_open_flows(&self.flows);
         }
         self.flush();
     }
@@ -438,6 +452,9 @@ impl Tracer {
                 });
             }
         }
+        if let Some(l) = self.ladders.as_mut() {
+            l.after_frame(&self.flows, obs.conn, t_us);
+        }
         if obs.closed {
             self.report_closed(t_us);
         }
@@ -498,6 +515,9 @@ impl Tracer {
         if let Some(ev) = self.events.as_mut() {
             ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
         }
+        if let Some(l) = self.ladders.as_mut() {
+            l.closed(f);
+        }
     }
 
     /// Explains a new flow's addresses and ports, each address (and each port below 49152) once.
@@ -535,71 +555,6 @@ impl Tracer {
             log::info!(target: EXPLAIN, "c{id} {proto} {local} / {remote}:{text}");
         }
     }
-}
-
-impl crate::service::TraceView for Tracer {
-    fn conn_svg(&self, id: u64) -> Option<String> {
-        ladder_of(self, id).map(|l| ladder::render_svg(&l))
-    }
-
-    fn live_json(&self, since: u64) -> Vec<u8> {
-        let packets: Vec<serde_json::Value> = self
-            .recent_packets(since)
-            .map(|r| serde_json::json!({ "seq": r.seq, "line": self.packet_line(r), "conn": r.conn }))
-            .collect();
-        serde_json::to_vec(
-            &serde_json::json!({ "last": self.last_packet_seq(), "packets": packets }),
-        )
-        .unwrap_or_default()
-    }
-
-    fn ladder_links(&self) -> Vec<(u64, String)> {
-        let mut v: Vec<(u64, String)> = self
-            .flow_records()
-            .chain(self.closed_flows())
-            .filter(|f| f.proto == "tcp")
-            .map(|f| {
-                (
-                    f.id,
-                    format!("c{} {} {} - {}", f.id, f.proto, f.remote, f.local),
-                )
-            })
-            .collect();
-        v.sort_by_key(|x| std::cmp::Reverse(x.0));
-        v.dedup_by_key(|x| x.0);
-        v
-    }
-}
-
-/// The ladder of a live or recently closed flow.
-fn ladder_of(t: &Tracer, id: u64) -> Option<ladder::Ladder> {
-    let f = t
-        .closed_flows()
-        .chain(t.flow_records())
-        .find(|f| f.id == id)?;
-    let seg = |s: &records::SegmentRecord| ladder::Segment {
-        t_us: s.t_us - f.first_us,
-        from: if s.dir == Direction::In {
-            ladder::Side::Left
-        } else {
-            ladder::Side::Right
-        },
-        label: format!("{} seq={} len={}", s.flags, s.seq, s.len),
-        retransmission: s.labels.contains("retransmission"),
-        dropped: s.dropped,
-        group: ladder::Group::Other,
-    };
-    let mut segments: Vec<ladder::Segment> = f.first.iter().map(seg).collect();
-    let fold_at = segments.len();
-    segments.extend(f.last.iter().map(seg));
-    Some(ladder::Ladder {
-        title: format!("c{} {} {} -> {}", f.id, f.proto, f.remote, f.local),
-        left: f.remote.to_string(),
-        right: f.local.to_string(),
-        segments,
-        folded: f.folded,
-        fold_at,
-    })
 }
 
 impl Observer for Tracer {

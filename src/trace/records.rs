@@ -96,6 +96,9 @@ pub struct SegmentRecord {
     pub len: u32,
     /// TCP window field (unscaled).
     pub win: u16,
+    /// TCP MSS option, when the segment carries one (SYNs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u16>,
     pub labels: Labels,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rst_reason: Option<&'static str>,
