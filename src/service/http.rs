@@ -27,6 +27,8 @@
 //! bytes or [`MAX_HEADERS`] lines, 501 a transfer coding other than `chunked`. After 400, 413, 431 and
 //! 501 the connection closes. A connection with neither input nor output progress for
 //! `Settings::idle_timeout` is closed silently (what was not yet handed to the transport is dropped).
+//! A request head must arrive whole within one idle timeout of its first byte: bytes trickling in
+//! (slowloris) do not count as progress.
 //!
 //! Backpressure: no new request is parsed while more than [`PENDING_CAP`] bytes (or
 //! [`MAX_QUEUED_PARTS`] response parts) wait to be sent; the rest stays in the transport's buffer.
@@ -686,7 +688,9 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 impl StreamSession for HttpSession {
     fn handle_input(&mut self, cx: &Context, input: &[u8]) -> usize {
-        if !input.is_empty() && !matches!(self.reading, Reading::Closed) {
+        // Part of a head is in: the rest of it does not push the deadline (slowloris).
+        let mid_head = matches!(self.reading, Reading::Head) && !self.head.is_empty();
+        if !input.is_empty() && !matches!(self.reading, Reading::Closed) && !mid_head {
             self.deadline = cx.now + cx.settings.idle_timeout;
         }
         let mut used = 0;
@@ -1259,6 +1263,33 @@ mod tests {
             drain(&mut s, &c0, 100, usize::MAX).is_empty(),
             "closed silently"
         );
+    }
+
+    #[test]
+    fn test_slowloris_head_must_arrive_within_one_idle_timeout() {
+        let (st, se) = (Status::default(), settings());
+        let mut s = HttpSession::new(&cx(0, &st, &se));
+        let req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n";
+        // One byte every second: each used to push the deadline 30 s further, forever.
+        for (i, b) in req.iter().enumerate() {
+            let c = cx(1000 * (i as i64 + 1), &st, &se);
+            assert_eq!(s.handle_input(&c, std::slice::from_ref(b)), 1);
+        }
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(31)));
+        s.handle_timeout(&cx(31_000, &st, &se));
+        assert!(s.is_finished(), "a head trickling in is cut off");
+        // A whole head in one go still resets the clock, and so does the next request's first byte.
+        let mut s = HttpSession::new(&cx(0, &st, &se));
+        exchange(
+            &mut s,
+            &cx(10_000, &st, &se),
+            b"GET /bytes/1 HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(40)));
+        s.handle_input(&cx(20_000, &st, &se), b"G");
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(50)));
+        s.handle_input(&cx(25_000, &st, &se), b"ET");
+        assert_eq!(s.poll_timeout(), Some(Instant::from_secs(50)));
     }
 
     #[test]

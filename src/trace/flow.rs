@@ -17,9 +17,11 @@ use crate::device::Direction;
 pub const DEFAULT_FLOW_CAP: usize = 65536;
 /// Closed flows kept for `closed_flows`.
 pub const CLOSED_KEPT: usize = 64;
-/// Closed TCP flows (and UDP/ICMP flows, which never close) stay in the table for late segments,
-/// but only this many: otherwise a high connection rate keeps tens of thousands of records alive.
-pub const LINGER_KEPT: usize = 1024;
+/// Closed TCP flows and UDP/ICMP flows kept in the table (to label late segments such as a final ACK
+/// or a retransmitted FIN); beyond this the one that became evictable first is retired. Without it
+/// every closed connection kept its segment record (about 13 KiB) until the table reached its cap:
+/// some 850 MiB at the default cap.
+pub const EVICTABLE_KEPT: usize = 1024;
 const RST_HINTS_CAP: usize = 1024;
 
 const TCP: u8 = 6;
@@ -57,6 +59,8 @@ struct Flow {
     stage: u8,
     syn_at: i64,
     closed: bool,
+    /// This flow's key in `evictable` (0: not evictable).
+    evict_seq: u64,
 }
 
 /// What the tracker added to one frame.
@@ -89,8 +93,10 @@ pub struct FlowTable {
     map: HashMap<FlowKey, Flow>,
     /// Every flow in the table, by id (oldest first).
     order: BTreeMap<u64, FlowKey>,
-    /// Flows that may go first when the table is full: closed TCP, UDP, ICMP.
+    /// Flows that may go first when the table is full: closed TCP, UDP, ICMP; in the order they
+    /// became evictable.
     evictable: BTreeMap<u64, FlowKey>,
+    next_evict_seq: u64,
     cap: usize,
     evictions: u64,
     closed: VecDeque<FlowRecord>,
@@ -111,6 +117,7 @@ impl FlowTable {
             map: HashMap::new(),
             order: BTreeMap::new(),
             evictable: BTreeMap::new(),
+            next_evict_seq: 1,
             cap: cap.max(1),
             evictions: 0,
             closed: VecDeque::new(),
@@ -529,32 +536,39 @@ impl FlowTable {
         f.closed = true;
         f.rec.closed_us = Some(now_us);
         f.rec.close_reason = Some(reason);
-        let id = f.rec.id;
         if key.proto == TCP {
             if self.closed.len() >= CLOSED_KEPT {
                 self.closed.pop_front();
             }
             self.closed.push_back(f.rec.clone());
         }
-        self.evictable.insert(id, *key);
-        self.trim_lingering();
+        self.make_evictable(key);
         true
     }
 
-    /// Forgets the oldest closed (or connectionless) flows beyond [`LINGER_KEPT`].
-    fn trim_lingering(&mut self) {
-        while self.evictable.len() > LINGER_KEPT {
-            let Some((_, k)) = self.evictable.pop_first() else {
+    /// Marks a flow evictable (once), retiring the oldest evictable ones past [`EVICTABLE_KEPT`].
+    fn make_evictable(&mut self, key: &FlowKey) {
+        let Some(f) = self.map.get_mut(key) else {
+            return;
+        };
+        if f.evict_seq == 0 {
+            f.evict_seq = self.next_evict_seq;
+            self.next_evict_seq += 1;
+            self.evictable.insert(f.evict_seq, *key);
+        }
+        while self.evictable.len() > EVICTABLE_KEPT {
+            let Some((_, old)) = self.evictable.first_key_value() else {
                 break;
             };
-            self.remove(&k);
+            let old = *old;
+            self.remove(&old);
         }
     }
 
     fn remove(&mut self, key: &FlowKey) {
         if let Some(f) = self.map.remove(key) {
             self.order.remove(&f.rec.id);
-            self.evictable.remove(&f.rec.id);
+            self.evictable.remove(&f.evict_seq);
         }
     }
 
@@ -588,12 +602,12 @@ impl FlowTable {
                 stage: 0,
                 syn_at: now_us,
                 closed: false,
+                evict_seq: 0,
             },
         );
         self.order.insert(id, key);
         if key.proto != TCP {
-            self.evictable.insert(id, key);
-            self.trim_lingering();
+            self.make_evictable(&key);
         }
         id
     }

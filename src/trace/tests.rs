@@ -591,6 +591,42 @@ fn test_flow_table_is_bounded() {
 }
 
 #[test]
+fn test_closed_and_udp_flows_are_retired_past_the_evictable_limit() {
+    // Every closed connection used to stay in the table (with its segment record) until the table
+    // was full: tens of MiB after a few thousand connections. Now at most EVICTABLE_KEPT stay.
+    let mut t = tracer();
+    let n = flow::EVICTABLE_KEPT as u16 + 500;
+    for port in 1..=n {
+        t.frame(
+            at(port as i64),
+            Direction::In,
+            &udp4(sa(PEER4, port), sa(STACK4, 9), b"x", false),
+        );
+    }
+    assert_eq!(t.flow_count(), flow::EVICTABLE_KEPT);
+    assert_eq!(
+        t.flow_evictions(),
+        0,
+        "retiring is not evicting a live flow"
+    );
+    // A live TCP flow is never retired, however many flows close after it.
+    t.frame(
+        at(100_000),
+        Direction::In,
+        &Seg::new(1, 2, 3).syn().inbound(),
+    );
+    for port in 1..=n {
+        t.frame(
+            at(200_000 + port as i64),
+            Direction::In,
+            &udp4(sa(PEER4, port), sa(STACK4, 19), b"x", false),
+        );
+    }
+    assert_eq!(t.flow_count(), flow::EVICTABLE_KEPT + 1);
+    assert!(t.flow_records().any(|f| f.proto == "tcp"));
+}
+
+#[test]
 fn test_segment_record_keeps_first_and_last_64() {
     let mut t = tracer();
     t.frame(

@@ -433,3 +433,90 @@ print(f"served {ok[0]} refused {len(bad)}")
 for b in bad[:5]:
     print(b)
 "#;
+
+/// `GET /netstat.json` on the host side of the http service (127.0.0.1:10080 by default), parsed. The
+/// host side is used so that the poll itself does not show up in the userspace stack's resources.
+pub fn netstat_json(ns: &Netns, port: u16) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}/netstat.json");
+    let mut last = String::new();
+    for _ in 0..20 {
+        let out = ns
+            .cmd("curl")
+            .args(["-sS", "--fail", "--max-time", "5", &url])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run curl in the namespace");
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).expect("netstat.json parses");
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("GET {url} failed: {last}");
+}
+
+/// Frame crafting for python3 inside a namespace: Ethernet + IPv4/IPv6 + TCP/UDP with correct (or
+/// deliberately wrong) checksums, and a raw AF_PACKET socket on the kernel side of `tap0`, whose
+/// frames reach tapstack as if they came off the wire.
+pub const PY_FRAMES: &str = r#"
+import socket, struct, time, os, sys, json, random
+STACK_MAC = bytes.fromhex("020000000001")
+KMAC = bytes.fromhex(open("/sys/class/net/tap0/address").read().strip().replace(":", ""))
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+def eth(payload, etype=0x0800, dst=STACK_MAC):
+    return dst + KMAC + struct.pack("!H", etype) + payload
+def ipv4(payload, src="192.168.69.100", dst="192.168.69.1", proto=6, ihl=5, total=None, good=True, ttl=64):
+    tl = total if total is not None else 20 + len(payload)
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, tl & 0xffff, 1, 0x4000, ttl, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    c = csum(h)
+    if not good:
+        c ^= 0x5a5a
+    return h[:10] + struct.pack("!H", c) + h[12:] + payload
+def pseudo(src, dst, proto, length):
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
+def tcp(sport, dport, seq=0, ack=0, flags=0x02, win=65535, opts=b"", payload=b"", src="192.168.69.100",
+        dst="192.168.69.1", doff=None, good=True):
+    while len(opts) % 4:
+        opts += b"\0"
+    off = doff if doff is not None else (20 + len(opts)) // 4
+    h = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xffffffff, ack & 0xffffffff, (off & 0xf) << 4,
+                    flags, win, 0, 0) + opts
+    seg = h + payload
+    c = csum(pseudo(src, dst, 6, len(seg)) + seg)
+    if not good:
+        c ^= 0x5a5a
+    return seg[:16] + struct.pack("!H", c) + seg[18:]
+def udp(sport, dport, payload, src="192.168.69.100", dst="192.168.69.1", good=True, length=None):
+    ln = length if length is not None else 8 + len(payload)
+    h = struct.pack("!HHHH", sport, dport, ln, 0)
+    c = csum(pseudo(src, dst, 17, 8 + len(payload)) + h + payload)
+    if c == 0:
+        c = 0xffff
+    if not good:
+        c ^= 0x5a5a
+    return h[:6] + struct.pack("!H", c) + payload
+def tcp_frame(sport, dport, src="192.168.69.100", **kw):
+    return eth(ipv4(tcp(sport, dport, src=src, **kw), src=src))
+def udp_frame(sport, dport, payload, src="192.168.69.100", dst="192.168.69.1", dst_mac=STACK_MAC):
+    return eth(ipv4(udp(sport, dport, payload, src=src, dst=dst), src=src, dst=dst, proto=17), dst=dst_mac)
+def raw_socket():
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind(("tap0", 0))
+    return s
+def tx_dropped():
+    return int(open("/sys/class/net/tap0/statistics/tx_dropped").read())
+def netstat():
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", 10080, timeout=5)
+    c.request("GET", "/netstat.json", headers={"Connection": "close"})
+    js = json.loads(c.getresponse().read())
+    c.close()
+    return js
+"#;
