@@ -123,13 +123,8 @@ pub fn fuzz_stack_ingress(data: &[u8]) {
     let turn = |stack: &mut Stack, now: SmolInstant, status: &mut Status| {
         for _ in 0..4 {
             stack.ingress(now, 64, status);
-            let cx = Context {
-                now,
-                wall: UNIX_EPOCH + StdDuration::from_secs(1_704_067_200),
-                status: &Status::default(),
-                settings: &settings,
-            };
-            stack.run_services(&cx);
+            let wall = UNIX_EPOCH + StdDuration::from_secs(1_704_067_200);
+            stack.run_services(now, wall, &Status::default(), &settings);
             stack.egress(now, status);
         }
         assert!(stack.connection_count() <= 16, "max-connections exceeded");
@@ -169,6 +164,7 @@ pub fn fuzz_http(data: &[u8]) {
         wall: UNIX_EPOCH + StdDuration::from_secs(1_704_067_200),
         status: &status,
         settings: &settings,
+        trace: None,
     };
     let mut s = tapstack::service::http::HttpSession::new(&cx_at(now));
     let mut pending: Vec<u8> = Vec::new();

@@ -72,19 +72,19 @@ pub struct StackArgs {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Host port = service port + this.
-    #[arg(long, default_value_t = 10000)]
+    #[arg(long, default_value_t = 10000, allow_negative_numbers = true)]
     pub host_port_offset: u32,
     /// Serve only on the userspace stack.
     #[arg(long)]
     pub no_host: bool,
     /// TCP connections per stack at most; SYNs beyond are refused with RST.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
     pub max_connections: usize,
     /// The qotd message (at most 512 bytes).
     #[arg(long)]
     pub message: Option<String>,
     /// HTTP idle timeout, seconds.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     pub idle_timeout: f64,
     /// Write every frame to this pcap file.
     #[arg(long, value_name = "FILE")]
@@ -99,25 +99,25 @@ pub struct StackArgs {
     #[arg(long)]
     pub ladder: bool,
     /// Print counters every N seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub stats_interval: Option<f64>,
     /// Exit when standard input closes (for harnesses in other languages).
     #[arg(long)]
     pub stdin_exit: bool,
     /// Chance (0-1) that a frame is dropped.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub drop_chance: f64,
     /// Chance (0-1) that a frame is duplicated.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub dup_chance: f64,
     /// Chance (0-1) that a frame is held back behind later ones.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub reorder_chance: f64,
     /// Chance (0-1) that a frame has a bit flipped.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub corrupt_chance: f64,
     /// One-way latency added to every frame, milliseconds.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub latency_ms: f64,
     /// Seed for fault injection (and, in the demo, the virtual clock).
     #[arg(long)]
@@ -192,7 +192,21 @@ impl Cli {
     pub fn parse_checked() -> Cli {
         use clap::{CommandFactory, FromArgMatches};
         let mut cmd = Cli::command();
-        let matches = cmd.get_matches_mut();
+        let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+            Ok(m) => m,
+            Err(e) => {
+                use clap::error::ErrorKind;
+                if matches!(
+                    e.kind(),
+                    ErrorKind::DisplayHelp
+                        | ErrorKind::DisplayVersion
+                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ) {
+                    e.exit();
+                }
+                usage_exit(&e.to_string());
+            }
+        };
         if let Some((sub, _)) = matches.subcommand() {
             for id in matches.ids() {
                 let id = id.as_str();
@@ -200,20 +214,24 @@ impl Cli {
                     && id != "verbose"
                     && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
                 {
-                    cmd.error(
-                        clap::error::ErrorKind::ArgumentConflict,
-                        format!(
-                            "'--{}' belongs after the subcommand: `tapstack {sub} --{} ...`",
-                            id.replace('_', "-"),
-                            id.replace('_', "-")
-                        ),
-                    )
-                    .exit();
+                    let flag = id.replace('_', "-");
+                    usage_exit(&format!(
+                        "'--{flag}' belongs after the subcommand: `tapstack {sub} --{flag} ...`"
+                    ));
                 }
             }
         }
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_exit(&e.to_string()))
     }
+}
+
+/// A usage mistake found by clap: its first line only (no usage block), exit status 2.
+fn usage_exit(text: &str) -> ! {
+    let first = text.lines().next().unwrap_or("invalid arguments").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    crate::logbuf::flush();
+    eprintln!("error: {first} (see tapstack --help)");
+    std::process::exit(2)
 }
 
 /// Parses `192.168.69.1:7` or `[fdaa::1]:7`.

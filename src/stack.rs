@@ -211,6 +211,7 @@ pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 pub struct TcpPeek {
     pub src: IpEndpoint,
     pub dst: IpEndpoint,
+    pub seq: u32,
     pub syn: bool,
     pub ack: bool,
     pub rst: bool,
@@ -251,6 +252,7 @@ pub fn peek_tcp(frame: &[u8]) -> Option<TcpPeek> {
     Some(TcpPeek {
         src: IpEndpoint::new(src, tcp.src_port()),
         dst: IpEndpoint::new(dst, tcp.dst_port()),
+        seq: tcp.seq_number().0 as u32,
         syn: tcp.syn(),
         ack: tcp.ack(),
         rst: tcp.rst(),
@@ -287,6 +289,8 @@ pub struct Stack {
     last_refusal_log: Option<Instant>,
     scratch: Box<[u8]>,
     reply: Box<[u8]>,
+    /// The subnet broadcast addresses of the stack's IPv4 networks: UDP sent there is not answered.
+    broadcasts: Vec<IpAddress>,
     next_ephemeral: u16,
     /// The time of the last ingress or egress, for narration outside of them.
     last_now: Instant,
@@ -332,6 +336,14 @@ impl Stack {
             last_refusal_log: None,
             scratch: vec![0u8; max].into_boxed_slice(),
             reply: vec![0u8; max].into_boxed_slice(),
+            broadcasts: cfg
+                .addrs
+                .iter()
+                .filter_map(|c| match c {
+                    IpCidr::Ipv4(v4) => v4.broadcast().map(IpAddress::Ipv4),
+                    _ => None,
+                })
+                .collect(),
             // Seeded, so a deterministic run picks the same ports every time.
             next_ephemeral: EPHEMERAL.start() + (cfg.random_seed % 16384) as u16,
             last_now: now,
@@ -610,6 +622,12 @@ impl Stack {
         self.served
     }
 
+    /// The state of every TCP socket in use (listeners, connections, client sockets), for tests and
+    /// leak accounting.
+    pub fn tcp_states(&self) -> Vec<tcp::State> {
+        self.entries.iter().map(|(_, e)| e.state_now()).collect()
+    }
+
     pub fn listener_count(&self) -> usize {
         self.pools.iter().map(|p| p.listeners.len()).sum()
     }
@@ -749,6 +767,33 @@ impl Stack {
         None
     }
 
+    /// An RST for a synchronized connection whose sequence number is in the window but not the
+    /// expected one: smoltcp would accept any in-window RST, which lets a blind attacker reset
+    /// connections by guessing within the window.
+    fn is_blind_reset(&self, p: &TcpPeek) -> bool {
+        if !p.rst {
+            return false;
+        }
+        let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) else {
+            return false;
+        };
+        let synchronized = matches!(
+            self.entries[key].state_now(),
+            tcp::State::Established
+                | tcp::State::FinWait1
+                | tcp::State::FinWait2
+                | tcp::State::CloseWait
+                | tcp::State::Closing
+                | tcp::State::LastAck
+        );
+        synchronized
+            && !self.port.observer().rst_is_exact(
+                to_socket_addr(p.dst),
+                to_socket_addr(p.src),
+                p.seq,
+            )
+    }
+
     /// Drops the oldest connection still in SYN-RECEIVED; false when there is none.
     fn evict_half_open(&mut self, now: Instant) -> bool {
         while let Some(key) = self.half_open.pop_front() {
@@ -777,6 +822,13 @@ impl Stack {
         while n < budget && self.port.fill_rx(now) {
             n += 1;
             let peek = self.port.peek_rx().and_then(peek_tcp);
+            if peek.as_ref().is_some_and(|p| self.is_blind_reset(p)) {
+                // RFC 5961 3.2: only the exact RST resets; others may at most draw a challenge ACK,
+                // and here draw nothing (a blind attacker learns nothing either way).
+                self.port
+                    .discard_rx("tcp: RST with an inexact sequence number ignored (RFC 5961)");
+                continue;
+            }
             let target = match &peek {
                 Some(p) => self.route(now, p),
                 None => None,
@@ -930,7 +982,10 @@ impl Stack {
             self.remove_served(now, key);
             return;
         }
-        let over = state == tcp::State::Closed || (state == tcp::State::TimeWait && after_egress);
+        // An RST in SYN-RECEIVED puts a smoltcp socket back in LISTEN: for a served connection that is
+        // the end too (the port's own listeners are in the pool).
+        let over = matches!(state, tcp::State::Closed | tcp::State::Listen)
+            || (state == tcp::State::TimeWait && after_egress);
         match &e.role {
             Role::Served(s) if over => {
                 status.conns.remove(&s.id);
@@ -1006,6 +1061,7 @@ impl Stack {
                 sock,
                 &mut self.scratch,
                 &mut self.reply,
+                &self.broadcasts,
                 &mut self.counters,
             );
         }
@@ -1171,6 +1227,7 @@ fn drive_udp(
     sock: &mut udp::Socket,
     scratch: &mut [u8],
     reply: &mut [u8],
+    broadcasts: &[IpAddress],
     counters: &mut Counters,
 ) {
     loop {
@@ -1182,9 +1239,12 @@ fn drive_udp(
             }
             Err(_) => break,
         };
-        let to_group = meta.local_address.is_some_and(|a| match a {
-            IpAddress::Ipv4(v4) => v4.is_broadcast() || v4.is_multicast(),
-            IpAddress::Ipv6(v6) => v6.is_multicast(),
+        let to_group = meta.local_address.is_some_and(|a| {
+            broadcasts.contains(&a)
+                || match a {
+                    IpAddress::Ipv4(v4) => v4.is_broadcast() || v4.is_multicast(),
+                    IpAddress::Ipv6(v6) => v6.is_multicast(),
+                }
         });
         if udp_source_unanswerable(meta.endpoint.addr) || to_group {
             counters.drop("udp: broadcast or multicast, not answered");

@@ -70,6 +70,10 @@ pub struct TapDevice {
     /// Frames carry a virtio-net header, and the kernel may send 64 KiB TCP segments with partial
     /// checksums (checksum and segmentation offload towards us).
     offload: bool,
+    /// A write to a tap whose link is down succeeds and the kernel drops the frame out of sight; so the
+    /// up flag is looked at (at most every [`LINK_CHECK_EVERY`]) and such frames are counted here.
+    link_up: bool,
+    link_checked: Option<std::time::Instant>,
 }
 
 fn ifreq_for(name: &str) -> libc::ifreq {
@@ -100,6 +104,28 @@ fn interface_mtu(name: &str) -> io::Result<usize> {
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok(mtu.clamp(576, 65535) as usize)
 }
+
+/// The interface's flags (IFF_UP, ...), read with SIOCGIFFLAGS on a throwaway socket.
+fn interface_flags(name: &str) -> io::Result<libc::c_int> {
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `sock` is a fresh, valid fd that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    let mut req = ifreq_for(name);
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags inside `req`, which outlives the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the flags member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_flags } as libc::c_int)
+}
+
+/// How long a look at the link's up flag stays good.
+const LINK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Whether an interface of this name exists.
 pub fn interface_exists(name: &str) -> bool {
@@ -180,6 +206,8 @@ impl TapDevice {
             name: name.to_string(),
             mtu,
             offload,
+            link_up: true,
+            link_checked: None,
         })
     }
 
@@ -302,12 +330,28 @@ impl TapDevice {
 }
 
 impl TapDevice {
+    fn link_is_up(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .link_checked
+            .is_none_or(|t| now.duration_since(t) >= LINK_CHECK_EVERY)
+        {
+            self.link_checked = Some(now);
+            // An interface that cannot be asked is not declared down: the write will tell.
+            self.link_up = interface_flags(&self.name).map_or(true, |f| f & libc::IFF_UP != 0);
+        }
+        self.link_up
+    }
+
     /// Runs one write (retried on EINTR) and says what became of the frame: a frame the link cannot
     /// take now is dropped with a reason; only a device that is gone is an error.
     fn write_retrying(
         &mut self,
         mut write: impl FnMut(&mut Self) -> isize,
     ) -> io::Result<TxOutcome> {
+        if !self.link_is_up() {
+            return Ok(TxOutcome::Dropped("tx: link down"));
+        }
         loop {
             if write(self) >= 0 {
                 return Ok(TxOutcome::Sent);

@@ -43,6 +43,8 @@ struct DirState {
     base: Option<u32>,
     /// Highest sequence number + length seen (for retransmission detection).
     max_end: Option<u32>,
+    /// The last acknowledgment number this side sent (absolute).
+    last_ack: Option<u32>,
     syn: bool,
     /// Sequence number of this direction's FIN.
     fin: Option<u32>,
@@ -393,6 +395,9 @@ impl FlowTable {
         } else if f.dirs[d].base.is_none() {
             f.dirs[d].base = Some(t.seq);
         }
+        if fl.ack() {
+            f.dirs[d].last_ack = Some(t.ack);
+        }
         if fl.ack() && f.dirs[o].base.is_none() {
             // The other side's first number, inferred from what this segment acknowledges.
             f.dirs[o].base = Some(t.ack.wrapping_sub(fl.syn() as u32));
@@ -615,6 +620,25 @@ impl FlowTable {
     /// The record of the flow with this id, if it is still in the table.
     pub fn record(&self, id: u64) -> Option<&FlowRecord> {
         self.map.get(self.order.get(&id)?).map(|f| &f.rec)
+    }
+
+    /// Whether an RST from the peer with sequence number `seq` is the exact one (RFC 5961 3.2): the
+    /// next number the stack expects, as its last ACK said it or as the peer's data ended. Unknown
+    /// flows cannot be judged and count as exact.
+    pub fn rst_is_exact(&self, local: SocketAddr, remote: SocketAddr, seq: u32) -> bool {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        let Some(f) = self.map.get(&key) else {
+            return true;
+        };
+        let (peer, stack) = (&f.dirs[0], &f.dirs[1]);
+        match (stack.last_ack, peer.max_end) {
+            (None, None) => true,
+            (a, e) => a == Some(seq) || e == Some(seq),
+        }
     }
 
     /// Addresses involved in a flow (for explanations).

@@ -324,6 +324,12 @@ impl Tracer {
         }
     }
 
+    /// Whether an RST from `remote` with sequence number `seq` is exactly the expected one; see
+    /// [`FlowTable::rst_is_exact`].
+    pub fn rst_is_exact(&self, local: SocketAddr, remote: SocketAddr, seq: u32) -> bool {
+        self.flows.rst_is_exact(local, remote, seq)
+    }
+
     /// Flows in the table (bounded).
     pub fn flow_count(&self) -> usize {
         self.flows.len()
