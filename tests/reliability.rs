@@ -1314,11 +1314,20 @@ fn link_down(require_own_count: bool) {
     let mut reader = ns
         .cmd("python3")
         .arg("-c")
-        .arg("import socket,time\ns=socket.create_connection(('192.168.69.1',19),timeout=30)\nt=time.time()\nwhile time.time()-t<4:\n  try:\n    s.recv(65536)\n  except Exception:\n    time.sleep(0.1)\n")
+        .arg("import socket,time\ns=socket.create_connection(('192.168.69.1',19),timeout=30)\ns.recv(65536)\nprint('streaming',flush=True)\nt=time.time()\nwhile time.time()-t<9:\n  try:\n    s.recv(65536)\n  except Exception:\n    time.sleep(0.1)\n")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Only once the stream flows does taking the link down leave the stack something to drop.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "streaming");
+    std::thread::sleep(Duration::from_millis(300));
     let before = netstat_json(&ns, 10080);
     let rx_dropped = || -> i64 {
         ns.sh_ok("cat /sys/class/net/tap0/statistics/rx_dropped")
@@ -1329,7 +1338,17 @@ fn link_down(require_own_count: bool) {
     let k0 = rx_dropped();
     ns.sh_ok("ip link set tap0 down");
     std::thread::sleep(Duration::from_secs(2));
-    let during = netstat_json(&ns, 10080);
+    // The stack sends again only when its retransmission timer fires (1 s at least, doubling without
+    // progress): hold the link down until it has had something to drop, 5 s at most.
+    let mut during = netstat_json(&ns, 10080);
+    let t0 = std::time::Instant::now();
+    while drops(&during, "stack").get("tx: link down").is_none()
+        && rx_dropped() == k0
+        && t0.elapsed() < Duration::from_secs(3)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+        during = netstat_json(&ns, 10080);
+    }
     let kernel_dropped = rx_dropped() - k0;
     ns.sh_ok("ip link set tap0 up");
     let _ = reader.wait();
