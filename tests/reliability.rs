@@ -1342,7 +1342,7 @@ fn link_down(require_own_count: bool) {
     // progress): hold the link down until it has had something to drop, 5 s at most.
     let mut during = netstat_json(&ns, 10080);
     let t0 = std::time::Instant::now();
-    while drops(&during, "stack").get("tx: link down").is_none()
+    while !drops(&during, "stack").contains_key("tx: link down")
         && rx_dropped() == k0
         && t0.elapsed() < Duration::from_secs(3)
     {
