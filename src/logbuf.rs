@@ -1,12 +1,15 @@
 //! Log output buffered per loop turn. env_logger writes each record with its own system call (and
 //! its `flush` is a no-op); at thousands of connections a second, with a few narration lines each,
-//! that is a large share of the loop. Records land in this buffer instead, and the loop writes it
-//! out once per turn, before it may sleep, so every line still appears before the loop waits.
+//! that is a large share of the loop. Records land in this buffer instead, and the loop writes it out
+//! at most every [`FLUSH_EVERY`], waking up for it if need be, so a line appears within that time.
 
 use std::io::{self, Write};
 use std::sync::Mutex;
 
 static BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// How long a line may wait in the buffer.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Past this much, a record writes the buffer out at once (a turn that logs a lot).
 const HIGH_WATER: usize = 64 * 1024;
@@ -34,6 +37,11 @@ fn write_out(buf: &mut Vec<u8>) {
     // Standard error gone (a closed pipe): there is no one left to tell.
     let _ = io::stderr().lock().write_all(buf);
     buf.clear();
+}
+
+/// Whether anything waits to be written.
+pub fn is_empty() -> bool {
+    BUF.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
 }
 
 /// Writes out what is buffered.

@@ -25,7 +25,7 @@ use crate::device::tap::TapError;
 use crate::device::{FaultInjector, FrameIo, Port};
 use crate::host::{BindError, Host};
 use crate::service::{Context, Settings};
-use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER};
+use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER, TCP_BUFFER_OFFLOAD};
 use crate::status::{Counters, Status};
 use crate::trace::Tracer;
 
@@ -126,6 +126,8 @@ pub struct Reactor {
     serving_on: bool,
     /// When resident memory was last read.
     rss_at: Option<Instant>,
+    /// When buffered log lines were last written (real time, also under the virtual clock).
+    last_log_flush: std::time::Instant,
 }
 
 impl Reactor {
@@ -152,7 +154,11 @@ impl Reactor {
             gateway_v6: cfg.gateway_v6,
             random_seed: cfg.seed.unwrap_or_else(entropy_seed),
             max_connections: cfg.max_connections,
-            tcp_buffer: TCP_BUFFER,
+            tcp_buffer: if port.offloads() {
+                TCP_BUFFER_OFFLOAD
+            } else {
+                TCP_BUFFER
+            },
         };
         let mut stack = Stack::new(&stack_cfg, port, now);
         for s in &cfg.services {
@@ -219,6 +225,7 @@ impl Reactor {
             busy: false,
             serving_on: false,
             rss_at: None,
+            last_log_flush: std::time::Instant::now(),
         })
     }
 
@@ -508,7 +515,7 @@ impl Reactor {
                     std::time::Duration::from_micros(d.total_micros())
                 })
             };
-            crate::logbuf::flush();
+            let timeout = self.flush_logs(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(RunError::Io("event loop failed", e));
@@ -519,6 +526,22 @@ impl Reactor {
             }
             self.dispatch(&events);
         }
+    }
+
+    /// Writes buffered log lines at most every `logbuf::FLUSH_EVERY` (under load, one write per many
+    /// turns instead of one per turn), and keeps the loop from sleeping past the moment they are due.
+    fn flush_logs(&mut self, timeout: Option<std::time::Duration>) -> Option<std::time::Duration> {
+        if crate::logbuf::is_empty() {
+            return timeout;
+        }
+        let since = self.last_log_flush.elapsed();
+        if since >= crate::logbuf::FLUSH_EVERY {
+            crate::logbuf::flush();
+            self.last_log_flush = std::time::Instant::now();
+            return timeout;
+        }
+        let due = crate::logbuf::FLUSH_EVERY - since;
+        Some(timeout.map_or(due, |t| t.min(due)))
     }
 
     fn dispatch(&mut self, events: &Events) {

@@ -199,6 +199,11 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
         &mut self.core.counters
     }
 
+    /// Whether smoltcp may hand this port 64 KiB TCP segments (the link segments them, no faults).
+    pub fn offloads(&self) -> bool {
+        self.core.offloads()
+    }
+
     /// The error that ended the link (device deleted), once.
     pub fn take_fatal(&mut self) -> Option<io::Error> {
         self.core.fatal.take()
