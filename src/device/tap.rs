@@ -85,8 +85,9 @@ fn ifreq_for(name: &str) -> libc::ifreq {
     req
 }
 
-/// The interface's MTU, read with SIOCGIFMTU on a throwaway socket.
-fn interface_mtu(name: &str) -> io::Result<usize> {
+/// Runs one interface query (`SIOCGIFMTU`, `SIOCGIFFLAGS`) on a throwaway socket; the kernel fills
+/// the answer into the returned `ifreq`.
+fn interface_query(name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     // SAFETY: plain socket(2); the fd is owned right away.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
@@ -95,32 +96,27 @@ fn interface_mtu(name: &str) -> io::Result<usize> {
     // SAFETY: `sock` is a fresh, valid fd that nothing else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(sock) };
     let mut req = ifreq_for(name);
-    // SAFETY: SIOCGIFMTU reads the name and writes ifru_mtu inside `req`, which outlives the call.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) };
+    // SAFETY: both requests read the name and write one member of the union inside `req`, which
+    // outlives the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &mut req) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the kernel filled the mtu member of the union.
+    Ok(req)
+}
+
+/// The interface's MTU.
+fn interface_mtu(name: &str) -> io::Result<usize> {
+    let req = interface_query(name, libc::SIOCGIFMTU as libc::c_ulong)?;
+    // SAFETY: SIOCGIFMTU filled the mtu member of the union.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok(mtu.clamp(576, 65535) as usize)
 }
 
-/// The interface's flags (IFF_UP, ...), read with SIOCGIFFLAGS on a throwaway socket.
+/// The interface's flags (IFF_UP, ...).
 fn interface_flags(name: &str) -> io::Result<libc::c_int> {
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if sock < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `sock` is a fresh, valid fd that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
-    let mut req = ifreq_for(name);
-    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags inside `req`, which outlives the call.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel filled the flags member of the union.
+    let req = interface_query(name, libc::SIOCGIFFLAGS as libc::c_ulong)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
     Ok(unsafe { req.ifr_ifru.ifru_flags } as libc::c_int)
 }
 
