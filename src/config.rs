@@ -98,6 +98,10 @@ pub struct StackArgs {
     /// Draw a ladder diagram of each TCP connection when it closes.
     #[arg(long)]
     pub ladder: bool,
+    /// Narrate (state changes, close summaries) at most N new TCP connections a second; the rest are
+    /// counted in one line a second. 0: narrate every connection.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub narrate_limit: u32,
     /// Print counters every N seconds.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub stats_interval: Option<f64>,
@@ -601,6 +605,7 @@ impl StackArgs {
             }),
             step: self.step,
             ladder: self.ladder,
+            narrate_limit: self.narrate_limit,
             device: device.to_string(),
             ..TraceConfig::default()
         };

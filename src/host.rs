@@ -91,6 +91,8 @@ struct HostConn {
     row_state: &'static str,
     /// Bytes written from `outbuf` since the counters last heard of it.
     flushed: u64,
+    /// Its ESTABLISHED line was logged (within `--narrate-limit`), so its CLOSED line is too.
+    narrated: bool,
 }
 
 pub struct Host {
@@ -278,7 +280,10 @@ impl Host {
                 continue;
             }
             let id = tracer.alloc_id();
-            log::info!(target: "tapstack::tcp", "c{id} host {local} <- {remote} ESTABLISHED ({kind})");
+            let narrated = tracer.narrate_host_conn(cx.now);
+            if narrated {
+                log::info!(target: "tapstack::tcp", "c{id} host {local} <- {remote} ESTABLISHED ({kind})");
+            }
             entry.insert(Source::Conn(Box::new(HostConn {
                 id,
                 sock: stream,
@@ -286,6 +291,7 @@ impl Host {
                 local,
                 remote,
                 session: kind.new_stream(cx),
+                narrated,
                 inbuf: Vec::new(),
                 outbuf: Vec::new(),
                 eof: false,
@@ -375,7 +381,9 @@ impl Host {
             self.conns -= 1;
             self.counters.conns_closed += 1;
             self.rows.push((c.id, None));
-            log::info!(target: "tapstack::tcp", "c{} host {} <- {} CLOSED ({})", c.id, c.local, c.remote, c.kind);
+            if c.narrated {
+                log::info!(target: "tapstack::tcp", "c{} host {} <- {} CLOSED ({})", c.id, c.local, c.remote, c.kind);
+            }
         }
     }
 

@@ -371,6 +371,7 @@ impl Reactor {
             h.apply_rows(&mut self.status);
         }
         self.stack.egress(now, &mut self.status);
+        self.stack.port.observer_mut().tick(now);
         let mut more = n == INGRESS_BUDGET;
         let mut progress = false;
         if let Some(peer) = self.peer.as_mut() {
@@ -425,6 +426,7 @@ impl Reactor {
         min(self.host.as_ref().and_then(|h| h.poll_at()));
         min(self.next_stats);
         min(self.shutdown_at);
+        min(self.stack.port.observer().poll_at());
         if let Some(p) = self.peer.as_mut() {
             min(p.poll_at(now));
         }

@@ -413,3 +413,72 @@ fn explain_command_for_addresses_and_ports() {
         assert!(err.starts_with("error: "), "{bad}: {err}");
     }
 }
+
+/// A burst of connections: the first N of the second are narrated whole (SYN to close), the others are
+/// counted in one line when the second is over; the counters still have every one.
+#[test]
+fn narration_is_limited_per_second_and_the_rest_summed_up() {
+    let Some(ns) = Netns::with_tap("nl") else {
+        return;
+    };
+    let ts = ns.tapstack(&[
+        "-q",
+        "serve",
+        "--tap",
+        "tap0",
+        "--serve",
+        "echo",
+        "--narrate-limit",
+        "5",
+    ]);
+    ts.wait_ready();
+    let out = ns.python(
+        r#"
+import socket
+for host, port in [("192.168.69.1", 7)] * 30 + [("127.0.0.1", 10007)] * 4:
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(b"x" * 64)
+    got = b""
+    while len(got) < 64:
+        got += s.recv(64)
+    s.close()
+print("done")
+"#,
+        &[],
+    );
+    assert_eq!(out.trim(), "done");
+    ts.wait_for("were not narrated", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no summary line:\n{}", ts.stderr_text()));
+    ts.signal("TERM");
+    ts.drain(Duration::from_secs(3));
+    let text = ts.stderr_text();
+    // One line per second that had connections left out (two if the burst straddled a second).
+    let left_out: u64 = text
+        .lines()
+        .filter(|l| l.contains("were not narrated"))
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{l}"))
+        })
+        .sum();
+    let summaries = text.lines().filter(|l| l.contains(" closed by ")).count() as u64;
+    let host = text
+        .lines()
+        .filter(|l| l.contains(" host 127.0.0.1:"))
+        .count() as u64;
+    let narrated = summaries + host / 2;
+    assert_eq!(narrated + left_out, 34, "{text}");
+    assert!((5..=15).contains(&narrated), "{narrated} narrated:\n{text}");
+    // A narrated connection is told whole: each SYN-RECEIVED has its close summary.
+    let opened = text.matches("LISTEN -> SYN-RECEIVED").count() as u64;
+    assert_eq!(opened, summaries, "{text}");
+    assert_eq!(host % 2, 0, "host lines come in pairs:\n{text}");
+    // Counters are not limited.
+    assert!(
+        text.contains("connections accepted 30 refused 0 closed 30"),
+        "{text}"
+    );
+    // Client ports in the registered range are explained once, not one by one.
+    assert_eq!(text.matches("is a registered port").count(), 1, "{text}");
+}

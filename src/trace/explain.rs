@@ -474,7 +474,8 @@ pub fn explain_port(p: u16) -> String {
             " (0-1023): assigned by IANA to standard services; servers listen here, and on Unix only root may bind them",
         ),
         "registered" => out.push_str(
-            " (1024-49151): registered with IANA by applications; any user may bind them",
+            " (1024-49151): registered with IANA by applications; any user may bind them (Linux also \
+             picks client ports from 32768-60999 by default, net.ipv4.ip_local_port_range)",
         ),
         _ => out.push_str(
             " (49152-65535): dynamic or ephemeral: the operating system picks one for the client end of a connection",

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
 use super::decode::{Decoded, TcpFlags, TcpInfo};
+use super::narrate::NarrationLimit;
 use super::records::{FlowRecord, Labels, SegmentRecord, Side};
 use crate::device::Direction;
 
@@ -105,6 +106,7 @@ pub struct FlowTable {
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
     /// A `Cell`, so that host connections can take ids while services read the table.
     next_id: std::cell::Cell<u64>,
+    narration: NarrationLimit,
 }
 
 impl Default for FlowTable {
@@ -125,7 +127,18 @@ impl FlowTable {
             closed: VecDeque::new(),
             rst_hints: HashMap::new(),
             next_id: std::cell::Cell::new(1),
+            narration: NarrationLimit::new(0),
         }
+    }
+
+    /// Narrates at most `per_s` new TCP connections a second (0: all). Call before any traffic.
+    pub fn set_narration_limit(&mut self, per_s: u32) {
+        self.narration = NarrationLimit::new(per_s);
+    }
+
+    /// Which connections are narrated (new TCP flows, and host connections through the tracer).
+    pub fn narration(&self) -> &NarrationLimit {
+        &self.narration
     }
 
     /// A fresh id from the one counter.
@@ -598,7 +611,10 @@ impl FlowTable {
             UDP => "udp",
             _ => "icmp",
         };
-        let rec = FlowRecord::new(id, proto, key.local, key.remote, now_us);
+        let mut rec = FlowRecord::new(id, proto, key.local, key.remote, now_us);
+        if key.proto == TCP {
+            rec.narrated = self.narration.admit(now_us);
+        }
         self.map.insert(
             key,
             Flow {

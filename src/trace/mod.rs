@@ -36,6 +36,7 @@ pub mod events;
 pub mod explain;
 pub mod flow;
 pub mod ladder;
+pub mod narrate;
 pub mod pcap;
 pub mod pictures;
 pub mod records;
@@ -75,6 +76,8 @@ pub struct TraceConfig {
     /// Log nothing at all (no packet lines, narration or explanations): for the demo's client stack,
     /// whose frames the server's tracer already shows.
     pub silent: bool,
+    /// `--narrate-limit`: narrate at most this many new TCP connections a second (0: all).
+    pub narrate_limit: u32,
 }
 
 impl TraceConfig {
@@ -117,6 +120,9 @@ pub struct Tracer {
     explained_addrs: HashSet<IpAddr>,
     explained_ports: HashSet<u16>,
     explained_dynamic: bool,
+    /// A registered port with no service name was explained (clients get these too: Linux picks
+    /// them from 32768-60999).
+    explained_registered: bool,
     last_us: i64,
     /// `--ladder`: where ladder diagrams are drawn (none when off or silent).
     ladders: Option<pictures::LadderOut>,
@@ -145,9 +151,11 @@ impl Tracer {
             explained_addrs: HashSet::new(),
             explained_ports: HashSet::new(),
             explained_dynamic: false,
+            explained_registered: false,
             last_us: 0,
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
         };
+        t.flows.set_narration_limit(cfg.narrate_limit);
         if let Some(path) = &cfg.pcap {
             let f = std::fs::File::create(path).map_err(|e| {
                 io::Error::new(e.kind(), format!("pcap file {}: {e}", path.display()))
@@ -193,7 +201,43 @@ impl Tracer {
 
     /// Bounds the flow table (default 65536 flows). Call before any traffic.
     pub fn set_flow_cap(&mut self, cap: usize) {
+        let limit = self.flows.narration().limit();
         self.flows = FlowTable::new(cap);
+        self.flows.set_narration_limit(limit);
+    }
+
+    /// Whether a new host-socket connection is narrated (the same limit as the userspace stack's).
+    pub fn narrate_host_conn(&self, now: Instant) -> bool {
+        let t_us = now.total_micros();
+        self.log_narration_summary(t_us, false);
+        self.flows.narration().admit(t_us)
+    }
+
+    /// Reports connections left out of the narration once their second is over.
+    pub fn tick(&mut self, now: Instant) {
+        if self.flows.narration().due_us().is_some() {
+            let t_us = self.now_us(now);
+            self.log_narration_summary(t_us, false);
+        }
+    }
+
+    /// When [`Tracer::tick`] has a summary to write.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.tcp_log {
+            return None;
+        }
+        self.flows
+            .narration()
+            .due_us()
+            .map(|t| Instant::from_micros(t.max(0)))
+    }
+
+    fn log_narration_summary(&self, t_us: i64, force: bool) {
+        if let Some(s) = self.flows.narration().take_summary(t_us, force) {
+            if self.tcp_log {
+                log::info!(target: TCP, "+{} {s}", Secs(t_us));
+            }
+        }
     }
 
     /// A fresh connection id (host connections get theirs here, so ids are unique across stacks).
@@ -224,8 +268,12 @@ impl Tracer {
                 conn = Some(id);
                 closed = c;
                 if self.tcp_log {
-                    let arrow = self.flows.get(6, local, r).map_or("<->", |f| f.arrow());
-                    log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
+                    let f = self.flows.get(6, local, r);
+                    if f.is_none_or(|f| f.narrated) {
+                        self.log_narration_summary(t_us, false);
+                        let arrow = f.map_or("<->", |f| f.arrow());
+                        log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
+                    }
                 }
             }
             None => {
@@ -289,6 +337,7 @@ impl Tracer {
         if let Some(l) = self.ladders.as_mut() {
             l.draw_open_flows(&self.flows);
         }
+        self.log_narration_summary(t_us, true);
         self.flush();
     }
 
@@ -515,7 +564,8 @@ impl Tracer {
         let Some(f) = self.flows.closed().back() else {
             return;
         };
-        if self.tcp_log {
+        if self.tcp_log && f.narrated {
+            self.log_narration_summary(t_us, false);
             log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
         }
         if let Some(ev) = self.events.as_mut() {
@@ -526,7 +576,9 @@ impl Tracer {
         }
     }
 
-    /// Explains a new flow's addresses and ports, each address (and each port below 49152) once.
+    /// Explains a new flow's addresses and ports: each address and each named service port once, and
+    /// the dynamic and unnamed registered ranges once each (client ports would otherwise be explained
+    /// one by one).
     fn explain_flow(&mut self, id: u64) {
         let Some((local, remote, proto)) = self.flows.ends(id) else {
             return;
@@ -542,6 +594,8 @@ impl Tracer {
             for p in [remote.port(), local.port()] {
                 let fresh = if p >= 49152 {
                     !std::mem::replace(&mut self.explained_dynamic, true)
+                } else if p >= 1024 && explain::port_service(p).is_none() {
+                    !std::mem::replace(&mut self.explained_registered, true)
                 } else {
                     self.explained_ports.insert(p)
                 };

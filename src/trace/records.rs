@@ -153,6 +153,8 @@ pub struct FlowRecord {
     pub last: VecDeque<SegmentRecord>,
     /// Segments between `first` and `last` that were not kept.
     pub folded: u64,
+    /// Whether the log narrates this connection (false: left out by `--narrate-limit`).
+    pub narrated: bool,
 }
 
 impl FlowRecord {
@@ -181,6 +183,7 @@ impl FlowRecord {
             first: Vec::new(),
             last: VecDeque::new(),
             folded: 0,
+            narrated: true,
         }
     }
 
