@@ -320,6 +320,7 @@ impl Bench<'_> {
             if test == "conn64" {
                 rate64 = Some(c.per_s());
                 r.insert("conn64_cpu_pct", cpu);
+                r.insert("conn64_cpu_us_per_conn", cpu / 100.0 / c.per_s() * 1e6);
             }
             if self.sel(test) {
                 r.insert(key, c.per_s());

@@ -22,6 +22,7 @@ pub mod config;
 pub mod device;
 pub mod harness;
 pub mod host;
+mod key;
 pub mod logbuf;
 pub mod reactor;
 pub mod service;

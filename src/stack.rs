@@ -268,13 +268,28 @@ pub fn to_socket_addr(e: IpEndpoint) -> SocketAddr {
     SocketAddr::new(e.addr.into(), e.port)
 }
 
+/// A TCP connection's (local, remote) endpoints as the demultiplexing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tuple(IpEndpoint, IpEndpoint);
+
+impl std::hash::Hash for Tuple {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        crate::key::hash_tuple(
+            h,
+            6,
+            (self.0.addr.into(), self.0.port),
+            (self.1.addr.into(), self.1.port),
+        );
+    }
+}
+
 pub struct Stack {
     pub iface: Interface,
     pub port: StackPort,
     /// UDP service sockets and client UDP/ICMP sockets; also the set for frames no entry owns.
     misc: SocketSet<'static>,
     entries: Slab<Entry>,
-    by_tuple: HashMap<(IpEndpoint, IpEndpoint), usize>,
+    by_tuple: HashMap<Tuple, usize>,
     pools: Vec<Pool>,
     udp: Vec<UdpService>,
     /// Entries touched this turn.
@@ -417,8 +432,8 @@ impl Stack {
             }
             self.half_open.pop_front();
         }
-        if self.by_tuple.get(&(e.local, e.remote)) == Some(&key) {
-            self.by_tuple.remove(&(e.local, e.remote));
+        if self.by_tuple.get(&Tuple(e.local, e.remote)) == Some(&key) {
+            self.by_tuple.remove(&Tuple(e.local, e.remote));
         }
         if matches!(e.role, Role::Served(_)) {
             self.served -= 1;
@@ -478,7 +493,7 @@ impl Stack {
         );
         // Narrate from CLOSED: the socket reads SYN-SENT already.
         self.entries[key].state = tcp::State::Closed;
-        self.by_tuple.insert((local, remote_ep), key);
+        self.by_tuple.insert(Tuple(local, remote_ep), key);
         Ok(TcpHandle(key))
     }
 
@@ -680,7 +695,7 @@ impl Stack {
                     });
                     self.served += 1;
                     self.half_open.push_back(key);
-                    if let Some(old) = self.by_tuple.insert((local, remote), key) {
+                    if let Some(old) = self.by_tuple.insert(Tuple(local, remote), key) {
                         // A stale entry for the same 4-tuple (TIME-WAIT cut short): the new one wins.
                         if old != key && self.entries.contains(old) {
                             self.recycle(old);
@@ -718,7 +733,7 @@ impl Stack {
             return None;
         }
         let is_syn = p.syn && !p.ack && !p.rst;
-        if let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) {
+        if let Some(&key) = self.by_tuple.get(&Tuple(p.dst, p.src)) {
             let state = self.entries[key].state_now();
             if !(is_syn && matches!(state, tcp::State::TimeWait | tcp::State::Closed)) {
                 return Some(key);
@@ -779,7 +794,7 @@ impl Stack {
         if !p.rst {
             return false;
         }
-        let Some(&key) = self.by_tuple.get(&(p.dst, p.src)) else {
+        let Some(&key) = self.by_tuple.get(&Tuple(p.dst, p.src)) else {
             return false;
         };
         let synchronized = matches!(

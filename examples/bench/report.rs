@@ -146,6 +146,10 @@ pub const INFO: &[(&str, &str)] = &[
         "tapstack CPU during conn_per_s_64, % of one core",
     ),
     (
+        "conn64_cpu_us_per_conn",
+        "tapstack CPU per connection in conn_per_s_64, us (steadier than the rate)",
+    ),
+    (
         "conn_failed",
         "connections failed otherwise (timeouts) in conn tests",
     ),

@@ -276,7 +276,16 @@ pub fn veth_pair(tag: &str) -> Result<(Netns, Netns, &'static str), String> {
 
 /// The tapstack binary: beside the example's directory (`target/release/tapstack`), built first when
 /// running under cargo so that it is never stale.
+/// `TAPSTACK_BENCH_BIN=/path/to/tapstack` measures another build instead (to compare two builds under
+/// the same conditions, run them alternately).
 pub fn tapstack_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("TAPSTACK_BENCH_BIN") {
+        let bin = PathBuf::from(bin);
+        return match bin.exists() {
+            true => Ok(bin),
+            false => Err(format!("TAPSTACK_BENCH_BIN: {} not found", bin.display())),
+        };
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = exe
         .parent()

@@ -29,12 +29,23 @@ const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ICMP: u8 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP echo; ICMPv6 echo is filed under 1 too).
     pub proto: u8,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+}
+
+impl std::hash::Hash for FlowKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        crate::key::hash_tuple(
+            h,
+            self.proto,
+            (self.local.ip(), self.local.port()),
+            (self.remote.ip(), self.remote.port()),
+        );
+    }
 }
 
 /// Per-direction TCP state (index 0: peer to stack, 1: stack to peer).
