@@ -52,6 +52,10 @@ struct Opts {
     /// Record a `perf record -g` profile of tapstack during each test into DIR (TEST-runN.perf.data).
     #[arg(long, value_name = "DIR")]
     profile: Option<PathBuf>,
+    /// Experiment (not the reference setup): pin tapstack to CPU 0 and steer the kernel's receive
+    /// processing of frames tapstack writes (the clients' TCP) to CPU 1 with RPS.
+    #[arg(long)]
+    steer: bool,
 }
 
 const TESTS: &[&str] = &[
@@ -185,6 +189,12 @@ impl Bench<'_> {
         }
         let ns = sys::tap_netns(&format!("r{run}t"))?;
         let mut ts = self.tapstack(&ns, true, &format!("run{run}-quiet.log"))?;
+        if self.opts.steer {
+            ns.sh(&format!(
+                "taskset -p 1 {} >/dev/null && echo 2 > /sys/class/net/tap0/queues/rx-0/rps_cpus",
+                ts.pid
+            ))?;
+        }
         if let Some(kb) = ts.status_field("VmRSS") {
             r.insert("rss_baseline_mib", kb as f64 / 1024.0);
         }
