@@ -105,6 +105,8 @@ pub struct Host {
     reply: Box<[u8]>,
     /// Connection-table changes since the reactor last applied them (`None` = row removed).
     rows: Vec<(u64, Option<ConnRow>)>,
+    /// Refusals are logged at most once a second (a flood would otherwise write a line each).
+    last_refusal_log: Option<smoltcp::time::Instant>,
 }
 
 impl Host {
@@ -118,6 +120,7 @@ impl Host {
             scratch: vec![0u8; IO_CHUNK].into_boxed_slice(),
             reply: vec![0u8; IO_CHUNK].into_boxed_slice(),
             rows: Vec::new(),
+            last_refusal_log: None,
         }
     }
 
@@ -259,11 +262,18 @@ impl Host {
             };
             if self.conns >= self.max_connections {
                 self.counters.conns_refused += 1;
-                log::warn!(
-                    target: "tapstack::host",
-                    "refusing {remote}: {} host connections open, the --max-connections limit",
-                    self.conns
-                );
+                let recent = self
+                    .last_refusal_log
+                    .is_some_and(|t| cx.now < t + smoltcp::time::Duration::from_secs(1));
+                if !recent {
+                    log::warn!(
+                        target: "tapstack::host",
+                        "refusing {remote}: {} host connections open, the --max-connections limit ({} refused so far)",
+                        self.conns,
+                        self.counters.conns_refused
+                    );
+                    self.last_refusal_log = Some(cx.now);
+                }
                 drop(stream);
                 continue;
             }

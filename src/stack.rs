@@ -46,6 +46,10 @@ pub const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
 /// A connection that has not finished its handshake by then is dropped (its peer never answered the
 /// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
 pub const HANDSHAKE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(10);
+/// How long a served connection waits in FIN-WAIT-2 for the peer's FIN after the service closed
+/// (Linux's `tcp_fin_timeout` is also 60 s). Without it a peer that never closes holds a connection
+/// slot, and enough of them fill `--max-connections`.
+pub const FIN_WAIT2_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(60);
 /// Buffers come from arenas this large: above glibc's largest mmap threshold (32 MiB), so each arena is
 /// a fresh anonymous mapping whose pages stay non-resident until data touches them.
 const ARENA: usize = 64 << 20;
@@ -147,6 +151,8 @@ struct Entry {
     remote: IpEndpoint,
     /// The state last narrated.
     state: tcp::State,
+    /// When it was entered.
+    state_since: Instant,
     /// Where this entry sits in the deadline index.
     deadline: Option<Instant>,
     /// Queued in `ready` for this turn.
@@ -398,6 +404,7 @@ impl Stack {
             local,
             remote,
             state,
+            state_since: self.last_now,
             deadline: None,
             ready: false,
         });
@@ -938,8 +945,12 @@ impl Stack {
         let mut t = self.iface.poll_at(now, &e.set);
         if let Role::Served(s) = &e.role {
             let mut own = s.session.as_ref().and_then(|s| s.poll_timeout());
-            if e.state == tcp::State::SynReceived {
-                let h = s.since + HANDSHAKE_TIMEOUT;
+            let limit = match e.state {
+                tcp::State::SynReceived => Some(s.since + HANDSHAKE_TIMEOUT),
+                tcp::State::FinWait2 => Some(e.state_since + FIN_WAIT2_TIMEOUT),
+                _ => None,
+            };
+            if let Some(h) = limit {
                 own = Some(own.map_or(h, |o| o.min(h)));
             }
             if let Some(st) = own {
@@ -974,6 +985,7 @@ impl Stack {
                 state_name(state),
             );
             e.state = state;
+            e.state_since = now;
             if let Role::Served(s) = &e.role {
                 if !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
                     status.conns.insert(
@@ -996,6 +1008,22 @@ impl Stack {
         if handshake_expired {
             self.counters
                 .drop("tcp: handshake timed out (no answer to SYN-ACK)");
+            if let Role::Served(s) = &e.role {
+                status.conns.remove(&s.id);
+            }
+            self.remove_served(now, key);
+            return;
+        }
+        let fin_wait2_expired = state == tcp::State::FinWait2
+            && matches!(e.role, Role::Served(_))
+            && now >= e.state_since + FIN_WAIT2_TIMEOUT;
+        if fin_wait2_expired {
+            // Like Linux, without an RST: the peer's later segments meet no socket and get one then.
+            self.counters
+                .drop("tcp: FIN-WAIT-2 timed out (the peer never sent its FIN)");
+            self.port
+                .observer_mut()
+                .tcp_state(now, local, Some(remote), "FIN-WAIT-2", "CLOSED");
             if let Role::Served(s) = &e.role {
                 status.conns.remove(&s.id);
             }

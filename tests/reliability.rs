@@ -305,6 +305,51 @@ fn h_rst_in_syn_received_releases_the_slot() {
     assert_eq!(h.server.listener_count(), 1);
 }
 
+/// Peers that read the daytime and never close: the server's side waits in FIN-WAIT-2, holding a slot.
+/// After 60 s (as Linux) those connections go, the slots are free and a new client is served.
+#[test]
+fn h_fin_wait2_peers_that_never_close_time_out() {
+    let mut h = Harness::builder()
+        .serve(ServiceKind::Daytime, 13)
+        .seed(5)
+        .max_connections(4)
+        .build();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let c = h.connect(13).unwrap();
+        let ok = h.run_until(VDuration::from_secs(3), |h| {
+            h.state(c) == smoltcp::socket::tcp::State::CloseWait
+        });
+        assert!(ok, "daytime answered and closed: {:?}", tcp_states(&h));
+        assert!(!h.recv(c).is_empty());
+        clients.push(c);
+    }
+    assert_eq!(h.server.connection_count(), 4, "{:?}", tcp_states(&h));
+    // Full: one more is refused while the silent peers hold their slots.
+    let extra = h.connect(13).unwrap();
+    h.run_until(VDuration::from_secs(1), |h| h.is_closed(extra));
+    assert!(h.is_closed(extra), "refused at the limit");
+    h.run_for(VDuration::from_secs(59));
+    assert_eq!(h.server.connection_count(), 4, "not before 60 s");
+    h.run_for(VDuration::from_secs(2));
+    let timed_out = h
+        .counters()
+        .drops
+        .get("tcp: FIN-WAIT-2 timed out (the peer never sent its FIN)")
+        .copied();
+    eprintln!(
+        "FIGURE fin-wait-2: 4 peers that never close, --max-connections 4: {} left after 61 s, {timed_out:?} timed out",
+        h.server.connection_count()
+    );
+    assert_eq!(h.server.connection_count(), 0, "{:?}", tcp_states(&h));
+    assert_eq!(timed_out, Some(4));
+    let c = h.connect(13).unwrap();
+    let ok = h.run_until(VDuration::from_secs(3), |h| {
+        h.state(c) == smoltcp::socket::tcp::State::CloseWait
+    });
+    assert!(ok && h.recv(c).ends_with(b"\r\n"), "served again");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. RST and injection, in process: the live connection's numbers read off the wire.
 

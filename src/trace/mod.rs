@@ -482,7 +482,19 @@ impl Tracer {
         };
         rec.seq = self.packets.push(rec);
         if self.lines {
-            log::info!(target: PACKET, "{}", self.packet_line(&rec));
+            // Formatted straight into the log record, not through a String first: at thousands of
+            // frames a second the extra allocation and copy were a tenth of the loop's time.
+            log::info!(
+                target: PACKET,
+                "{:<3} {} +{} {}",
+                rec.dir.as_str(),
+                self.device,
+                Secs(rec.t_us),
+                Summary {
+                    rec: &rec,
+                    absolute_seq: self.absolute_seq
+                }
+            );
             if self.hex {
                 let mut dump = String::new();
                 decode::hex_dump(&mut dump, frame);
