@@ -386,10 +386,12 @@ impl FlowTable {
         let fl = t.flags;
         let (d, o) = (idx(dir), 1 - idx(dir));
         let pure_syn = fl.syn() && !fl.ack();
-        let replace = match self.map.get(&key) {
-            Some(f) => pure_syn && (f.closed || (f.dirs[d].syn && f.dirs[d].base != Some(t.seq))),
-            None => false,
-        };
+        // Only a SYN can start a new connection on the tuple (one lookup less for every other frame).
+        let replace = pure_syn
+            && self
+                .map
+                .get(&key)
+                .is_some_and(|f| f.closed || (f.dirs[d].syn && f.dirs[d].base != Some(t.seq)));
         if replace {
             if self.map.get(&key).is_some_and(|f| !f.closed) {
                 self.close(&key, now_us, "superseded");
