@@ -160,6 +160,11 @@ impl Reactor {
                 TCP_BUFFER
             },
         };
+        let mut port = port;
+        if port.offloads() {
+            let mtu = port.io().wire_mtu();
+            port.observer_mut().set_wire_mtu(Some(mtu));
+        }
         let mut stack = Stack::new(&stack_cfg, port, now);
         for s in &cfg.services {
             stack.serve_tcp(s.kind, s.port);

@@ -482,3 +482,77 @@ print("done")
     // Client ports in the registered range are explained once, not one by one.
     assert_eq!(text.matches("is a registered port").count(), 1, "{text}");
 }
+
+/// With offload (the TAP's default), a TCP line may carry far more than a 1500-byte frame; it says how
+/// many wire-sized frames it stands for. `--no-offload` shows the wire-sized frames themselves.
+#[test]
+fn offloaded_segments_are_annotated_and_no_offload_shows_wire_frames() {
+    let Some(ns) = Netns::with_tap("ol") else {
+        return;
+    };
+    let send = r#"
+import socket
+s = socket.create_connection(("192.168.69.1", 9), timeout=10)
+s.sendall(b"x" * 1_000_000)
+s.shutdown(socket.SHUT_WR)
+s.recv(10)
+s.close()
+print("sent")
+"#;
+    let lens = |text: &str| -> Vec<(u64, Option<u64>)> {
+        text.lines()
+            .filter(|l| l.contains(" packet  in  tap0") && l.contains(" > 192.168.69.1:9 "))
+            .map(|l| {
+                let num_after = |key: &str| {
+                    l.split(key).nth(1).and_then(|r| {
+                        r.split(|c: char| !c.is_ascii_digit())
+                            .next()
+                            .and_then(|n| n.parse::<u64>().ok())
+                    })
+                };
+                (num_after(" len ").unwrap(), num_after("(offload: "))
+            })
+            .collect()
+    };
+    let ts = ns.tapstack(&["serve", "--tap", "tap0", "--serve", "discard", "--no-host"]);
+    ts.wait_ready();
+    assert_eq!(ns.python(send, &[]).trim(), "sent");
+    ts.wait_for("closed by", Duration::from_secs(5)).unwrap();
+    let text = ts.stderr_text();
+    let segs = lens(&text);
+    let big: Vec<_> = segs.iter().filter(|(len, _)| *len > 1460).collect();
+    assert!(!big.is_empty(), "the kernel sent large segments:\n{text}");
+    for &&(len, frames) in &big {
+        // 1448 bytes per frame with timestamps, 1460 without.
+        let n = frames.unwrap_or_else(|| panic!("a {len}-byte segment without a note"));
+        assert!(
+            n * 1460 >= len && (n - 1) * 1448 < len,
+            "{len} bytes as {n} frames"
+        );
+    }
+    assert!(segs
+        .iter()
+        .all(|&(len, frames)| (len > 1460) == frames.is_some()));
+    drop(ts);
+
+    let ts = ns.tapstack(&[
+        "serve",
+        "--tap",
+        "tap0",
+        "--serve",
+        "discard",
+        "--no-host",
+        "--no-offload",
+    ]);
+    ts.wait_ready();
+    assert_eq!(ns.python(send, &[]).trim(), "sent");
+    ts.wait_for("closed by", Duration::from_secs(5)).unwrap();
+    let text = ts.stderr_text();
+    let segs = lens(&text);
+    assert!(segs.len() > 600, "{} segments", segs.len());
+    assert!(
+        segs.iter()
+            .all(|&(len, frames)| len <= 1460 && frames.is_none()),
+        "{text}"
+    );
+}

@@ -80,6 +80,11 @@ pub trait FrameIo {
     fn send_segmented(&mut self, frame: &mut [u8], _mss: u16) -> io::Result<TxOutcome> {
         self.send(frame)
     }
+    /// The IP MTU of the wire this link stands for (1500 on an Ethernet-like TAP), whatever size of
+    /// segment offload lets through it.
+    fn wire_mtu(&self) -> usize {
+        self.max_frame() - 14
+    }
 }
 
 impl FrameIo for Box<dyn FrameIo> {
@@ -97,6 +102,9 @@ impl FrameIo for Box<dyn FrameIo> {
     }
     fn has_pending(&self) -> bool {
         (**self).has_pending()
+    }
+    fn wire_mtu(&self) -> usize {
+        (**self).wire_mtu()
     }
     fn segments_tcp(&self) -> bool {
         (**self).segments_tcp()

@@ -179,8 +179,15 @@ impl TapDevice {
             });
         }
         let mtu = interface_mtu(name).map_err(|e| TapError::Other(name.to_string(), e))?;
-        if offload {
-            let feats = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // Offload features outlive the file descriptor that set them: without this, a `--no-offload`
+        // run after an offload run on the same device is handed frames whose checksums the kernel left
+        // for the reader to finish, and drops every one as corrupt.
+        {
+            let feats = if offload {
+                libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
+            } else {
+                0
+            };
             // SAFETY: TUNSETOFFLOAD takes its argument by value.
             let r = unsafe {
                 libc::ioctl(
@@ -189,10 +196,16 @@ impl TapDevice {
                     feats as libc::c_ulong,
                 )
             };
-            if r < 0 {
+            if r < 0 && offload {
                 log::info!(
                     target: "tapstack",
                     "{name}: the kernel refused checksum/segmentation offload ({}); running without",
+                    io::Error::last_os_error()
+                );
+            } else if r < 0 {
+                log::warn!(
+                    target: "tapstack",
+                    "{name}: cannot turn the device's offloads off ({}); frames may arrive with unfinished checksums",
                     io::Error::last_os_error()
                 );
             }
@@ -414,6 +427,10 @@ impl FrameIo for TapDevice {
             return self.send(frame);
         };
         self.write_retrying(|t| t.write_with_header(&hdr, frame))
+    }
+
+    fn wire_mtu(&self) -> usize {
+        self.mtu
     }
 
     fn max_frame(&self) -> usize {

@@ -126,6 +126,8 @@ pub struct Tracer {
     last_us: i64,
     /// `--ladder`: where ladder diagrams are drawn (none when off or silent).
     ladders: Option<pictures::LadderOut>,
+    /// The wire's IP MTU when the link offloads segmentation (TCP segments above it are annotated).
+    wire_mtu: Option<usize>,
 }
 
 impl Tracer {
@@ -154,6 +156,7 @@ impl Tracer {
             explained_registered: false,
             last_us: 0,
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
+            wire_mtu: None,
         };
         t.flows.set_narration_limit(cfg.narrate_limit);
         if let Some(path) = &cfg.pcap {
@@ -204,6 +207,12 @@ impl Tracer {
         let limit = self.flows.narration().limit();
         self.flows = FlowTable::new(cap);
         self.flows.set_narration_limit(limit);
+    }
+
+    /// The link carries TCP segments larger than this IP MTU (offload): packet lines then say how many
+    /// wire-sized frames such a segment stands for.
+    pub fn set_wire_mtu(&mut self, mtu: Option<usize>) {
+        self.wire_mtu = mtu;
     }
 
     /// Whether a new host-socket connection is narrated (the same limit as the userspace stack's).
@@ -479,6 +488,7 @@ impl Tracer {
             labels: obs.labels,
             rst_reason: obs.rst_reason,
             dropped,
+            wire_frames: self.wire_mtu.and_then(|mtu| wire_frames(&d, mtu)),
         };
         rec.seq = self.packets.push(rec);
         if self.lines {
@@ -560,6 +570,7 @@ impl Tracer {
                 labels: Labels::default(),
                 rst_reason: None,
                 dropped: Some(why),
+                wire_frames: None,
             };
             ev.emit(&Event::Drop {
                 t_us,
@@ -627,6 +638,19 @@ impl Tracer {
             log::info!(target: EXPLAIN, "c{id} {proto} {local} / {remote}:{text}");
         }
     }
+}
+
+/// How many frames of at most `mtu` bytes of IP would carry this TCP segment's payload, when the
+/// segment is larger than that (it crossed the link whole, thanks to segmentation offload).
+fn wire_frames(d: &Decoded, mtu: usize) -> Option<u32> {
+    let (ip, t) = (d.ip?, d.tcp?);
+    let total = ip.len as usize;
+    if total <= mtu || t.len == 0 {
+        return None;
+    }
+    // IP and TCP headers repeat in every frame.
+    let per_frame = mtu.checked_sub(total - t.len as usize)?.max(1);
+    Some((t.len as usize).div_ceil(per_frame) as u32)
 }
 
 impl Observer for Tracer {

@@ -326,6 +326,9 @@ pub struct PacketRecord {
     pub rst_reason: Option<&'static str>,
     /// Why the frame was lost on the way, if it was.
     pub dropped: Option<&'static str>,
+    /// A TCP segment larger than the wire's MTU (segmentation offload): how many wire-sized frames
+    /// it stands for.
+    pub wire_frames: Option<u32>,
 }
 
 impl PacketRecord {
@@ -450,6 +453,9 @@ impl fmt::Display for Summary<'_> {
             }
             f.write_str(")")?;
         }
+        if let Some(n) = r.wire_frames {
+            write!(f, " (offload: {n} wire-sized frames)")?;
+        }
         if let Some(m) = d.malformed {
             if d.eth.is_some() {
                 f.write_str(" ")?;
@@ -497,6 +503,8 @@ struct PacketView<'a> {
     bad_checksum: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dropped: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wire_frames: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -534,6 +542,7 @@ impl Serialize for PacketRecord {
             malformed: d.malformed,
             bad_checksum: d.bad_checksum,
             dropped: self.dropped,
+            wire_frames: self.wire_frames,
         }
         .serialize(s)
     }

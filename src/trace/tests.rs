@@ -738,3 +738,41 @@ fn test_logging_paths_with_every_target_enabled() {
     assert_eq!(t.explained_addrs.len(), 4);
     assert!(t.explained_dynamic);
 }
+
+#[test]
+fn test_offloaded_segments_say_how_many_wire_frames_they_stand_for() {
+    let mut t = tracer();
+    t.set_wire_mtu(Some(1500));
+    // 20 bytes of IPv4 and 20 of TCP: 1460 bytes of payload per 1500-byte frame.
+    let big = Seg::new(ECHO, PEER_PORT, 1)
+        .ack(1)
+        .data(&[7u8; 14_600])
+        .outbound();
+    let exact = Seg::new(ECHO, PEER_PORT, 1)
+        .ack(1)
+        .data(&[7u8; 1460])
+        .outbound();
+    let odd = Seg::new(PEER_PORT, ECHO, 1)
+        .ack(1)
+        .data(&[7u8; 1461])
+        .inbound();
+    t.frame(at(0), Direction::Out, &big);
+    t.frame(at(1), Direction::Out, &exact);
+    t.frame(at(2), Direction::In, &odd);
+    let p: Vec<&PacketRecord> = t.recent_packets(0).collect();
+    assert_eq!(p[0].wire_frames, Some(10));
+    assert_eq!(p[1].wire_frames, None, "fits one frame");
+    assert_eq!(p[2].wire_frames, Some(2));
+    assert!(
+        t.packet_line(p[0])
+            .ends_with("len 14600 (offload: 10 wire-sized frames)"),
+        "{}",
+        t.packet_line(p[0])
+    );
+    let json = serde_json::to_value(p[0]).unwrap();
+    assert_eq!(json["wire_frames"], 10);
+    // Without offload nothing is said.
+    let mut t = tracer();
+    t.frame(at(0), Direction::Out, &big);
+    assert_eq!(t.recent_packets(0).next().unwrap().wire_frames, None);
+}
