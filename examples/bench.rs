@@ -56,6 +56,10 @@ struct Opts {
     /// processing of frames tapstack writes (the clients' TCP) to CPU 1 with RPS.
     #[arg(long)]
     steer: bool,
+    /// Experiment (not the reference setup): tapstack on CPU 0, the bench's kernel clients on CPU 1,
+    /// so that the scheduler never runs a client thread on tapstack's CPU.
+    #[arg(long)]
+    pin: bool,
 }
 
 const TESTS: &[&str] = &[
@@ -189,6 +193,9 @@ impl Bench<'_> {
         }
         let ns = sys::tap_netns(&format!("r{run}t"))?;
         let mut ts = self.tapstack(&ns, true, &format!("run{run}-quiet.log"))?;
+        if self.opts.pin && !self.opts.steer {
+            ns.sh(&format!("taskset -p 1 {} >/dev/null", ts.pid))?;
+        }
         if self.opts.steer {
             ns.sh(&format!(
                 "taskset -p 1 {} >/dev/null && echo 2 > /sys/class/net/tap0/queues/rx-0/rps_cpus",
@@ -418,6 +425,16 @@ fn main() {
     }
     sys::install_cleanup_on_signal();
     sys::remove_stale_namespaces();
+    if opts.pin {
+        // Threads and children inherit the mask of the thread that makes them: the clients stay on
+        // CPU 1, and tapstack is moved to CPU 0 once started.
+        // SAFETY: a zeroed cpu_set_t with one bit set, for the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(1, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
     let code = match std::panic::catch_unwind(|| bench(&opts)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
