@@ -46,7 +46,7 @@ struct Opts {
     /// Runs to take medians over (default: 5, or 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these tests, comma-separated: wire,veth,idle,rx,tx,echo,conn1,conn64,conns10k,log.
+    /// Only these tests, comma-separated: wire,wireconn,veth,idle,rx,tx,echo,conn1,conn64,conns10k,log.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Record a `perf record -g` profile of tapstack during each test into DIR (TEST-runN.perf.data).
@@ -63,7 +63,7 @@ struct Opts {
 }
 
 const TESTS: &[&str] = &[
-    "wire", "veth", "idle", "rx", "tx", "echo", "conn1", "conn64", "conns10k", "log",
+    "wire", "wireconn", "veth", "idle", "rx", "tx", "echo", "conn1", "conn64", "conns10k", "log",
 ];
 
 /// The sizes and time bounds of one mode.
@@ -166,6 +166,14 @@ impl Bench<'_> {
                 t.elapsed.as_secs_f64()
             ));
             r.insert("wire_gbps", t.gbps());
+        }
+        if self.sel("wireconn") {
+            let (n, took) = wire::wire_conns(p.conns as usize / 3)?;
+            note(&format!(
+                "wireconn: {n} connections in {:.2} s on the in-memory wire",
+                took.as_secs_f64()
+            ));
+            r.insert("wire_conn_us", took.as_secs_f64() * 1e6 / n as f64);
         }
         if self.sel("veth") {
             let (a, b, how) = sys::veth_pair(&format!("r{run}v"))?;

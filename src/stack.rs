@@ -318,6 +318,8 @@ pub struct Stack {
     /// The subnet broadcast addresses of the stack's IPv4 networks: UDP sent there is not answered.
     broadcasts: Vec<IpAddress>,
     next_ephemeral: u16,
+    /// Local ports of client connections, so that picking a free one does not scan every entry.
+    client_ports: std::collections::HashSet<u16>,
     /// The time of the last ingress or egress, for narration outside of them.
     last_now: Instant,
 }
@@ -372,6 +374,7 @@ impl Stack {
                 .collect(),
             // Seeded, so a deterministic run picks the same ports every time.
             next_ephemeral: EPHEMERAL.start() + (cfg.random_seed % 16384) as u16,
+            client_ports: std::collections::HashSet::new(),
             last_now: now,
         }
     }
@@ -442,8 +445,12 @@ impl Stack {
         if self.by_tuple.get(&Tuple(e.local, e.remote)) == Some(&key) {
             self.by_tuple.remove(&Tuple(e.local, e.remote));
         }
-        if matches!(e.role, Role::Served(_)) {
-            self.served -= 1;
+        match e.role {
+            Role::Served(_) => self.served -= 1,
+            Role::Client { .. } => {
+                self.client_ports.remove(&e.local.port);
+            }
+            Role::Listener { .. } => {}
         }
         // abort() only queues an RST for the next egress of this set, which never comes: `listen` and
         // `connect` reset the socket first.
@@ -462,11 +469,7 @@ impl Stack {
             } else {
                 p + 1
             };
-            let used = self
-                .entries
-                .iter()
-                .any(|(_, e)| matches!(e.role, Role::Client { .. }) && e.local.port == p)
-                || self.pools.iter().any(|pl| pl.port == p);
+            let used = self.client_ports.contains(&p) || self.pools.iter().any(|pl| pl.port == p);
             if !used {
                 return Some(p);
             }
@@ -501,6 +504,7 @@ impl Stack {
         // Narrate from CLOSED: the socket reads SYN-SENT already.
         self.entries[key].state = tcp::State::Closed;
         self.by_tuple.insert(Tuple(local, remote_ep), key);
+        self.client_ports.insert(port);
         Ok(TcpHandle(key))
     }
 
@@ -1457,5 +1461,24 @@ mod tests {
         assert!(!udp_source_unanswerable(IpAddress::Ipv4(Ipv4Address::new(
             192, 168, 69, 100
         ))));
+    }
+
+    #[test]
+    fn test_client_ports_are_unique_and_return_when_the_socket_goes() {
+        let (mut stack, _peer) = stack_on_wire(8);
+        let remote: SocketAddr = "192.168.69.100:7".parse().unwrap();
+        let handles: Vec<TcpHandle> = (0..500)
+            .map(|_| stack.tcp_connect(remote).unwrap())
+            .collect();
+        let ports: std::collections::HashSet<u16> =
+            handles.iter().map(|h| stack.entries[h.0].local.port).collect();
+        assert_eq!(ports.len(), 500);
+        assert_eq!(stack.client_ports, ports);
+        let gone = handles[0];
+        let port = stack.entries[gone.0].local.port;
+        stack.tcp_abort(gone);
+        turn(&mut stack, Instant::ZERO);
+        assert!(!stack.client_ports.contains(&port), "released with its socket");
+        assert_eq!(stack.client_ports.len(), 499);
     }
 }

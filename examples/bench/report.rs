@@ -114,6 +114,10 @@ pub const FIGURES: &[Figure] = &[
 /// Diagnostic figures without targets (table's second part, JSON `info`).
 pub const INFO: &[(&str, &str)] = &[
     (
+        "wire_conn_us",
+        "CPU per connection of both stacks on the in-memory wire, us (no syscalls: steady)",
+    ),
+    (
         "tcp_rx_cpu_pct",
         "tapstack CPU during tcp_rx, % of one core",
     ),

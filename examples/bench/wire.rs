@@ -115,3 +115,54 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
         }
     }
 }
+
+/// `wire_conn_us`: what one connection (connect, a 64-byte echo, close; 64 at a time) costs the two
+/// userspace stacks on the in-memory wire, in microseconds of this thread: no system calls, no
+/// scheduler, so it moves little with the machine's load and shows changes to the stack and the
+/// tracer that the TAP figures bury in kernel time. Both stacks are tapstack's (the client's tracer is
+/// silent, the server's follows flows as `-q` does); virtual time.
+pub fn wire_conns(total: usize) -> Result<(usize, Duration), String> {
+    use smoltcp::time::Duration as VDuration;
+    use tapstack::harness::Harness;
+    let mut h = Harness::builder()
+        .serve(ServiceKind::Echo, 7)
+        .trace(TraceConfig {
+            quiet: true,
+            device: "wire".into(),
+            ..TraceConfig::default()
+        })
+        .max_connections(256)
+        .build();
+    let msg = [0x37u8; 64];
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let batch: Vec<_> = (0..64.min(total - done))
+            .map(|_| h.connect(7).map_err(|e| format!("connect: {e:?}")))
+            .collect::<Result<_, _>>()?;
+        let mut got = vec![0usize; batch.len()];
+        let mut sent = vec![false; batch.len()];
+        let ok = h.run_until(VDuration::from_secs(10), |h| {
+            for (i, &c) in batch.iter().enumerate() {
+                if !sent[i] && h.is_established(c) {
+                    sent[i] = h.send(c, &msg) == msg.len();
+                }
+                got[i] += h.recv(c).len();
+            }
+            got.iter().all(|&n| n == msg.len())
+        });
+        if !ok {
+            return Err("wire connections: echoes did not come back".into());
+        }
+        for &c in &batch {
+            h.close(c);
+        }
+        if !h.run_until(VDuration::from_secs(10), |h| {
+            batch.iter().all(|&c| h.is_closed(c)) && h.server.connection_count() == 0
+        }) {
+            return Err("wire connections: did not close".into());
+        }
+        done += batch.len();
+    }
+    Ok((done, t0.elapsed()))
+}
