@@ -1546,6 +1546,8 @@ const CLI_PARSE_CASES: &[&[&str]] = &[
     &["serve", "--dup-chance", "-0.1"],
     &["serve", "--latency-ms", "-5"],
     &["serve", "--seed", "banana"],
+    &["serve", "--narrate-limit", "-1"],
+    &["serve", "--narrate-limit", "few"],
     &["serve", "--bogus-flag"],
     &["serve", "extra-positional"],
     &["frobnicate"],
