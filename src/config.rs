@@ -100,7 +100,12 @@ pub struct StackArgs {
     pub ladder: bool,
     /// Narrate (state changes, close summaries) at most N new TCP connections a second; the rest are
     /// counted in one line a second. 0: narrate every connection.
-    #[arg(long, value_name = "N", default_value_t = 100, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        allow_negative_numbers = true
+    )]
     pub narrate_limit: u32,
     /// Print counters every N seconds.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]

@@ -1470,15 +1470,20 @@ mod tests {
         let handles: Vec<TcpHandle> = (0..500)
             .map(|_| stack.tcp_connect(remote).unwrap())
             .collect();
-        let ports: std::collections::HashSet<u16> =
-            handles.iter().map(|h| stack.entries[h.0].local.port).collect();
+        let ports: std::collections::HashSet<u16> = handles
+            .iter()
+            .map(|h| stack.entries[h.0].local.port)
+            .collect();
         assert_eq!(ports.len(), 500);
         assert_eq!(stack.client_ports, ports);
         let gone = handles[0];
         let port = stack.entries[gone.0].local.port;
         stack.tcp_abort(gone);
         turn(&mut stack, Instant::ZERO);
-        assert!(!stack.client_ports.contains(&port), "released with its socket");
+        assert!(
+            !stack.client_ports.contains(&port),
+            "released with its socket"
+        );
         assert_eq!(stack.client_ports.len(), 499);
     }
 }
