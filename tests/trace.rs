@@ -479,8 +479,14 @@ print("done")
         text.contains("connections accepted 30 refused 0 closed 30"),
         "{text}"
     );
-    // Client ports in the registered range are explained once, not one by one.
-    assert_eq!(text.matches("is a registered port").count(), 1, "{text}");
+    // Client ports (Linux picks them from 32768-60999: registered or dynamic) are explained once per
+    // range, not one by one.
+    let registered = text.matches("is a registered port").count();
+    let dynamic = text.matches("is a dynamic port").count();
+    assert!(
+        registered <= 1 && dynamic <= 1 && registered + dynamic >= 1,
+        "{registered} registered, {dynamic} dynamic:\n{text}"
+    );
 }
 
 /// With offload (the TAP's default), a TCP line may carry far more than a 1500-byte frame; it says how
