@@ -776,3 +776,24 @@ fn test_offloaded_segments_say_how_many_wire_frames_they_stand_for() {
     t.frame(at(0), Direction::Out, &big);
     assert_eq!(t.recent_packets(0).next().unwrap().wire_frames, None);
 }
+
+#[test]
+fn test_unnamed_client_ports_are_explained_once_per_range() {
+    let mut t = tracer();
+    t.explain_on = true;
+    for (i, port) in [40000u16, 40001, 50000, 50001, 8080]
+        .into_iter()
+        .enumerate()
+    {
+        t.frame(
+            at(i as i64),
+            Direction::In,
+            &Seg::new(port, ECHO, 1).syn().inbound(),
+        );
+    }
+    assert!(t.explained_registered && t.explained_dynamic);
+    // Only named ports are remembered one by one.
+    let mut ports: Vec<u16> = t.explained_ports.iter().copied().collect();
+    ports.sort();
+    assert_eq!(ports, [ECHO, 8080]);
+}
