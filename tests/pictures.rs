@@ -78,7 +78,18 @@ fn ladder_printed_on_close_and_open_flows_at_shutdown_and_pages_answer() {
         "{}",
         ts.stderr_text()
     );
-    let text = ts.stderr_text();
+    // The block is one log record, but it may reach the pipe in more than one read: wait for the
+    // blank line that ends it.
+    let title = format!("c{id} tcp 192.168.69.100:");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = ts.stderr_text();
+        let after = text.find(&title).map(|i| &text[i..]);
+        if after.is_some_and(|a| a.contains("\n\n")) || std::time::Instant::now() > end {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     // The block comes right after the summary line.
     let lines: Vec<&str> = text.lines().collect();
     let at = lines.iter().position(|l| l.contains("closed by")).unwrap();
