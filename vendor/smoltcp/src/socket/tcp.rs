@@ -1414,6 +1414,28 @@ impl<'a> Socket<'a> {
         self.rx_buffer.len()
     }
 
+    /// Return the receive window the socket checks incoming segments against: the next sequence
+    /// number it expects (RCV.NXT) and the end of the window it advertised (RCV.NXT + RCV.WND), or
+    /// `None` before the connection is synchronized.
+    ///
+    /// RFC 5961 (3.2) lets only an RST whose sequence number is exactly RCV.NXT reset a connection;
+    /// other in-window RSTs deserve a challenge ACK. This lets a caller tell the two apart.
+    pub fn recv_window(&self) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
+        match self.state {
+            State::Closed | State::Listen | State::SynSent => None,
+            _ => {
+                let start = self.remote_seq_no + self.rx_buffer.len();
+                let end = match self.remote_last_ack {
+                    Some(last_ack) => {
+                        last_ack + ((self.remote_last_win as usize) << self.remote_win_shift)
+                    }
+                    None => start,
+                };
+                Some((start, end))
+            }
+        }
+    }
+
     fn set_state(&mut self, state: State) {
         if self.state != state {
             tcp_trace!("state={}=>{}", self.state, state);
@@ -5421,6 +5443,26 @@ mod test {
             }
         );
         assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_recv_window() {
+        let mut s = socket_listen();
+        assert_eq!(s.recv_window(), None);
+        s = socket_established();
+        let (start, end) = s.recv_window().unwrap();
+        assert_eq!(start, REMOTE_SEQ + 1);
+        assert_eq!(end, REMOTE_SEQ + 1 + 64);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_window().unwrap().0, REMOTE_SEQ + 1 + 6);
     }
 
     #[test]
