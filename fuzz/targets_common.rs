@@ -9,7 +9,7 @@ use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 #[allow(unused_imports)]
 use std::time::{Duration as StdDuration, UNIX_EPOCH};
 #[allow(unused_imports)]
-use tapstack::device::{Direction, FrameIo, Observer, Port};
+use tapstack::device::{Direction, FrameIo, Nic, Observer};
 #[allow(unused_imports)]
 use tapstack::service::{Context, ServiceKind, Settings, StreamSession};
 #[allow(unused_imports)]
@@ -84,10 +84,10 @@ pub fn fuzz_decode(data: &[u8]) {
 
 /// The server stack of the harness (same MAC, addresses and seed), on one end of an in-memory wire;
 /// returns it with the other end, where the fuzzer's frames go in.
-pub fn fuzz_server_stack(seed: u64) -> (Stack, tapstack::device::wire::WireEnd) {
+pub fn fuzz_server_stack(seed: u64) -> (Stack<Tracer>, tapstack::device::wire::WireEnd) {
     let (a, b) = tapstack::device::wire::wire();
     let tracer = Tracer::new(TraceConfig::silent(), UNIX_EPOCH).expect("silent tracer");
-    let port = Port::new(Box::new(a) as Box<dyn FrameIo>, tracer);
+    let port = Nic::new(Box::new(a) as Box<dyn FrameIo>, tracer);
     let cfg = StackConfig {
         mac: tapstack::config::parse_mac("02:00:00:00:00:01").expect("constant MAC"),
         addrs: tapstack::config::DEFAULT_ADDRS
@@ -120,12 +120,10 @@ pub fn fuzz_stack_ingress(data: &[u8]) {
     let mut status = Status::default();
     let mut now = SmolInstant::ZERO;
     let mut buf = vec![0u8; 2048];
-    let turn = |stack: &mut Stack, now: SmolInstant, status: &mut Status| {
+    let turn = |stack: &mut Stack<Tracer>, now: SmolInstant, status: &mut Status| {
         for _ in 0..4 {
-            stack.ingress(now, 64, status);
             let wall = UNIX_EPOCH + StdDuration::from_secs(1_704_067_200);
-            stack.run_services(now, wall, &Status::default(), &settings);
-            stack.egress(now, status);
+            stack.serve_turn(now, wall, 64, status, &settings);
         }
         assert!(stack.connection_count() <= 16, "max-connections exceeded");
     };

@@ -12,9 +12,10 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::reactor::App;
+use crate::reactor::TracedStack;
 use crate::service::http::{self, ChunkedDecoder, ChunkedStep};
 use crate::service::ServiceKind;
-use crate::stack::{Stack, TcpHandle};
+use crate::stack::TcpHandle;
 
 /// How long a handshake may take before the connection counts as timed out.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,7 +90,7 @@ impl TcpExchange {
         }
     }
 
-    fn fail(&mut self, stack: &mut Stack, why: String) {
+    fn fail(&mut self, stack: &mut TracedStack, why: String) {
         if let Some(h) = self.handle.take() {
             stack.tcp_abort(h);
         }
@@ -97,7 +98,7 @@ impl TcpExchange {
     }
 
     /// Moves the conversation forward; returns whether anything happened.
-    pub fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool {
+    pub fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
         if self.is_over() {
             return false;
         }
@@ -116,7 +117,14 @@ impl TcpExchange {
             },
         };
         let mut progress = false;
-        let sock = stack.tcp(h);
+        let sock = match stack.tcp(h) {
+            Ok(s) => s,
+            Err(e) => {
+                self.handle = None;
+                self.phase = Phase::Failed(e.to_string());
+                return true;
+            }
+        };
         let state = sock.state();
         if self.phase == Phase::Connecting {
             if sock.may_send() || state == tcp::State::CloseWait {
@@ -146,7 +154,14 @@ impl TcpExchange {
                 return false;
             }
         }
-        let sock = stack.tcp(h);
+        let sock = match stack.tcp(h) {
+            Ok(s) => s,
+            Err(e) => {
+                self.handle = None;
+                self.phase = Phase::Failed(e.to_string());
+                return true;
+            }
+        };
         while sock.can_send() && self.sent < self.outgoing.len() {
             match sock.send_slice(&self.outgoing[self.sent..]) {
                 Ok(0) | Err(_) => break,
@@ -390,7 +405,7 @@ impl Tour {
     }
 }
 
-fn poll_ping(p: &mut Ping, now: Instant, stack: &mut Stack) -> Result<bool, String> {
+fn poll_ping(p: &mut Ping, now: Instant, stack: &mut TracedStack) -> Result<bool, String> {
     let IpAddr::V4(target) = p.target else {
         return Err("the tour pings IPv4 only".to_string());
     };
@@ -440,7 +455,7 @@ fn poll_ping(p: &mut Ping, now: Instant, stack: &mut Stack) -> Result<bool, Stri
     Ok(progress)
 }
 
-fn poll_udp(a: &mut UdpAsk, now: Instant, stack: &mut Stack) -> Result<bool, String> {
+fn poll_udp(a: &mut UdpAsk, now: Instant, stack: &mut TracedStack) -> Result<bool, String> {
     let h = match a.handle {
         Some(h) => h,
         None => {
@@ -473,7 +488,7 @@ fn poll_udp(a: &mut UdpAsk, now: Instant, stack: &mut Stack) -> Result<bool, Str
 }
 
 impl App for Tour {
-    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool {
+    fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
         if self.outcome.is_some() {
             return false;
         }
@@ -593,7 +608,7 @@ impl App for Tour {
         })
     }
 
-    fn finish(&mut self, _stack: &mut Stack) {
+    fn finish(&mut self, _stack: &mut TracedStack) {
         log::info!(target: "tapstack::demo", "== tour summary ==");
         for r in &self.records {
             let (mark, msg) = match &r.result {
@@ -693,7 +708,7 @@ impl Connect {
 }
 
 impl App for Connect {
-    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool {
+    fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
         if self.outcome.is_some() {
             return false;
         }
@@ -994,7 +1009,7 @@ impl Get {
 }
 
 impl App for Get {
-    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool {
+    fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
         if self.outcome.is_some() {
             return false;
         }

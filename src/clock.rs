@@ -71,6 +71,31 @@ impl Clock {
     }
 
     /// Moves a virtual clock forward to `t` (never backwards). A real clock ignores it.
+    /// The one rule for moving virtual time when a turn did nothing: jump to the next deadline; a
+    /// deadline already due that moved nothing steps a millisecond, so that time cannot stall. With
+    /// no deadline, a run bounded by `limit` (the harness, whose test may act at any moment) steps a
+    /// millisecond too, and an unbounded one stays: only outside events can bring work. Never past
+    /// `limit`. Returns whether time moved.
+    pub fn advance_idle(&mut self, deadline: Option<Instant>, limit: Option<Instant>) -> bool {
+        let now = self.now();
+        let step = match deadline {
+            Some(t) if t > now => Some(t),
+            Some(_) => Some(now + Duration::from_millis(1)),
+            None => limit.map(|_| now + Duration::from_millis(1)),
+        };
+        let Some(mut t) = step else {
+            return false;
+        };
+        if let Some(l) = limit {
+            t = t.min(l);
+        }
+        if t <= now {
+            return false;
+        }
+        self.advance_to(t);
+        true
+    }
+
     pub fn advance_to(&mut self, t: Instant) {
         if let Clock::Virtual { now } = self {
             if t > *now {
@@ -104,6 +129,30 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_idle_advance_jumps_to_the_deadline_steps_when_due_and_respects_the_limit() {
+        let mut c = Clock::virtual_at_zero();
+        let ms = Instant::from_millis;
+        assert!(c.advance_idle(Some(ms(40)), None));
+        assert_eq!(c.now(), ms(40));
+        assert!(
+            c.advance_idle(Some(ms(40)), None),
+            "due but idle: a millisecond"
+        );
+        assert_eq!(c.now(), ms(41));
+        assert!(c.advance_idle(Some(ms(500)), Some(ms(100))));
+        assert_eq!(c.now(), ms(100), "never past the limit");
+        assert!(!c.advance_idle(None, None), "nothing scheduled: wait");
+        assert!(c.advance_idle(None, Some(ms(300))));
+        assert_eq!(c.now(), ms(101), "a bounded run steps");
+        assert!(c.advance_idle(Some(ms(400)), Some(ms(300))));
+        assert_eq!(c.now(), ms(300));
+        assert!(
+            !c.advance_idle(Some(ms(400)), Some(ms(300))),
+            "at the limit"
+        );
+    }
 
     #[test]
     fn virtual_clock_only_moves_forward_when_told() {

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::config::{parse_cidr, ServeConfig};
 use crate::device::tap::TapDevice;
 use crate::device::wire::wire;
-use crate::device::{FrameIo, Port};
+use crate::device::{FrameIo, Nic};
 use crate::reactor::{App, Reactor, RunError, Summary};
 use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER};
 use crate::trace::{TraceConfig, Tracer};
@@ -55,7 +55,7 @@ pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Rea
     let (server_end, client_end) = wire();
     let mut reactor = Reactor::new(cfg, Box::new(server_end), clock)?;
     let now = reactor.clock().now();
-    let client_port = Port::new(
+    let client_port = Nic::new(
         Box::new(client_end) as Box<dyn FrameIo>,
         Tracer::new(
             TraceConfig::silent(),

@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::commands::{DEMO_CLIENT_ADDRS, DEMO_CLIENT_MAC};
 use crate::config::{parse_cidr, parse_mac, DEFAULT_ADDRS};
 use crate::device::wire::wire;
-use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Port};
+use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Nic};
 use crate::service::{ServiceKind, Settings};
 use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};
 use crate::status::{Counters, Status};
@@ -120,7 +120,7 @@ impl HarnessBuilder {
             .faults
             .is_active()
             .then(|| FaultInjector::new(self.faults));
-        let server_port = Port::new(Box::new(a) as Box<dyn FrameIo>, tracer).with_faults(faults);
+        let server_port = Nic::new(Box::new(a) as Box<dyn FrameIo>, tracer).with_faults(faults);
         let seed = self.faults.seed;
         let server_cfg = StackConfig {
             mac: parse_mac("02:00:00:00:00:01").expect("constant MAC"),
@@ -139,7 +139,7 @@ impl HarnessBuilder {
             server.serve_tcp(kind, port);
             server.serve_udp(kind, port);
         }
-        let client_port = Port::new(
+        let client_port = Nic::new(
             Box::new(b) as Box<dyn FrameIo>,
             Tracer::new(TraceConfig::silent(), epoch).expect("a silent tracer opens nothing"),
         );
@@ -169,8 +169,8 @@ impl HarnessBuilder {
 /// Two stacks on a virtual wire; see the module documentation.
 pub struct Harness {
     clock: Clock,
-    pub server: Stack,
-    pub client: Stack,
+    pub server: Stack<Tracer>,
+    pub client: Stack<Tracer>,
     status: Status,
     settings: Settings,
 }
@@ -195,19 +195,16 @@ impl Harness {
     pub fn poll(&mut self) -> bool {
         let now = self.clock.now();
         let before = self.frames();
-        self.server.ingress(now, BUDGET, &mut self.status);
         let wall = self.clock.wall();
         self.server
-            .run_services(now, wall, &self.status, &self.settings);
-        self.server.egress(now, &mut self.status);
+            .serve_turn(now, wall, BUDGET, &mut self.status, &self.settings);
         let mut scratch = Status::default();
-        self.client.ingress(now, BUDGET, &mut scratch);
-        self.client.egress(now, &mut scratch);
+        self.client.turn(now, BUDGET, &mut scratch, |_, _| {});
         self.frames() != before
     }
 
     fn frames(&self) -> u64 {
-        let (s, c) = (self.server.port.counters(), self.client.port.counters());
+        let (s, c) = (self.server.nic().counters(), self.client.nic().counters());
         s.packets_in + s.packets_out + c.packets_in + c.packets_out
     }
 
@@ -225,18 +222,13 @@ impl Harness {
         for _ in 0..10_000 {
             let moved = self.poll();
             let pending =
-                self.server.port.io().has_pending() || self.client.port.io().has_pending();
+                self.server.nic().io().has_pending() || self.client.nic().io().has_pending();
             if !moved && !pending {
                 break;
             }
         }
-        let now = self.clock.now();
-        let next = match self.deadline() {
-            Some(t) if t > now => t.min(limit),
-            // Something is due now but nothing moved: step a millisecond so time cannot stall.
-            _ => (now + Duration::from_millis(1)).min(limit),
-        };
-        self.clock.advance_to(next.max(now));
+        let deadline = self.deadline();
+        self.clock.advance_idle(deadline, Some(limit));
     }
 
     /// Runs until `cond` holds (checked after every settled turn) or `limit` of virtual time passed;
@@ -277,12 +269,13 @@ impl Harness {
         self.client.tcp_connect(addr)
     }
 
+    /// A released handle's socket is gone: it reads as closed.
     pub fn state(&mut self, h: TcpHandle) -> tcp::State {
-        self.client.tcp(h).state()
+        self.client.tcp(h).map_or(tcp::State::Closed, |s| s.state())
     }
 
     pub fn is_established(&mut self, h: TcpHandle) -> bool {
-        self.client.tcp(h).may_send()
+        self.client.tcp(h).is_ok_and(|s| s.may_send())
     }
 
     /// Closed, or as good as closed (TIME-WAIT).
@@ -292,7 +285,9 @@ impl Harness {
 
     /// Queues as much of `data` as the send buffer takes; returns how much.
     pub fn send(&mut self, h: TcpHandle, data: &[u8]) -> usize {
-        let s = self.client.tcp(h);
+        let Ok(s) = self.client.tcp(h) else {
+            return 0;
+        };
         if !s.can_send() {
             return 0;
         }
@@ -301,8 +296,10 @@ impl Harness {
 
     /// Everything received so far.
     pub fn recv(&mut self, h: TcpHandle) -> Vec<u8> {
-        let s = self.client.tcp(h);
         let mut out = Vec::new();
+        let Ok(s) = self.client.tcp(h) else {
+            return out;
+        };
         while s.can_recv() {
             let n = s.recv(|b| {
                 (b.len(), {
@@ -319,7 +316,9 @@ impl Harness {
 
     /// Sends FIN after what is queued.
     pub fn close(&mut self, h: TcpHandle) {
-        self.client.tcp(h).close();
+        if let Ok(s) = self.client.tcp(h) {
+            s.close();
+        }
     }
 
     /// Sends one UDP datagram to `port` on the server and waits up to `limit` for one reply.
@@ -341,17 +340,12 @@ impl Harness {
 
     /// The frames the server stack saw, decoded (the most recent 4096), oldest first.
     pub fn packets(&self) -> Vec<PacketRecord> {
-        self.server
-            .port
-            .observer()
-            .recent_packets(0)
-            .cloned()
-            .collect()
+        self.server.observer().recent_packets(0).cloned().collect()
     }
 
     /// The packet lines the server stack would log for those frames.
     pub fn packet_lines(&self) -> Vec<String> {
-        let t = self.server.port.observer();
+        let t = self.server.observer();
         t.recent_packets(0).map(|r| t.packet_line(r)).collect()
     }
 
@@ -383,15 +377,8 @@ impl Harness {
 
     /// The server stack's counters (frames, bytes, connections, drops by reason).
     pub fn counters(&mut self) -> Counters {
-        let mut c = self.server.port.counters().clone();
-        let s = self.server.counters();
-        c.conns_accepted = s.conns_accepted;
-        c.conns_refused = s.conns_refused;
-        c.conns_closed = s.conns_closed;
-        for (k, v) in &s.drops {
-            *c.drops.entry(k.clone()).or_insert(0) += v;
-        }
-        self.server.port.observer().merge_into(&mut c);
+        let mut c = self.server.all_counters();
+        self.server.observer().merge_into(&mut c);
         c
     }
 }

@@ -22,10 +22,12 @@ use std::net::SocketAddr;
 use crate::clock::Clock;
 use crate::config::ServeConfig;
 use crate::device::tap::TapError;
-use crate::device::{FaultInjector, FrameIo, Port};
+use crate::device::{FaultInjector, FrameIo, Nic};
 use crate::host::{BindError, Host};
 use crate::service::{Context, Settings};
-use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER, TCP_BUFFER_OFFLOAD};
+use crate::stack::{
+    entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD,
+};
 use crate::status::{Counters, Status};
 use crate::trace::Tracer;
 
@@ -39,17 +41,20 @@ pub const INGRESS_BUDGET: usize = 64;
 /// How long a clean shutdown waits for connections to finish their FIN exchange.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
+/// The userspace stack as the loop runs it: watched by the tracer.
+pub type TracedStack = Stack<Tracer>;
+
 /// Something that runs on the loop beside the services: the demo's tour, `connect`, `get`.
 pub trait App {
     /// Does what it can now on `stack` (the stack it was given: the TAP stack for `connect`, the
     /// client stack on the wire in the demo). Returns whether it made progress.
-    fn poll(&mut self, now: Instant, stack: &mut Stack) -> bool;
+    fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool;
     /// When it wants to be polled again at the latest.
     fn poll_at(&self) -> Option<Instant>;
     /// `Some` once finished: `Err` with a one-line reason when it failed.
     fn outcome(&self) -> Option<Result<(), String>>;
     /// Called once after it finished (the demo prints its summary here).
-    fn finish(&mut self, _stack: &mut Stack) {}
+    fn finish(&mut self, _stack: &mut TracedStack) {}
 }
 
 /// Why a run ended badly (exit status 1).
@@ -101,7 +106,7 @@ pub struct Summary {
 pub struct Reactor {
     poll: Poll,
     clock: Clock,
-    pub stack: Stack,
+    pub stack: TracedStack,
     pub host: Option<Host>,
     pub status: Status,
     settings: Settings,
@@ -113,7 +118,7 @@ pub struct Reactor {
     /// Loop turns that slept and were woken (for the idle wake-up figure).
     pub wakeups: u64,
     /// The other end of the virtual wire, in the demo: a client stack on the same loop.
-    pub peer: Option<Stack>,
+    pub peer: Option<TracedStack>,
     app: Option<Box<dyn App>>,
     /// End the run when the app finishes (client modes, `demo --exit`).
     exit_with_app: bool,
@@ -146,7 +151,7 @@ impl Reactor {
                 .register(&mut SourceFd(&fd), LINK, Interest::READABLE)
                 .map_err(|e| RunError::Io("cannot watch the TAP device", e))?;
         }
-        let port = Port::new(io, tracer).with_faults(faults);
+        let port = Nic::new(io, tracer).with_faults(faults);
         let stack_cfg = StackConfig {
             mac: cfg.mac,
             addrs: cfg.addrs.clone(),
@@ -235,7 +240,7 @@ impl Reactor {
     }
 
     /// Puts a client stack on the loop (the other end of the demo's wire).
-    pub fn set_peer(&mut self, peer: Stack) {
+    pub fn set_peer(&mut self, peer: TracedStack) {
         self.peer = Some(peer);
     }
 
@@ -250,10 +255,10 @@ impl Reactor {
     }
 
     fn frames_seen(&self) -> u64 {
-        let c = self.stack.port.counters();
+        let c = self.stack.nic().counters();
         let mut n = c.packets_in + c.packets_out;
         if let Some(p) = &self.peer {
-            let c = p.port.counters();
+            let c = p.nic().counters();
             n += c.packets_in + c.packets_out;
         }
         n
@@ -273,7 +278,7 @@ impl Reactor {
             .collect();
         log::info!(target: "tapstack", "ready: {}", list.join(", "));
         let now = self.clock.now();
-        self.stack.tracer().ready(now, &self.status.endpoints);
+        self.stack.observer_mut().ready(now, &self.status.endpoints);
     }
 
     /// Begins a clean shutdown: FIN on every connection, then the loop ends within the grace time.
@@ -296,37 +301,13 @@ impl Reactor {
     }
 
     fn refresh_counters(&mut self) {
-        let mut c = self.stack.port.counters().clone();
-        let s = self.stack.counters();
-        c.conns_accepted = s.conns_accepted;
-        c.conns_refused = s.conns_refused;
-        c.conns_closed = s.conns_closed;
-        for (k, v) in &s.drops {
-            *c.drops.entry(k.clone()).or_insert(0) += v;
-        }
-        self.status.stack = c;
-        if let Some(h) = &self.host {
-            self.status.host = h.counters().clone();
-        }
-        self.stack
-            .port
-            .observer()
-            .merge_into(&mut self.status.stack);
-        let r = &mut self.status.resources;
-        r.stack_sockets = self.stack.socket_count();
-        r.stack_conns = self.stack.connection_count();
-        r.stack_listeners = self.stack.listener_count();
-        r.trace_flows = self.stack.port.observer().flow_count();
-        r.host_sources = self.host.as_ref().map_or(0, |h| h.source_count());
-        r.host_conns = self.host.as_ref().map_or(0, |h| h.connection_count());
-        let now = self.clock.now();
-        if self
-            .rss_at
-            .is_none_or(|t| now >= t + Duration::from_millis(100))
-        {
-            self.rss_at = Some(now);
-            r.rss_kib = crate::status::rss_kib();
-        }
+        refresh_counters(
+            &self.stack,
+            self.host.as_ref(),
+            &mut self.status,
+            self.clock.now(),
+            &mut self.rss_at,
+        );
     }
 
     fn log_stats(&mut self) {
@@ -353,62 +334,62 @@ impl Reactor {
         );
     }
 
-    /// One loop turn's work without waiting: ingress, services, egress. Returns whether ingress left
-    /// frames waiting.
+    /// One loop turn's work without waiting: each stack's turn (ingress, services or the app,
+    /// egress), the host sockets' timers in between. Returns whether work was left waiting.
     pub fn turn(&mut self) -> bool {
         let now = self.clock.now();
-        let n = self.stack.ingress(now, INGRESS_BUDGET, &mut self.status);
-        self.refresh_counters();
         let wall = self.clock.wall();
-        self.stack
-            .run_services(now, wall, &self.status, &self.settings);
-        if let Some(h) = self.host.as_mut() {
-            let cx = Context {
-                now,
-                wall,
-                status: &self.status,
-                settings: &self.settings,
-                trace: Some(self.stack.port.observer()),
-            };
-            h.run_timers(self.poll.registry(), &cx);
-        }
-        if let Some(h) = self.host.as_mut() {
-            h.apply_rows(&mut self.status);
-        }
-        self.stack.egress(now, &mut self.status);
-        self.stack.port.observer_mut().tick(now);
-        let mut more = n == INGRESS_BUDGET;
+        let registry = self.poll.registry();
+        let (host, settings, rss_at) = (&mut self.host, &self.settings, &mut self.rss_at);
+        let app_running = self.app_result.is_none();
+        // Without a client stack of its own (connect, get), the app runs on the main stack.
+        let (mut main_app, mut peer_app) = match self.peer {
+            None => (self.app.as_mut().filter(|_| app_running), None),
+            Some(_) => (None, self.app.as_mut().filter(|_| app_running)),
+        };
+        let mut app_done = None;
         let mut progress = false;
+        let n = self
+            .stack
+            .turn(now, INGRESS_BUDGET, &mut self.status, |stack, status| {
+                refresh_counters(stack, host.as_ref(), status, now, rss_at);
+                stack.run_services(now, wall, status, settings);
+                if let Some(h) = host.as_mut() {
+                    let cx = Context {
+                        now,
+                        wall,
+                        status,
+                        settings,
+                        trace: stack.observer().view(),
+                    };
+                    h.run_timers(registry, &cx);
+                    h.apply_rows(status);
+                }
+                if let Some(app) = main_app.take() {
+                    progress |= poll_app(app, now, stack, &mut app_done);
+                }
+            });
+        self.stack.observer_mut().tick(now);
+        let mut more = n == INGRESS_BUDGET;
         if let Some(peer) = self.peer.as_mut() {
             // The client stack has no services and no status rows of its own.
             let mut scratch = Status::default();
-            more |= peer.ingress(now, INGRESS_BUDGET, &mut scratch) == INGRESS_BUDGET;
-        }
-        if self.app_result.is_none() {
-            if let Some(app) = self.app.as_mut() {
-                let stack = self.peer.as_mut().unwrap_or(&mut self.stack);
-                progress |= app.poll(now, stack);
-                if let Some(r) = app.outcome() {
-                    app.finish(stack);
-                    self.app_result = Some(r);
-                    progress = true;
+            let taken = peer.turn(now, INGRESS_BUDGET, &mut scratch, |peer, _| {
+                if let Some(app) = peer_app.take() {
+                    progress |= poll_app(app, now, peer, &mut app_done);
                 }
-            }
+            });
+            more |= taken == INGRESS_BUDGET;
         }
-        if let Some(peer) = self.peer.as_mut() {
-            let mut scratch = Status::default();
-            peer.egress(now, &mut scratch);
-        }
-        if progress && self.peer.is_none() {
-            // The app queued data on the main stack: send it in this turn.
-            self.stack.egress(now, &mut self.status);
+        if app_done.is_some() {
+            self.app_result = app_done;
         }
         // An app that moved on (a tour step done, data queued) gets another turn at once.
         more |= progress;
         // A link without a file descriptor (the in-memory wire) cannot wake the loop: look instead.
-        more |= self.stack.port.io().has_pending();
+        more |= self.stack.nic().io().has_pending();
         if let Some(p) = &self.peer {
-            more |= p.port.io().has_pending();
+            more |= p.nic().io().has_pending();
         }
         let seen = self.frames_seen();
         if seen != self.activity {
@@ -431,7 +412,7 @@ impl Reactor {
         min(self.host.as_ref().and_then(|h| h.poll_at()));
         min(self.next_stats);
         min(self.shutdown_at);
-        min(self.stack.port.observer().poll_at());
+        min(self.stack.observer().poll_at());
         if let Some(p) = self.peer.as_mut() {
             min(p.poll_at(now));
         }
@@ -446,13 +427,13 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let more = self.turn();
-            if let Some(e) = self.stack.port.take_fatal() {
+            if let Some(e) = self.stack.nic_mut().take_fatal() {
                 let now = self.clock.now();
-                self.stack.tracer().error(now, &e.to_string());
-                self.stack.tracer().flush();
+                self.stack.observer_mut().error(now, &e.to_string());
+                self.stack.observer_mut().flush();
                 return Err(RunError::LinkGone(e));
             }
-            if self.stack.tracer().quit_requested() {
+            if self.stack.observer().quit_requested() {
                 self.begin_shutdown("q typed in step mode");
             }
             if !self.exit_with_app && self.app_result.is_some() && !self.serving_on {
@@ -470,7 +451,7 @@ impl Reactor {
                 if let Some(r) = &self.app_result {
                     if let Err(e) = r {
                         let now = self.clock.now();
-                        self.stack.tracer().error(now, e);
+                        self.stack.observer_mut().error(now, e);
                     }
                     self.begin_shutdown("finished");
                 }
@@ -483,7 +464,7 @@ impl Reactor {
                 {
                     if self.stack.has_connections() {
                         self.stack.abort_all();
-                        self.stack.egress(now, &mut self.status);
+                        self.stack.turn(now, 0, &mut self.status, |_, _| {});
                     }
                     let summary = self.finish();
                     return match self.app_result.take() {
@@ -500,21 +481,14 @@ impl Reactor {
                 Some(std::time::Duration::ZERO)
             } else if self.clock.is_virtual() {
                 // Virtual time: never sleep for a deadline, jump to it once a turn did nothing.
-                match self.deadline() {
-                    Some(t) => {
-                        if !self.busy {
-                            let step = if t > now {
-                                t
-                            } else {
-                                now + Duration::from_millis(1)
-                            };
-                            self.clock.advance_to(step);
-                        }
-                        Some(std::time::Duration::ZERO)
-                    }
+                let deadline = self.deadline();
+                if !self.busy {
+                    self.clock.advance_idle(deadline, None);
+                }
+                match deadline {
                     // Nothing scheduled at all: only the host sockets can bring work.
                     None if !self.busy => None,
-                    None => Some(std::time::Duration::ZERO),
+                    _ => Some(std::time::Duration::ZERO),
                 }
             } else {
                 self.deadline().map(|t| {
@@ -575,7 +549,7 @@ impl Reactor {
                 }
                 token => {
                     if let Some(h) = self.host.as_mut() {
-                        let tracer = self.stack.port.observer();
+                        let tracer = self.stack.observer();
                         let cx = Context {
                             now,
                             wall,
@@ -598,7 +572,7 @@ impl Reactor {
         self.log_stats();
         let now = self.clock.now();
         let status = self.status.clone();
-        let tracer = self.stack.tracer();
+        let tracer = self.stack.observer_mut();
         tracer.shutdown(now, &status);
         tracer.flush();
         log::info!(target: "tapstack", "bye");
@@ -606,6 +580,48 @@ impl Reactor {
             stack: status.stack,
             host: status.host,
         }
+    }
+}
+
+/// Polls an app on the stack it runs on; records its outcome once it has one.
+fn poll_app(
+    app: &mut Box<dyn App>,
+    now: Instant,
+    stack: &mut TracedStack,
+    done: &mut Option<Result<(), String>>,
+) -> bool {
+    let mut progress = app.poll(now, stack);
+    if let Some(r) = app.outcome() {
+        app.finish(stack);
+        *done = Some(r);
+        progress = true;
+    }
+    progress
+}
+
+/// Copies the counters of both stacks and the resources in use into the status read-model.
+fn refresh_counters(
+    stack: &TracedStack,
+    host: Option<&Host>,
+    status: &mut Status,
+    now: Instant,
+    rss_at: &mut Option<Instant>,
+) {
+    status.stack = stack.all_counters();
+    if let Some(h) = host {
+        status.host = h.counters().clone();
+    }
+    stack.observer().merge_into(&mut status.stack);
+    let r = &mut status.resources;
+    r.stack_sockets = stack.socket_count();
+    r.stack_conns = stack.connection_count();
+    r.stack_listeners = stack.listener_count();
+    r.trace_flows = stack.observer().flow_count();
+    r.host_sources = host.map_or(0, |h| h.source_count());
+    r.host_conns = host.map_or(0, |h| h.connection_count());
+    if rss_at.is_none_or(|t| now >= t + Duration::from_millis(100)) {
+        *rss_at = Some(now);
+        r.rss_kib = crate::status::rss_kib();
     }
 }
 

@@ -4,7 +4,10 @@
 //! the HTTP status page renders it. It holds no sockets, so a service can read it while the reactor has a
 //! socket borrowed.
 
+use smoltcp::socket::tcp;
 use std::collections::BTreeMap;
+
+use crate::stack::{state_name, StackEvent};
 use std::net::SocketAddr;
 
 /// Which TCP/IP stack a connection or endpoint lives on.
@@ -153,6 +156,42 @@ impl Status {
         match stack {
             StackKind::Stack => &self.stack,
             StackKind::Host => &self.host,
+        }
+    }
+
+    /// Follows the userspace stack: a row per served connection, from its first state change until
+    /// it is closed. Client sockets have no rows.
+    pub fn apply(&mut self, ev: &StackEvent) {
+        match *ev {
+            StackEvent::State {
+                conn,
+                local,
+                remote,
+                to,
+                service: Some(kind),
+                ..
+            } if !matches!(to, tcp::State::Closed | tcp::State::TimeWait) => {
+                self.conns.insert(
+                    conn,
+                    ConnRow {
+                        id: conn,
+                        stack: StackKind::Stack,
+                        proto: Proto::Tcp,
+                        local,
+                        remote: Some(remote),
+                        state: state_name(to),
+                        service: kind.name(),
+                    },
+                );
+            }
+            StackEvent::Closed {
+                conn,
+                service: Some(_),
+                ..
+            } => {
+                self.conns.remove(&conn);
+            }
+            _ => {}
         }
     }
 }

@@ -74,7 +74,7 @@ fn stop_clean(mut ts: Tapstack) -> String {
 }
 
 fn inject(h: &mut Harness, frame: &[u8]) {
-    h.client.port.io_mut().send(frame).unwrap();
+    h.client.nic_mut().io_mut().send(frame).unwrap();
 }
 
 fn tcp_states(h: &Harness) -> Vec<String> {
@@ -368,7 +368,6 @@ fn last_server_seg(h: &Harness, cport: u16) -> (u32, u32, u32) {
 
 fn server_out_count(h: &Harness, cport: u16, since: u64) -> usize {
     h.server
-        .port
         .observer()
         .recent_packets(since)
         .filter(|r| r.dir == Direction::Out)
@@ -423,7 +422,7 @@ fn rst_scenario(inexact: bool) {
         r.options.clear();
         tcp_frame(&r)
     };
-    let mark = h.server.port.observer().last_packet_seq();
+    let mark = h.server.observer().last_packet_seq();
     // Out of window: far ahead and far behind. Silently ignored.
     for k in 0..50u32 {
         inject(&mut h, &rst(rcv_nxt.wrapping_add(1_000_000 + k * 4096)));
@@ -441,7 +440,7 @@ fn rst_scenario(inexact: bool) {
         "an out-of-window RST closed the server's side"
     );
     // In window but not exact: at most one challenge ACK per second.
-    let mark = h.server.port.observer().last_packet_seq();
+    let mark = h.server.observer().last_packet_seq();
     for k in 1..=50u32 {
         if inexact {
             inject(&mut h, &rst(rcv_nxt.wrapping_add(k * 100)));
@@ -528,12 +527,12 @@ fn h_syn_option_abuse_answered_or_counted_then_echo_works() {
     for (i, (name, opts)) in abusive_options().into_iter().enumerate() {
         let port = 5000 + i as u16;
         let before = h.counters().drops_total();
-        let mark = h.server.port.observer().last_packet_seq();
+        let mark = h.server.observer().last_packet_seq();
         let mut seg = Seg::syn(SPOOF_IP, port, 7, 1000);
         seg.options = opts;
         inject(&mut h, &tcp_frame(&seg));
         h.run_for(VDuration::from_millis(50));
-        let synack = h.server.port.observer().recent_packets(mark).any(|r| {
+        let synack = h.server.observer().recent_packets(mark).any(|r| {
             r.dir == Direction::Out
                 && r.decoded
                     .tcp
@@ -556,12 +555,11 @@ fn h_syn_option_abuse_answered_or_counted_then_echo_works() {
             ack.ack = sseq.wrapping_add(1);
             ack.options.clear();
             ack.payload = b"tiny segments".to_vec();
-            let mark = h.server.port.observer().last_packet_seq();
+            let mark = h.server.observer().last_packet_seq();
             inject(&mut h, &tcp_frame(&ack));
             h.run_for(VDuration::from_millis(20));
             let lens: Vec<u32> = h
                 .server
-                .port
                 .observer()
                 .recent_packets(mark)
                 .filter_map(|r| {

@@ -10,7 +10,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 use std::time::{Duration, Instant, SystemTime};
 
 use tapstack::device::wire::wire;
-use tapstack::device::{FrameIo, Port};
+use tapstack::device::{FrameIo, Nic};
 use tapstack::reactor::INGRESS_BUDGET;
 use tapstack::service::{ServiceKind, Settings};
 use tapstack::stack::{Stack, StackConfig, TCP_BUFFER};
@@ -34,7 +34,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
         SystemTime::now(),
     )
     .map_err(|e| format!("tracer: {e}"))?;
-    let sport = Port::new(Box::new(server_end) as Box<dyn FrameIo>, tracer);
+    let sport = Nic::new(Box::new(server_end) as Box<dyn FrameIo>, tracer);
     let scfg = StackConfig {
         mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
         addrs: vec![IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24)],
@@ -50,7 +50,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
     let settings = Settings::default();
 
     // The client: bare smoltcp with the same buffer size.
-    let mut cport = Port::new(client_end, ());
+    let mut cport = Nic::new(client_end, ());
     let mut ccfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([
         2, 0, 0, 0, 0, 2,
     ])));
@@ -106,9 +106,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
 
         // Server: one reactor turn without the waiting.
         let t = now();
-        server.ingress(t, INGRESS_BUDGET, &mut status);
-        server.run_services(t, SystemTime::now(), &status, &settings);
-        server.egress(t, &mut status);
+        server.serve_turn(t, SystemTime::now(), INGRESS_BUDGET, &mut status, &settings);
 
         if Instant::now() > give_up {
             return Err("the wire transfer never finished (stalled?)".into());

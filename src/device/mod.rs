@@ -1,7 +1,7 @@
 //! Links under the userspace stack: our own TAP device, an in-memory wire, fault injection, and the one
-//! `smoltcp::phy::Device` implementation ([`Port`]) that puts any of them under smoltcp.
+//! `smoltcp::phy::Device` implementation ([`Nic`]) that puts any of them under smoltcp.
 //!
-//! Middleware in the smoltcp style: a [`Port`] owns a [`FrameIo`] (where frames come from and go to), an
+//! Middleware in the smoltcp style: a [`Nic`] owns a [`FrameIo`] (where frames come from and go to), an
 //! optional [`FaultInjector`] (what happens to them on the way) and an [`Observer`] (who watches them:
 //! packet lines, pcap, events). The rx side holds one frame in a slot that the reactor can peek at before
 //! smoltcp sees it, which is how listener pools are refilled ahead of a SYN.
@@ -131,6 +131,8 @@ struct Held {
 struct RxSlot {
     buf: Box<[u8]>,
     len: Option<usize>,
+    /// The observer has seen it.
+    observed: bool,
 }
 
 /// Everything but the rx slot, so that smoltcp's rx and tx tokens can borrow disjoint parts of a port.
@@ -149,19 +151,20 @@ struct Core<F: FrameIo, O: Observer> {
 }
 
 /// `smoltcp::phy::Device` over any [`FrameIo`], with fault injection and an observer.
-pub struct Port<F: FrameIo, O: Observer> {
+pub struct Nic<F: FrameIo, O: Observer> {
     rx: RxSlot,
     core: Core<F, O>,
     max_frame: usize,
 }
 
-impl<F: FrameIo, O: Observer> Port<F, O> {
+impl<F: FrameIo, O: Observer> Nic<F, O> {
     pub fn new(io: F, observer: O) -> Self {
         let max = io.max_frame();
-        Port {
+        Nic {
             rx: RxSlot {
                 buf: vec![0u8; max].into_boxed_slice(),
                 len: None,
+                observed: false,
             },
             core: Core {
                 io,
@@ -231,8 +234,9 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
         self.core.flush_held(now)
     }
 
-    /// Makes sure a received frame waits in the rx slot; returns whether one does. The observer sees the
-    /// frame here, before the stack processes it.
+    /// Makes sure a received frame waits in the rx slot; returns whether one does. The observer sees
+    /// the frame at [`Nic::observe_rx`], or at the latest when the stack takes it or it is discarded:
+    /// the stack may first number the connection a SYN opens, so that the frame's line names it.
     pub fn fill_rx(&mut self, now: Instant) -> bool {
         if self.rx.len.is_some() {
             return true;
@@ -240,9 +244,22 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
         match self.core.fill(now, &mut self.rx.buf) {
             Some(n) => {
                 self.rx.len = Some(n);
+                self.rx.observed = false;
                 true
             }
             None => false,
+        }
+    }
+
+    /// Shows the frame in the rx slot to the observer (once).
+    pub fn observe_rx(&mut self, now: Instant) {
+        if let Some(n) = self.rx.len {
+            if !self.rx.observed {
+                self.rx.observed = true;
+                self.core
+                    .observer
+                    .frame(now, Direction::In, &self.rx.buf[..n]);
+            }
         }
     }
 
@@ -251,8 +268,9 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
         self.rx.len.map(|n| &self.rx.buf[..n])
     }
 
-    /// Throws away the frame in the rx slot (the reactor decided the stack must not see it).
-    pub fn discard_rx(&mut self, reason: &'static str) {
+    /// Throws away the frame in the rx slot (the stack decided smoltcp must not see it).
+    pub fn discard_rx(&mut self, now: Instant, reason: &'static str) {
+        self.observe_rx(now);
         if self.rx.len.take().is_some() {
             self.core.counters.drop(reason);
         }
@@ -322,10 +340,9 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
         }
     }
 
-    fn accepted(&mut self, now: Instant, frame: &[u8]) -> usize {
+    fn accepted(&mut self, _now: Instant, frame: &[u8]) -> usize {
         self.counters.packets_in += 1;
         self.counters.bytes_in += frame.len() as u64;
-        self.observer.frame(now, Direction::In, frame);
         frame.len()
     }
 
@@ -435,11 +452,11 @@ impl<F: FrameIo, O: Observer> Core<F, O> {
     }
 }
 
-pub struct PortRxToken<'a> {
+pub struct NicRxToken<'a> {
     slot: &'a mut RxSlot,
 }
 
-impl phy::RxToken for PortRxToken<'_> {
+impl phy::RxToken for NicRxToken<'_> {
     fn consume<R, G>(self, f: G) -> R
     where
         G: FnOnce(&[u8]) -> R,
@@ -449,14 +466,14 @@ impl phy::RxToken for PortRxToken<'_> {
     }
 }
 
-pub struct PortTxToken<'a, F: FrameIo, O: Observer> {
+pub struct NicTxToken<'a, F: FrameIo, O: Observer> {
     core: &'a mut Core<F, O>,
     now: Instant,
     /// smoltcp left TCP checksums to the device.
     offloaded: bool,
 }
 
-impl<F: FrameIo, O: Observer> phy::TxToken for PortTxToken<'_, F, O> {
+impl<F: FrameIo, O: Observer> phy::TxToken for NicTxToken<'_, F, O> {
     fn consume<R, G>(self, len: usize, f: G) -> R
     where
         G: FnOnce(&mut [u8]) -> R,
@@ -474,23 +491,24 @@ impl<F: FrameIo, O: Observer> phy::TxToken for PortTxToken<'_, F, O> {
     }
 }
 
-impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
+impl<F: FrameIo, O: Observer> phy::Device for Nic<F, O> {
     type RxToken<'a>
-        = PortRxToken<'a>
+        = NicRxToken<'a>
     where
         Self: 'a;
     type TxToken<'a>
-        = PortTxToken<'a, F, O>
+        = NicTxToken<'a, F, O>
     where
         Self: 'a;
 
     /// Hands smoltcp the frame in the rx slot. It does not read the link: the reactor fills the slot
-    /// with [`Port::fill_rx`], one frame at a time, so that it can budget ingress and peek at SYNs.
+    /// with [`Nic::fill_rx`], one frame at a time, so that it can budget ingress and peek at SYNs.
     fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         self.rx.len?;
+        self.observe_rx(now);
         Some((
-            PortRxToken { slot: &mut self.rx },
-            PortTxToken {
+            NicRxToken { slot: &mut self.rx },
+            NicTxToken {
                 offloaded: self.core.offloads(),
                 core: &mut self.core,
                 now,
@@ -499,7 +517,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
     }
 
     fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
-        Some(PortTxToken {
+        Some(NicTxToken {
             offloaded: self.core.offloads(),
             core: &mut self.core,
             now,
@@ -516,7 +534,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Port<F, O> {
             let frame = std::num::NonZeroUsize::new(self.max_frame);
             caps.segmentation.tcpv4 = frame;
             caps.segmentation.tcpv6 = frame;
-            // smoltcp insists: a segmenting device also computes TCP checksums (here: the Port).
+            // smoltcp insists: a segmenting device also computes TCP checksums (here: the Nic).
             caps.checksum.tcp = phy::Checksum::Rx;
         }
         caps

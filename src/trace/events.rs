@@ -32,6 +32,15 @@ pub enum Event<'a> {
         from: &'a str,
         to: &'a str,
     },
+    /// An RST reached a connection of the userspace stack and was not allowed to reset it.
+    RstIgnored {
+        t_us: i64,
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        why: &'a str,
+    },
     /// A TCP connection ended: its summary.
     ConnClosed(ConnClosed<'a>),
     /// A frame was lost on the way (fault injector, full link).

@@ -13,6 +13,7 @@ use super::decode::{Decoded, TcpFlags, TcpInfo};
 use super::narrate::NarrationLimit;
 use super::records::{FlowRecord, Labels, SegmentRecord, Side};
 use crate::device::Direction;
+use crate::stack::ConnIds;
 
 /// Default bound on the flow table.
 pub const DEFAULT_FLOW_CAP: usize = 65536;
@@ -73,6 +74,8 @@ struct Flow {
     stage: u8,
     syn_at: i64,
     closed: bool,
+    /// A frame of it was seen (a flow the stack opened exists before its first frame).
+    seen: bool,
     /// This flow's key in `evictable` (0: not evictable).
     evict_seq: u64,
 }
@@ -115,8 +118,8 @@ pub struct FlowTable {
     evictions: u64,
     closed: VecDeque<FlowRecord>,
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
-    /// A `Cell`, so that host connections can take ids while services read the table.
-    next_id: std::cell::Cell<u64>,
+    /// Shared with the stack (and through it the host side), so that an id names one connection.
+    ids: ConnIds,
     narration: NarrationLimit,
 }
 
@@ -137,7 +140,7 @@ impl FlowTable {
             evictions: 0,
             closed: VecDeque::new(),
             rst_hints: HashMap::new(),
-            next_id: std::cell::Cell::new(1),
+            ids: ConnIds::default(),
             narration: NarrationLimit::new(0),
         }
     }
@@ -154,9 +157,47 @@ impl FlowTable {
 
     /// A fresh id from the one counter.
     pub fn alloc_id(&self) -> u64 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        id
+        self.ids.next()
+    }
+
+    /// Takes ids from `ids` (the stack's) from now on.
+    pub fn share_ids(&mut self, ids: ConnIds) {
+        self.ids = ids;
+    }
+
+    /// The stack opened connection `id` on this 4-tuple: its flow starts now, under the stack's id
+    /// (an older flow on the same tuple is over).
+    pub fn open(&mut self, now_us: i64, local: SocketAddr, remote: SocketAddr, id: u64) {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        if self.map.get(&key).is_some_and(|f| f.rec.id == id) {
+            return;
+        }
+        if self.map.get(&key).is_some_and(|f| !f.closed) {
+            self.close(&key, now_us, "superseded");
+        }
+        self.remove(&key);
+        self.create_with(key, now_us, id);
+    }
+
+    /// The stack ended connection `local`/`remote` for `reason`; returns whether its flow was still
+    /// open (it is closed now).
+    pub fn end(
+        &mut self,
+        now_us: i64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        reason: &'static str,
+    ) -> bool {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        self.close(&key, now_us, reason)
     }
 
     pub fn evictions(&self) -> u64 {
@@ -398,8 +439,7 @@ impl FlowTable {
             }
             self.remove(&key);
         }
-        let new_flow = !self.map.contains_key(&key);
-        if new_flow {
+        if !self.map.contains_key(&key) {
             self.create(key, now_us);
         }
         let hint = if fl.rst() && dir == Direction::Out {
@@ -410,6 +450,8 @@ impl FlowTable {
         let Some(f) = self.map.get_mut(&key) else {
             return Observed::default();
         };
+        // A flow the stack opened before its first frame is new to the reader all the same.
+        let new_flow = !std::mem::replace(&mut f.seen, true);
         let mut labels = Labels::default();
 
         // Sequence bases: the ISN from a SYN, else the first number seen.
@@ -604,6 +646,11 @@ impl FlowTable {
     }
 
     fn create(&mut self, key: FlowKey, now_us: i64) -> u64 {
+        let id = self.alloc_id();
+        self.create_with(key, now_us, id)
+    }
+
+    fn create_with(&mut self, key: FlowKey, now_us: i64, id: u64) -> u64 {
         while self.map.len() >= self.cap {
             let victim = match self.evictable.first_key_value() {
                 Some((_, k)) => *k,
@@ -618,7 +665,6 @@ impl FlowTable {
             self.remove(&victim);
             self.evictions += 1;
         }
-        let id = self.alloc_id();
         let proto = match key.proto {
             TCP => "tcp",
             UDP => "udp",
@@ -636,6 +682,7 @@ impl FlowTable {
                 stage: 0,
                 syn_at: now_us,
                 closed: false,
+                seen: false,
                 evict_seq: 0,
             },
         );
@@ -649,25 +696,6 @@ impl FlowTable {
     /// The record of the flow with this id, if it is still in the table.
     pub fn record(&self, id: u64) -> Option<&FlowRecord> {
         self.map.get(self.order.get(&id)?).map(|f| &f.rec)
-    }
-
-    /// Whether an RST from the peer with sequence number `seq` is the exact one (RFC 5961 3.2): the
-    /// next number the stack expects, as its last ACK said it or as the peer's data ended. Unknown
-    /// flows cannot be judged and count as exact.
-    pub fn rst_is_exact(&self, local: SocketAddr, remote: SocketAddr, seq: u32) -> bool {
-        let key = FlowKey {
-            proto: TCP,
-            local,
-            remote,
-        };
-        let Some(f) = self.map.get(&key) else {
-            return true;
-        };
-        let (peer, stack) = (&f.dirs[0], &f.dirs[1]);
-        match (stack.last_ack, peer.max_end) {
-            (None, None) => true,
-            (a, e) => a == Some(seq) || e == Some(seq),
-        }
     }
 
     /// Addresses involved in a flow (for explanations).

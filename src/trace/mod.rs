@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use crate::device::{Direction, Observer};
+use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
 use crate::status::{Counters, Endpoint, Status};
 
 pub mod decode;
@@ -254,13 +255,8 @@ impl Tracer {
         self.flows.alloc_id()
     }
 
-    /// The id of the TCP flow with this 4-tuple (assigned on first sight).
-    pub fn conn_id(&mut self, local: SocketAddr, remote: SocketAddr) -> u64 {
-        self.flows.tcp_id(self.last_us, local, remote).0
-    }
-
     /// A smoltcp socket of the userspace stack changed state.
-    pub fn tcp_state(
+    pub(crate) fn tcp_state(
         &mut self,
         now: Instant,
         local: SocketAddr,
@@ -307,7 +303,12 @@ impl Tracer {
     }
 
     /// Why the next RST towards `remote` from `local` is sent (no listener, pool full, abort).
-    pub fn rst_reason(&mut self, local: SocketAddr, remote: SocketAddr, reason: &'static str) {
+    pub(crate) fn rst_reason(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        reason: &'static str,
+    ) {
         self.flows.rst_hint(local, remote, reason);
     }
 
@@ -380,12 +381,6 @@ impl Tracer {
                 }
             }
         }
-    }
-
-    /// Whether an RST from `remote` with sequence number `seq` is exactly the expected one; see
-    /// [`FlowTable::rst_is_exact`].
-    pub fn rst_is_exact(&self, local: SocketAddr, remote: SocketAddr, seq: u32) -> bool {
-        self.flows.rst_is_exact(local, remote, seq)
     }
 
     /// Flows in the table (bounded).
@@ -651,6 +646,89 @@ fn wire_frames(d: &Decoded, mtu: usize) -> Option<u32> {
     // IP and TCP headers repeat in every frame.
     let per_frame = mtu.checked_sub(total - t.len as usize)?.max(1);
     Some((t.len as usize).div_ceil(per_frame) as u32)
+}
+
+/// The stack's events: narration and flow records follow what the stack did.
+impl StackObserver for Tracer {
+    fn attach(&mut self, ids: &ConnIds) {
+        self.flows.share_ids(ids.clone());
+    }
+
+    fn event(&mut self, now: Instant, ev: &StackEvent) {
+        match *ev {
+            StackEvent::Opened {
+                conn,
+                local,
+                remote,
+                ..
+            } => {
+                let t_us = self.now_us(now);
+                self.flows.open(t_us, local, remote, conn);
+            }
+            StackEvent::State {
+                local,
+                remote,
+                from,
+                to,
+                ..
+            } => self.tcp_state(now, local, Some(remote), state_name(from), state_name(to)),
+            StackEvent::RstIgnored {
+                conn,
+                local,
+                remote,
+                seq,
+                why,
+            } => {
+                let t_us = self.now_us(now);
+                let narrated = self.flows.get(6, local, remote).is_none_or(|f| f.narrated);
+                if self.tcp_log && narrated {
+                    log::info!(target: TCP, "+{} c{conn} {local} <- {remote} RST ignored: {}", Secs(t_us), why.as_str());
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::RstIgnored {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        seq,
+                        why: why.as_str(),
+                    });
+                }
+            }
+            StackEvent::Refused { local, remote, why } => {
+                self.rst_reason(local, remote, why.as_str())
+            }
+            StackEvent::Closed {
+                local,
+                remote,
+                cause,
+                ..
+            } => {
+                // Connections that end without a last state change (evicted, timed out, released)
+                // end in the trace too, so that their flows do not linger.
+                let t_us = self.now_us(now);
+                if self.flows.end(t_us, local, remote, close_reason(cause)) {
+                    self.report_closed(t_us);
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> Option<&dyn crate::service::TraceView> {
+        Some(self)
+    }
+}
+
+fn close_reason(cause: CloseCause) -> &'static str {
+    match cause {
+        CloseCause::Closed => "CLOSED",
+        CloseCause::ResetByPeer => "reset by the peer",
+        CloseCause::Aborted => "aborted",
+        CloseCause::TimedOut(Timeout::Handshake) => "handshake timed out",
+        CloseCause::TimedOut(Timeout::FinWait2) => "FIN-WAIT-2 timed out",
+        CloseCause::Evicted => "evicted at the connection limit",
+        CloseCause::Superseded => "superseded",
+    }
 }
 
 impl Observer for Tracer {

@@ -368,7 +368,7 @@ fn test_tcp_state_ids_and_close() {
         &Seg::new(PEER_PORT, ECHO, 1000).syn().inbound(),
     );
     t.tcp_state(at(1), local, Some(remote), "LISTEN", "SYN-RECEIVED");
-    assert_eq!(t.conn_id(local, remote), 1);
+    assert_eq!(t.flow_records().next().map(|f| f.id), Some(1));
     assert_eq!(t.alloc_id(), 2);
     t.tcp_state(at(5), local, Some(remote), "SYN-RECEIVED", "CLOSED");
     let f = t.closed_flows().next().unwrap();

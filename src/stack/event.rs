@@ -1,0 +1,187 @@
+//! What the userspace stack tells whoever watches it: a typed event for each thing it did to a TCP
+//! connection (opened, state changed, an RST ignored and why, refused, evicted, timed out, closed and
+//! why). The stack never asks its watcher anything: the tracer, the status table and `--events` build
+//! their view from these, so what they say is what the stack did, not a guess from the look of a frame.
+
+use smoltcp::socket::tcp::State;
+use smoltcp::time::Instant;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use crate::device::Observer;
+use crate::service::{ServiceKind, TraceView};
+
+/// Which end opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// The peer's SYN reached a listening port of ours.
+    Peer,
+    /// We connected (a client socket).
+    Stack,
+}
+
+/// Why an RST was not allowed to reset a synchronized connection (RFC 5961 3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RstIgnored {
+    /// Outside the receive window: dropped, as RFC 9293 and RFC 5961 ask.
+    OutsideWindow,
+    /// In the window but not exactly the next expected sequence number (RCV.NXT): a blind attacker
+    /// guessing within the window must not be able to reset the connection.
+    NotExact,
+}
+
+impl RstIgnored {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RstIgnored::OutsideWindow => "sequence number outside the window (RFC 5961)",
+            RstIgnored::NotExact => "not exactly the next expected sequence number (RFC 5961)",
+        }
+    }
+}
+
+/// Why a SYN was answered with RST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoListener,
+    ConnectionLimit,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoListener => "no listener on this port",
+            Refusal::ConnectionLimit => "connection limit reached",
+        }
+    }
+}
+
+/// Which timer of ours ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// The peer never answered our SYN-ACK.
+    Handshake,
+    /// The peer never sent its FIN after ours was acknowledged.
+    FinWait2,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// Both FINs were exchanged and acknowledged (through LAST-ACK or TIME-WAIT).
+    Closed,
+    /// The peer's RST was accepted.
+    ResetByPeer,
+    /// We sent RST (aborted by us or at shutdown).
+    Aborted,
+    /// One of our timers ran out.
+    TimedOut(Timeout),
+    /// A half-open connection gave way to a new SYN at the connection limit.
+    Evicted,
+    /// A new SYN reused the 4-tuple of a connection in TIME-WAIT.
+    Superseded,
+}
+
+/// One thing the stack did. Addresses are the stack's end (`local`) and the peer's (`remote`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StackEvent {
+    /// A connection got its id: a SYN reached a listener (the SYN's packet line comes next), or a
+    /// client socket connected.
+    Opened {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        by: Opener,
+        service: Option<ServiceKind>,
+    },
+    /// A connection's TCP state changed.
+    State {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        from: State,
+        to: State,
+        service: Option<ServiceKind>,
+    },
+    /// An RST reached a synchronized connection and was not allowed to reset it.
+    RstIgnored {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        why: RstIgnored,
+    },
+    /// A SYN was refused: the next RST towards `remote` is sent for this reason.
+    Refused {
+        local: SocketAddr,
+        remote: SocketAddr,
+        why: Refusal,
+    },
+    /// A connection is gone and its resources are back; every connection that was opened ends with
+    /// exactly one of these.
+    Closed {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        cause: CloseCause,
+        service: Option<ServiceKind>,
+    },
+}
+
+/// Watches a stack: every frame (through the device) and every [`StackEvent`]. All methods are tells;
+/// the no-op `()` costs nothing.
+pub trait StackObserver: Observer {
+    /// The stack numbers its connections from `ids`; an observer that numbers flows of its own takes
+    /// its numbers from the same source, so that every id names one connection.
+    fn attach(&mut self, _ids: &ConnIds) {}
+    /// The stack did something.
+    fn event(&mut self, _now: Instant, _ev: &StackEvent) {}
+    /// What services may read of the trace (the HTTP pages show recent packets and flows).
+    fn view(&self) -> Option<&dyn TraceView> {
+        None
+    }
+}
+
+impl StackObserver for () {}
+
+/// The source of connection ids (`c12`), shared by the stack, its tracer and the host side so that an
+/// id names one connection across all of them.
+#[derive(Debug, Clone)]
+pub struct ConnIds(Rc<Cell<u64>>);
+
+impl Default for ConnIds {
+    fn default() -> Self {
+        ConnIds(Rc::new(Cell::new(1)))
+    }
+}
+
+impl ConnIds {
+    /// A fresh id.
+    pub fn next(&self) -> u64 {
+        let id = self.0.get();
+        self.0.set(id + 1);
+        id
+    }
+
+    /// The id the next call to [`ConnIds::next`] returns.
+    pub fn peek(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// RFC 793 spelling of a TCP state.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Closed => "CLOSED",
+        State::Listen => "LISTEN",
+        State::SynSent => "SYN-SENT",
+        State::SynReceived => "SYN-RECEIVED",
+        State::Established => "ESTABLISHED",
+        State::FinWait1 => "FIN-WAIT-1",
+        State::FinWait2 => "FIN-WAIT-2",
+        State::CloseWait => "CLOSE-WAIT",
+        State::Closing => "CLOSING",
+        State::LastAck => "LAST-ACK",
+        State::TimeWait => "TIME-WAIT",
+    }
+}

@@ -1,0 +1,720 @@
+//! The userspace side: a smoltcp `Interface` on a [`Nic`], with the listener pools, connection table
+//! and demultiplexing that let smoltcp serve thousands of connections, and the services on top.
+//!
+//! Where to look:
+//! - [`demux`]: which socket a segment goes to (4-tuple map, the peek before smoltcp).
+//! - `listen`: listener pools, the connection limit, half-open eviction, refusals.
+//! - `table`: entries, their life (`Handshake / Open / Closing`), deadlines, recycled sockets.
+//! - `ports`: ephemeral ports. `sockets`: the client-socket API ([`TcpHandle`]).
+//! - `serve`: the services driven over their sockets.
+//! - [`event`]: what the stack tells its observer ([`StackEvent`]).
+//! - here: the turn's phases (ingress, egress), state changes, timeouts and removal.
+//!
+//! How it scales. Only entries touched in a turn (a frame arrived, the app used them, a timer fell
+//! due) get services, egress and state checks; their next deadlines sit in an ordered index. UDP and
+//! ICMP sockets share one small set, which also takes ARP, NDP and the TCP segments no entry owns
+//! (smoltcp answers those with RST, as a kernel would).
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address, TcpSeqNumber,
+};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use crate::device::{FrameIo, Nic};
+use crate::service::Settings;
+use crate::status::{Counters, Endpoint, Proto, StackKind, Status};
+
+pub mod demux;
+pub mod event;
+mod listen;
+mod ports;
+mod serve;
+mod sockets;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use demux::{peek_tcp, to_socket_addr, TcpPeek};
+pub use event::{
+    state_name, CloseCause, ConnIds, Opener, Refusal, RstIgnored, StackEvent, StackObserver,
+    Timeout,
+};
+pub use ports::EPHEMERAL;
+pub use serve::udp_source_unanswerable;
+pub use sockets::{ConnectError, StaleHandle, TcpHandle};
+
+use demux::Demux;
+use listen::Listen;
+use ports::Ports;
+use serve::UdpService;
+use table::{Life, Role, Table};
+
+/// Socket buffer per direction and TCP connection on a path of wire-sized frames. smoltcp answers a
+/// retransmission timeout by sending everything from the first unacknowledged byte again, so under
+/// loss a larger window costs more than it gains (measured: 256 KiB made a 256 KiB echo at 10% loss
+/// take over 20 s where 64 KiB takes 3-11 s).
+pub const TCP_BUFFER: usize = 64 * 1024;
+/// The same where the device offloads segmentation: 64 KiB segments need a window of several of them,
+/// well above the 64 frames of one ingress batch, or a bulk sender waits for our ACK (window scaling).
+pub const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
+/// A connection that has not finished its handshake by then is dropped (its peer never answered the
+/// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a served connection waits in FIN-WAIT-2 for the peer's FIN after the service closed
+/// (Linux's `tcp_fin_timeout` is also 60 s). Without it a peer that never closes holds a connection
+/// slot, and enough of them fill `--max-connections`.
+pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
+/// Datagrams a UDP socket holds each way, and their total payload.
+pub const UDP_PACKETS: usize = 64;
+pub const UDP_BUFFER: usize = 64 * 1024;
+/// A UDP reply is never larger than this (RFC 864 and friends; no amplification).
+pub const UDP_REPLY_MAX: usize = 512;
+/// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
+const EVENTS_KEPT: usize = 1 << 16;
+
+/// How the userspace stack is set up.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub mac: EthernetAddress,
+    pub addrs: Vec<IpCidr>,
+    pub gateway_v4: Option<Ipv4Address>,
+    pub gateway_v6: Option<Ipv6Address>,
+    /// Seeds smoltcp's initial sequence numbers and ephemeral ports.
+    pub random_seed: u64,
+    pub max_connections: usize,
+    pub tcp_buffer: usize,
+}
+
+/// A seed from the kernel's entropy pool, so that initial sequence numbers differ every run.
+pub fn entropy_seed() -> u64 {
+    let mut b = [0u8; 8];
+    match std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+    {
+        Ok(()) => u64::from_ne_bytes(b),
+        // No /dev/urandom (a strange chroot): the clock still varies per run.
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x5eed),
+    }
+}
+
+/// The userspace stack, watched by `O` (the tracer, or `()`).
+pub struct Stack<O: StackObserver> {
+    iface: Interface,
+    nic: Nic<Box<dyn FrameIo>, O>,
+    /// UDP service sockets and client UDP/ICMP sockets; also the set for frames no entry owns.
+    shared: SocketSet<'static>,
+    table: Table,
+    demux: Demux,
+    listen: Listen,
+    ports: Ports,
+    udp: Vec<UdpService>,
+    ids: ConnIds,
+    counters: Counters,
+    /// Events not yet taken with [`Stack::poll_event`].
+    events: VecDeque<StackEvent>,
+    /// The entry the frame being processed went to, when that frame was an RST.
+    rst_for: Option<usize>,
+    scratch: Box<[u8]>,
+    reply: Box<[u8]>,
+    /// The subnet broadcast addresses of the stack's IPv4 networks: UDP sent there is not answered.
+    broadcasts: Vec<IpAddress>,
+    /// The time of the last ingress or egress, for events outside of them.
+    last_now: Instant,
+}
+
+impl<O: StackObserver> Stack<O> {
+    pub fn new(cfg: &StackConfig, mut nic: Nic<Box<dyn FrameIo>, O>, now: Instant) -> Stack<O> {
+        let mut config = Config::new(HardwareAddress::Ethernet(cfg.mac));
+        config.random_seed = cfg.random_seed;
+        let mut iface = Interface::new(config, &mut nic, now);
+        iface.update_ip_addrs(|a| {
+            for c in &cfg.addrs {
+                // The config allows at most as many as smoltcp holds; ignore the impossible overflow.
+                let _ = a.push(*c);
+            }
+        });
+        if let Some(gw) = cfg.gateway_v4 {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        if let Some(gw) = cfg.gateway_v6 {
+            let _ = iface.routes_mut().add_default_ipv6_route(gw);
+        }
+        let ids = ConnIds::default();
+        nic.observer_mut().attach(&ids);
+        let max = nic.io().max_frame();
+        Stack {
+            iface,
+            nic,
+            shared: SocketSet::new(Vec::new()),
+            table: Table::new(cfg.tcp_buffer),
+            demux: Demux::default(),
+            listen: Listen::new(cfg.max_connections),
+            // Seeded, so a deterministic run picks the same ports every time.
+            ports: Ports::new(cfg.random_seed),
+            udp: Vec::new(),
+            ids,
+            counters: Counters::default(),
+            events: VecDeque::new(),
+            rst_for: None,
+            scratch: vec![0u8; max].into_boxed_slice(),
+            reply: vec![0u8; max].into_boxed_slice(),
+            broadcasts: cfg
+                .addrs
+                .iter()
+                .filter_map(|c| match c {
+                    IpCidr::Ipv4(v4) => v4.broadcast().map(IpAddress::Ipv4),
+                    _ => None,
+                })
+                .collect(),
+            last_now: now,
+        }
+    }
+
+    /// Tells the observer, and keeps the event for [`Stack::poll_event`].
+    fn emit(&mut self, ev: StackEvent) {
+        self.nic.observer_mut().event(self.last_now, &ev);
+        if self.events.len() >= EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(ev);
+    }
+
+    /// The next thing the stack did that the caller has not taken yet (the status table is built
+    /// from these).
+    pub fn poll_event(&mut self) -> Option<StackEvent> {
+        self.events.pop_front()
+    }
+
+    /// The source of connection ids, to share with the host side.
+    pub fn conn_ids(&self) -> &ConnIds {
+        &self.ids
+    }
+
+    /// One turn: up to `budget` frames in, then `work` (the services, an app on this stack), then
+    /// out; what the stack did goes into `status`. Returns the frames taken in (`budget`: more may
+    /// be waiting). The reactor, the harness, the benchmark and the tests all turn a stack this way.
+    pub fn turn(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        status: &mut Status,
+        work: impl FnOnce(&mut Self, &mut Status),
+    ) -> usize {
+        let n = self.ingress(now, budget);
+        self.report(status);
+        work(self, status);
+        self.egress(now);
+        self.report(status);
+        n
+    }
+
+    /// A turn whose work is this stack's services.
+    pub fn serve_turn(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+        budget: usize,
+        status: &mut Status,
+        settings: &Settings,
+    ) -> usize {
+        self.turn(now, budget, status, |stack, status| {
+            stack.run_services(now, wall, status, settings)
+        })
+    }
+
+    /// Applies the events not taken yet to `status`.
+    fn report(&mut self, status: &mut Status) {
+        while let Some(ev) = self.events.pop_front() {
+            status.apply(&ev);
+        }
+    }
+
+    /// Feeds up to `budget` received frames to the stack. Returns how many were processed; `budget`
+    /// processed means more may be waiting.
+    pub fn ingress(&mut self, now: Instant, budget: usize) -> usize {
+        self.last_now = now;
+        self.nic.flush_held(now);
+        self.iface.poll_maintenance(now);
+        self.table.wake_due(now);
+        let mut n = 0;
+        while n < budget && self.nic.fill_rx(now) {
+            n += 1;
+            let peek = self.nic.peek_rx().and_then(peek_tcp);
+            // A SYN that opens a connection is numbered before its packet line, which then names it.
+            let opens = peek.as_ref().is_some_and(|p| self.may_open(p));
+            if !opens {
+                self.nic.observe_rx(now);
+            }
+            let target = match &peek {
+                Some(p) => self.route(now, p),
+                None => None,
+            };
+            if opens {
+                self.nic.observe_rx(now);
+            }
+            match (target, &peek) {
+                (Some(key), Some(p)) => {
+                    if let Some(why) = self.rst_ignored(key, p) {
+                        self.nic.discard_rx(
+                            now,
+                            "tcp: RST with an inexact sequence number ignored (RFC 5961)",
+                        );
+                        if let Some(e) = self.table.get(key) {
+                            let ev = StackEvent::RstIgnored {
+                                conn: e.id,
+                                local: to_socket_addr(e.local),
+                                remote: to_socket_addr(e.remote),
+                                seq: p.seq,
+                                why,
+                            };
+                            self.emit(ev);
+                        }
+                        continue;
+                    }
+                    self.rst_for = p.rst.then_some(key);
+                    let Some(e) = self.table.get_mut(key) else {
+                        continue;
+                    };
+                    self.iface
+                        .poll_ingress_single(now, &mut self.nic, &mut e.set);
+                    if let Role::Listener { pool } = e.role {
+                        self.refill(pool);
+                    }
+                    self.table.mark_ready(key);
+                    // Right after the frame that caused it, so that no state is skipped.
+                    self.sync(now, key, false);
+                    self.rst_for = None;
+                }
+                _ => {
+                    self.iface
+                        .poll_ingress_single(now, &mut self.nic, &mut self.shared);
+                    if peek.is_none() {
+                        // A neighbour may have just been learned: entries waiting for one retry now
+                        // rather than at the end of smoltcp's one-second silence.
+                        self.table.wake_before(now + Duration::from_millis(1000));
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Whether a frame is a SYN that may open a new connection (no live entry has its 4-tuple).
+    fn may_open(&self, p: &TcpPeek) -> bool {
+        p.is_pure_syn()
+            && self.iface.has_ip_addr(p.dst.addr)
+            && self.demux.lookup(p).is_none_or(|key| {
+                self.table.get(key).is_none_or(|e| {
+                    matches!(e.state_now(), tcp::State::TimeWait | tcp::State::Closed)
+                })
+            })
+    }
+
+    /// Decides which socket set gets the frame in the rx slot: an entry's key, or `None` for the
+    /// shared set.
+    fn route(&mut self, now: Instant, p: &TcpPeek) -> Option<usize> {
+        if !self.iface.has_ip_addr(p.dst.addr) {
+            return None;
+        }
+        if let Some(key) = self.demux.lookup(p) {
+            let state = self.table.get(key).map(|e| e.state_now());
+            if !(p.is_pure_syn()
+                && matches!(state, Some(tcp::State::TimeWait | tcp::State::Closed)))
+            {
+                return Some(key);
+            }
+            // A new connection reusing the 4-tuple of one in TIME-WAIT: that one is over.
+            if self
+                .table
+                .get(key)
+                .is_some_and(|e| matches!(e.role, Role::Served(_)))
+            {
+                self.remove_served(key, CloseCause::Superseded);
+            }
+        }
+        if !p.is_pure_syn() {
+            return None;
+        }
+        self.accept_syn(now, p)
+    }
+
+    /// Whether an RST for entry `key` must not reset it: RFC 5961 3.2 lets only an RST at exactly
+    /// the next expected sequence number reset a synchronized connection, decided from the socket's
+    /// own receive window.
+    fn rst_ignored(&self, key: usize, p: &TcpPeek) -> Option<RstIgnored> {
+        if !p.rst {
+            return None;
+        }
+        let sock = self.table.get(key)?.sock_ref();
+        if !matches!(
+            sock.state(),
+            tcp::State::Established
+                | tcp::State::FinWait1
+                | tcp::State::FinWait2
+                | tcp::State::CloseWait
+                | tcp::State::Closing
+                | tcp::State::LastAck
+        ) {
+            return None;
+        }
+        let (next, end) = sock.recv_window()?;
+        let seq = TcpSeqNumber(p.seq as i32);
+        if seq == next {
+            None
+        } else if next < seq && seq < end {
+            Some(RstIgnored::NotExact)
+        } else {
+            Some(RstIgnored::OutsideWindow)
+        }
+    }
+
+    /// Sends what the touched sockets have queued, reports what changed, files their next deadlines.
+    pub fn egress(&mut self, now: Instant) {
+        self.last_now = now;
+        self.nic.flush_held(now);
+        self.table.wake_due(now);
+        while self.iface.poll_egress(now, &mut self.nic, &mut self.shared)
+            != smoltcp::iface::PollResult::None
+        {}
+        let ready = self.table.take_ready();
+        for &key in &ready {
+            self.table.done(key);
+            let Some(e) = self.table.get_mut(key) else {
+                continue;
+            };
+            while self.iface.poll_egress(now, &mut self.nic, &mut e.set)
+                != smoltcp::iface::PollResult::None
+            {}
+            self.sync(now, key, true);
+            self.schedule(now, key);
+        }
+        self.table.return_queue(ready);
+    }
+
+    /// Files an entry's next deadline: smoltcp's timers, the session's own, and ours.
+    fn schedule(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.table.get(key) else {
+            return;
+        };
+        let mut t = self.iface.poll_at(now, &e.set);
+        if let Role::Served(s) = &e.role {
+            let mut own = match &s.life {
+                Life::Open { session, .. } => session.poll_timeout(),
+                _ => None,
+            };
+            let limit = match (&s.life, e.state) {
+                (Life::Handshake { since }, tcp::State::SynReceived) => {
+                    Some(*since + HANDSHAKE_TIMEOUT)
+                }
+                (_, tcp::State::FinWait2) => Some(e.state_since + FIN_WAIT2_TIMEOUT),
+                _ => None,
+            };
+            if let Some(h) = limit {
+                own = Some(own.map_or(h, |o| o.min(h)));
+            }
+            if let Some(st) = own {
+                t = Some(t.map_or(st, |t| t.min(st)));
+            }
+        }
+        self.table.schedule(key, t);
+    }
+
+    /// Reports a state change of one entry; enforces our timeouts; removes the entry once it is
+    /// over. TIME-WAIT is cut short: the socket goes once the final ACK has left (`after_egress`), so
+    /// sockets do not pile up for 10 s each under a high connection rate. A peer whose final ACK was
+    /// lost and who repeats its FIN then gets an RST, which ends its LAST-ACK just as well.
+    fn sync(&mut self, now: Instant, key: usize, after_egress: bool) {
+        let Some(e) = self.table.get_mut(key) else {
+            return;
+        };
+        let state = e.state_now();
+        let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
+        if state != e.state && !matches!(e.role, Role::Listener { .. }) {
+            let ev = StackEvent::State {
+                conn: e.id,
+                local,
+                remote,
+                from: e.state,
+                to: state,
+                service: e.service(),
+            };
+            e.state = state;
+            e.state_since = now;
+            self.emit(ev);
+        }
+        let Some(e) = self.table.get(key) else {
+            return;
+        };
+        let since = match &e.role {
+            Role::Served(s) => match s.life {
+                Life::Handshake { since } => Some(since),
+                _ => None,
+            },
+            _ => None,
+        };
+        if state == tcp::State::SynReceived && since.is_some_and(|s| now >= s + HANDSHAKE_TIMEOUT) {
+            self.counters
+                .drop("tcp: handshake timed out (no answer to SYN-ACK)");
+            self.remove_served(key, CloseCause::TimedOut(Timeout::Handshake));
+            return;
+        }
+        let served = matches!(e.role, Role::Served(_));
+        if served && state == tcp::State::FinWait2 && now >= e.state_since + FIN_WAIT2_TIMEOUT {
+            // Like Linux, without an RST: the peer's later segments meet no socket and get one then.
+            self.counters
+                .drop("tcp: FIN-WAIT-2 timed out (the peer never sent its FIN)");
+            let ev = StackEvent::State {
+                conn: e.id,
+                local,
+                remote,
+                from: tcp::State::FinWait2,
+                to: tcp::State::Closed,
+                service: e.service(),
+            };
+            self.emit(ev);
+            self.remove_served(key, CloseCause::TimedOut(Timeout::FinWait2));
+            return;
+        }
+        // An RST in SYN-RECEIVED puts a smoltcp socket back in LISTEN: for a served connection that is
+        // the end too (the port's own listeners are in the pool).
+        let over = matches!(state, tcp::State::Closed | tcp::State::Listen)
+            || (state == tcp::State::TimeWait && after_egress);
+        let cause = if self.rst_for == Some(key) {
+            CloseCause::ResetByPeer
+        } else if e.aborted {
+            CloseCause::Aborted
+        } else {
+            CloseCause::Closed
+        };
+        match &e.role {
+            Role::Served(_) if over => self.remove_served(key, cause),
+            Role::Client { released: true }
+                if state == tcp::State::Closed
+                    || (after_egress && state == tcp::State::TimeWait) =>
+            {
+                self.recycle(key, cause);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes a served connection and makes sure every port listens again (a slot is free).
+    fn remove_served(&mut self, key: usize, cause: CloseCause) {
+        self.recycle(key, cause);
+        self.slot_freed();
+    }
+
+    /// Takes an entry out; its socket is aborted silently (nothing more is sent) and kept for reuse.
+    /// Every connection leaves through here, with one `Closed` event.
+    fn recycle(&mut self, key: usize, cause: CloseCause) {
+        let mut e = self.table.remove(key);
+        self.trim_half_open(key);
+        self.demux.remove(e.local, e.remote, key);
+        let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
+        let service = e.service();
+        match &e.role {
+            Role::Served(s) => {
+                self.listen.served -= 1;
+                if s.life.was_open() {
+                    self.counters.conns_closed += 1;
+                }
+                if e.state == tcp::State::TimeWait {
+                    self.emit(StackEvent::State {
+                        conn: e.id,
+                        local,
+                        remote,
+                        from: tcp::State::TimeWait,
+                        to: tcp::State::Closed,
+                        service,
+                    });
+                }
+            }
+            Role::Client { .. } => self.ports.give_back(e.local.port),
+            Role::Listener { .. } => {}
+        }
+        if !matches!(e.role, Role::Listener { .. }) {
+            self.emit(StackEvent::Closed {
+                conn: e.id,
+                local,
+                remote,
+                cause,
+                service,
+            });
+        }
+        // abort() only queues an RST for the next egress of this set, which never comes: `listen` and
+        // `connect` reset the socket first.
+        e.sock().abort();
+        let cap = self.listen.max_connections.max(64);
+        self.table.keep_spare((e.set, e.handle), cap);
+    }
+
+    /// The earliest time anything in the stack wants to run again.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        let mut t = self.iface.poll_at(now, &self.shared);
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        };
+        min(self.nic.poll_at());
+        min(self.table.first_deadline());
+        if self.table.has_ready() {
+            min(Some(now));
+        }
+        t
+    }
+
+    /// Starts closing every served connection (FIN) and stops listening; true when none is left.
+    pub fn close_all(&mut self) -> bool {
+        for key in self.table.keys() {
+            let Some(e) = self.table.get_mut(key) else {
+                continue;
+            };
+            let handle = e.handle;
+            match &mut e.role {
+                Role::Served(s) => {
+                    let sock = e.set.get_mut::<tcp::Socket>(handle);
+                    match sock.state() {
+                        // Nothing was exchanged yet: no FIN to wait for.
+                        tcp::State::SynReceived => {
+                            sock.abort();
+                            e.aborted = true;
+                        }
+                        _ => sock.close(),
+                    }
+                    s.life = Life::Closing {
+                        was_open: s.life.was_open(),
+                    };
+                    self.table.mark_ready(key);
+                }
+                Role::Listener { .. } => self.recycle(key, CloseCause::Closed),
+                Role::Client { .. } => {}
+            }
+        }
+        for p in &mut self.listen.pools {
+            p.listeners.clear();
+        }
+        // No listener may come back while shutting down.
+        self.listen.max_connections = 0;
+        self.listen.served == 0
+    }
+
+    pub fn has_connections(&self) -> bool {
+        self.listen.served > 0
+    }
+
+    /// Aborts whatever is still being served (RST): the last step of a shutdown whose grace ran out.
+    pub fn abort_all(&mut self) {
+        for key in self.table.keys() {
+            let Some(e) = self.table.get_mut(key) else {
+                continue;
+            };
+            if matches!(e.role, Role::Served(_)) {
+                e.sock().abort();
+                e.aborted = true;
+                self.table.mark_ready(key);
+            }
+        }
+    }
+
+    /// The endpoints the stack serves, for the ready line: each non-link-local address, each port.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let addrs: Vec<IpAddress> = self
+            .iface
+            .ip_addrs()
+            .iter()
+            .map(|c| c.address())
+            .filter(|a| match a {
+                IpAddress::Ipv4(_) => true,
+                IpAddress::Ipv6(v6) => !v6.is_unicast_link_local(),
+            })
+            .collect();
+        let mut v = Vec::new();
+        for a in &addrs {
+            for p in &self.listen.pools {
+                v.push(Endpoint {
+                    stack: StackKind::Stack,
+                    proto: Proto::Tcp,
+                    addr: SocketAddr::new((*a).into(), p.port),
+                    service: p.kind.name(),
+                });
+            }
+            for u in &self.udp {
+                let port = self
+                    .shared
+                    .get::<smoltcp::socket::udp::Socket>(u.handle)
+                    .endpoint()
+                    .port;
+                v.push(Endpoint {
+                    stack: StackKind::Stack,
+                    proto: Proto::Udp,
+                    addr: SocketAddr::new((*a).into(), port),
+                    service: u.kind.name(),
+                });
+            }
+        }
+        v
+    }
+
+    /// The stack's own counters (connections, drops), without the device's.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The stack's and its device's counters in one (packets and bytes from the device).
+    pub fn all_counters(&self) -> Counters {
+        let mut c = self.nic.counters().clone();
+        c.conns_accepted = self.counters.conns_accepted;
+        c.conns_refused = self.counters.conns_refused;
+        c.conns_closed = self.counters.conns_closed;
+        for (k, v) in &self.counters.drops {
+            *c.drops.entry(k.clone()).or_insert(0) += v;
+        }
+        c
+    }
+
+    /// TCP connections being served (not counting listeners and client sockets).
+    pub fn connection_count(&self) -> usize {
+        self.listen.served
+    }
+
+    /// The state of every TCP socket in use (listeners, connections, client sockets), for tests and
+    /// leak accounting.
+    pub fn tcp_states(&self) -> Vec<tcp::State> {
+        self.table.iter().map(|e| e.state_now()).collect()
+    }
+
+    pub fn listener_count(&self) -> usize {
+        self.listen.listener_count()
+    }
+
+    /// Sockets in use: every entry (listeners, connections, client sockets) and the UDP/ICMP ones.
+    pub fn socket_count(&self) -> usize {
+        self.table.len() + self.shared.iter().count()
+    }
+
+    /// The device under the stack.
+    pub fn nic(&self) -> &Nic<Box<dyn FrameIo>, O> {
+        &self.nic
+    }
+
+    pub fn nic_mut(&mut self) -> &mut Nic<Box<dyn FrameIo>, O> {
+        &mut self.nic
+    }
+
+    /// Whoever watches the stack.
+    pub fn observer(&self) -> &O {
+        self.nic.observer()
+    }
+
+    pub fn observer_mut(&mut self) -> &mut O {
+        self.nic.observer_mut()
+    }
+}

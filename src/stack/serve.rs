@@ -1,0 +1,249 @@
+//! The services on the userspace stack: TCP sessions driven over their smoltcp sockets, and UDP
+//! services answering datagrams from the shared set.
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant;
+use smoltcp::wire::IpAddress;
+
+use super::demux::to_socket_addr;
+use super::event::StackObserver;
+use super::table::{Life, Role, Served};
+use super::{Stack, UDP_REPLY_MAX};
+use crate::service::{Context, DatagramService, ServiceKind, Settings};
+use crate::status::{Counters, Status};
+
+pub(super) struct UdpService {
+    pub handle: SocketHandle,
+    pub kind: ServiceKind,
+    service: Box<dyn DatagramService>,
+}
+
+impl<O: StackObserver> Stack<O> {
+    /// Binds a UDP port for a service; false if the service has no UDP side or the port is taken.
+    pub fn serve_udp(&mut self, kind: ServiceKind, port: u16) -> bool {
+        let Some(service) = kind.new_datagram() else {
+            return false;
+        };
+        let Some(handle) = self.bind_udp(port) else {
+            return false;
+        };
+        self.udp.push(UdpService {
+            handle,
+            kind,
+            service,
+        });
+        true
+    }
+
+    /// Runs the services of the touched connections and of every UDP port.
+    pub fn run_services(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+        status: &Status,
+        settings: &Settings,
+    ) {
+        self.table.wake_due(now);
+        let cx = &Context {
+            now,
+            wall,
+            status,
+            settings,
+            trace: self.nic.observer().view(),
+        };
+        let ready = self.table.take_ready();
+        for &key in &ready {
+            let Some(e) = self.table.get_mut(key) else {
+                continue;
+            };
+            let handle = e.handle;
+            let Role::Served(s) = &mut e.role else {
+                continue;
+            };
+            let sock = e.set.get_mut::<tcp::Socket>(handle);
+            drive_tcp(cx, s, sock, &mut self.counters);
+        }
+        self.table.restore_ready(ready);
+        for u in self.udp.iter_mut() {
+            let sock = self.shared.get_mut::<udp::Socket>(u.handle);
+            drive_udp(
+                cx,
+                u,
+                sock,
+                &mut self.scratch,
+                &mut self.reply,
+                &self.broadcasts,
+                &mut self.counters,
+            );
+        }
+    }
+}
+
+fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: &mut Counters) {
+    if let Life::Handshake { .. } = conn.life {
+        if !matches!(
+            sock.state(),
+            tcp::State::Established
+                | tcp::State::CloseWait
+                | tcp::State::FinWait1
+                | tcp::State::FinWait2
+        ) {
+            return;
+        }
+        counters.conns_accepted += 1;
+        conn.life = Life::Open {
+            session: conn.kind.new_stream(cx),
+            eof: false,
+        };
+    }
+    let (session, eof) = match &mut conn.life {
+        Life::Open { session, eof } => (session, eof),
+        Life::Closing { .. } => {
+            // Closed by us: whatever still arrives is read and thrown away, so the window stays open.
+            while sock.can_recv() {
+                if sock.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+            return;
+        }
+        Life::Handshake { .. } => return,
+    };
+    if let Some(t) = session.poll_timeout() {
+        if t <= cx.now {
+            session.handle_timeout(cx);
+        }
+    }
+    loop {
+        let mut progress = false;
+        while sock.can_recv() {
+            let n = sock
+                .recv(|b| {
+                    let n = session.handle_input(cx, b);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            progress = true;
+        }
+        if !*eof && !sock.may_recv() && peer_has_closed(sock.state()) {
+            *eof = true;
+            session.handle_eof(cx);
+            progress = true;
+        }
+        while sock.can_send() {
+            let n = sock
+                .send(|b| {
+                    let n = session.poll_output(cx, b);
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            progress = true;
+        }
+        if !progress {
+            break;
+        }
+    }
+    if session.is_finished() {
+        // close() sends FIN after what is queued: nothing is cut off.
+        sock.close();
+        conn.life = Life::Closing { was_open: true };
+    }
+}
+
+fn peer_has_closed(s: tcp::State) -> bool {
+    matches!(
+        s,
+        tcp::State::CloseWait
+            | tcp::State::LastAck
+            | tcp::State::Closing
+            | tcp::State::TimeWait
+            | tcp::State::Closed
+    )
+}
+
+/// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are
+/// how reflection attacks start.
+pub fn udp_source_unanswerable(a: IpAddress) -> bool {
+    match a {
+        IpAddress::Ipv4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
+        IpAddress::Ipv6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    }
+}
+
+fn drive_udp(
+    cx: &Context,
+    u: &mut UdpService,
+    sock: &mut udp::Socket,
+    scratch: &mut [u8],
+    reply: &mut [u8],
+    broadcasts: &[IpAddress],
+    counters: &mut Counters,
+) {
+    loop {
+        let (len, meta) = match sock.recv_slice(scratch) {
+            Ok(x) => x,
+            Err(udp::RecvError::Truncated) => {
+                counters.drop("udp: datagram larger than the buffer");
+                continue;
+            }
+            Err(_) => break,
+        };
+        let to_group = meta.local_address.is_some_and(|a| {
+            broadcasts.contains(&a)
+                || match a {
+                    IpAddress::Ipv4(v4) => v4.is_broadcast() || v4.is_multicast(),
+                    IpAddress::Ipv6(v6) => v6.is_multicast(),
+                }
+        });
+        if udp_source_unanswerable(meta.endpoint.addr) || to_group {
+            counters.drop("udp: broadcast or multicast, not answered");
+            continue;
+        }
+        // Echo mirrors the request's size; everything else answers at most 512 bytes.
+        let cap = if u.kind == ServiceKind::Echo {
+            len.min(reply.len())
+        } else {
+            UDP_REPLY_MAX.min(reply.len())
+        };
+        let from = to_socket_addr(meta.endpoint);
+        if let Some(n) = u
+            .service
+            .handle_datagram(cx, from, &scratch[..len], &mut reply[..cap])
+        {
+            let mut out = udp::UdpMetadata::from(meta.endpoint);
+            out.local_address = meta.local_address;
+            if sock.send_slice(&reply[..n.min(cap)], out).is_err() {
+                counters.drop("udp: reply dropped, send buffer full");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::Ipv4Address;
+
+    #[test]
+    fn test_udp_reflection_sources_are_refused() {
+        assert!(udp_source_unanswerable(IpAddress::Ipv4(
+            Ipv4Address::BROADCAST
+        )));
+        assert!(udp_source_unanswerable(IpAddress::Ipv4(Ipv4Address::new(
+            224, 0, 0, 1
+        ))));
+        assert!(udp_source_unanswerable(IpAddress::Ipv4(
+            Ipv4Address::UNSPECIFIED
+        )));
+        assert!(!udp_source_unanswerable(IpAddress::Ipv4(Ipv4Address::new(
+            192, 168, 69, 100
+        ))));
+    }
+}

@@ -1,0 +1,326 @@
+//! The connection table: one entry per TCP socket (listeners, served connections, client sockets),
+//! each alone in its socket set; the index of their next deadlines; the entries touched this turn;
+//! and the recycled sockets with their buffers.
+//!
+//! Memory. Closed sockets are kept and reused (`listen` and `connect` reset a socket without touching
+//! its buffers), and their buffers are carved from large arenas whose pages the kernel supplies zeroed
+//! and untouched: an idle connection costs only the pages its data actually touched.
+
+use slab::Slab;
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::IpEndpoint;
+use std::collections::BTreeSet;
+
+use crate::service::{ServiceKind, StreamSession};
+
+/// Buffers come from arenas this large: above glibc's largest mmap threshold (32 MiB), so each arena is
+/// a fresh anonymous mapping whose pages stay non-resident until data touches them.
+const ARENA: usize = 64 << 20;
+
+/// Where a served connection is in its life.
+pub(super) enum Life {
+    /// The SYN came at `since`; the handshake is not complete.
+    Handshake { since: Instant },
+    /// Being served.
+    Open {
+        session: Box<dyn StreamSession>,
+        /// The peer's FIN was handed to the session.
+        eof: bool,
+    },
+    /// We closed (the session finished, or a shutdown): what still arrives is read and thrown away.
+    Closing {
+        /// It was served before (it counts as a closed connection when it goes).
+        was_open: bool,
+    },
+}
+
+impl Life {
+    pub fn was_open(&self) -> bool {
+        match self {
+            Life::Handshake { .. } => false,
+            Life::Open { .. } => true,
+            Life::Closing { was_open } => *was_open,
+        }
+    }
+}
+
+/// A connection served by one of our services.
+pub(super) struct Served {
+    pub kind: ServiceKind,
+    pub life: Life,
+}
+
+pub(super) enum Role {
+    Listener {
+        pool: usize,
+    },
+    Served(Served),
+    /// A client socket.
+    Client {
+        /// The owner is done with it: remove it once closed.
+        released: bool,
+    },
+}
+
+/// One TCP socket in a socket set of its own.
+pub(super) struct Entry {
+    pub set: SocketSet<'static>,
+    pub handle: SocketHandle,
+    pub role: Role,
+    /// The connection id (for a listener: the id its next connection gets).
+    pub id: u64,
+    /// Told apart from an earlier entry under the same key (client handles carry it).
+    pub generation: u32,
+    pub local: IpEndpoint,
+    pub remote: IpEndpoint,
+    /// The state last reported.
+    pub state: tcp::State,
+    /// When it was entered.
+    pub state_since: Instant,
+    /// We reset it (an abort): its close is ours.
+    pub aborted: bool,
+    /// Where this entry sits in the deadline index.
+    deadline: Option<Instant>,
+    /// Queued in `ready` for this turn.
+    ready: bool,
+}
+
+impl Entry {
+    pub fn sock(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    pub fn sock_ref(&self) -> &tcp::Socket<'static> {
+        self.set.get::<tcp::Socket>(self.handle)
+    }
+
+    pub fn state_now(&self) -> tcp::State {
+        self.sock_ref().state()
+    }
+
+    pub fn service(&self) -> Option<ServiceKind> {
+        match &self.role {
+            Role::Served(s) => Some(s.kind),
+            _ => None,
+        }
+    }
+}
+
+/// Zeroed buffer space that nothing has touched yet, in slices of one size.
+struct Arena {
+    slice: usize,
+    free: Vec<&'static mut [u8]>,
+}
+
+impl Arena {
+    fn take(&mut self) -> &'static mut [u8] {
+        if let Some(s) = self.free.pop() {
+            return s;
+        }
+        // Leaked on purpose: the slices go into sockets that are recycled, never dropped, so the arenas
+        // are bounded by the most sockets ever open at once (about --max-connections).
+        let arena: &'static mut [u8] = vec![0u8; ARENA.max(self.slice)].leak();
+        self.free.extend(arena.chunks_exact_mut(self.slice));
+        self.free.pop().expect("an arena holds at least one slice")
+    }
+}
+
+/// A closed TCP socket alone in its set.
+pub(super) type Spare = (SocketSet<'static>, SocketHandle);
+
+pub(super) struct Table {
+    entries: Slab<Entry>,
+    /// Entries touched this turn.
+    ready: Vec<usize>,
+    /// Entries by their next deadline.
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Closed sockets, each alone in its set, ready for reuse.
+    spare: Vec<Spare>,
+    arena: Arena,
+    next_generation: u32,
+}
+
+impl Table {
+    pub fn new(tcp_buffer: usize) -> Table {
+        Table {
+            entries: Slab::new(),
+            ready: Vec::new(),
+            deadlines: BTreeSet::new(),
+            spare: Vec::new(),
+            arena: Arena {
+                slice: tcp_buffer,
+                free: Vec::new(),
+            },
+            next_generation: 0,
+        }
+    }
+
+    /// A closed TCP socket alone in its set: a recycled one, or a new one on untouched buffers.
+    pub fn fresh_socket(&mut self) -> Spare {
+        if let Some(s) = self.spare.pop() {
+            return s;
+        }
+        let rx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
+        let tx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(tcp::Socket::new(rx, tx));
+        (set, handle)
+    }
+
+    /// Keeps a closed socket for reuse, up to `cap` of them.
+    pub fn keep_spare(&mut self, spare: Spare, cap: usize) {
+        if self.spare.len() < cap {
+            self.spare.push(spare);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        (set, handle): Spare,
+        role: Role,
+        id: u64,
+        local: IpEndpoint,
+        remote: IpEndpoint,
+        state: tcp::State,
+        now: Instant,
+    ) -> usize {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let key = self.entries.insert(Entry {
+            set,
+            handle,
+            role,
+            id,
+            generation: self.next_generation,
+            local,
+            remote,
+            state,
+            state_since: now,
+            aborted: false,
+            deadline: None,
+            ready: false,
+        });
+        self.mark_ready(key);
+        key
+    }
+
+    /// Takes an entry out of the table and the deadline index.
+    pub fn remove(&mut self, key: usize) -> Entry {
+        let mut e = self.entries.remove(key);
+        if let Some(t) = e.deadline.take() {
+            self.deadlines.remove(&(t, key));
+        }
+        e
+    }
+
+    pub fn get(&self, key: usize) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut Entry> {
+        self.entries.get_mut(key)
+    }
+
+    pub fn contains(&self, key: usize) -> bool {
+        self.entries.contains(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn keys(&self) -> Vec<usize> {
+        self.entries.iter().map(|(k, _)| k).collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().map(|(_, e)| e)
+    }
+
+    /// Queues an entry for this turn's services and egress.
+    pub fn mark_ready(&mut self, key: usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if !e.ready {
+                e.ready = true;
+                self.ready.push(key);
+            }
+        }
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Takes the queue for this turn's egress; entries marked while it runs queue for the next.
+    pub fn take_ready(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.ready)
+    }
+
+    /// Puts back a queue taken with [`Table::take_ready`] whose entries stay queued.
+    pub fn restore_ready(&mut self, mut queue: Vec<usize>) {
+        queue.append(&mut self.ready);
+        self.ready = queue;
+    }
+
+    /// An entry's turn is over.
+    pub fn done(&mut self, key: usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.ready = false;
+        }
+    }
+
+    /// Hands back the vector [`Table::take_ready`] gave, so that its capacity is kept.
+    pub fn return_queue(&mut self, mut queue: Vec<usize>) {
+        queue.clear();
+        if self.ready.is_empty() {
+            self.ready = queue;
+        }
+    }
+
+    /// Marks the entries whose deadline has come.
+    pub fn wake_due(&mut self, now: Instant) {
+        while let Some(&(t, key)) = self.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(e) = self.entries.get_mut(key) {
+                e.deadline = None;
+            }
+            self.mark_ready(key);
+        }
+    }
+
+    /// Marks the entries whose deadline falls before `t` (they may be waiting for a neighbour that was
+    /// just learned).
+    pub fn wake_before(&mut self, t: Instant) {
+        let waiting: Vec<usize> = self
+            .deadlines
+            .range(..(t, usize::MAX))
+            .map(|&(_, k)| k)
+            .collect();
+        for k in waiting {
+            self.mark_ready(k);
+        }
+    }
+
+    /// Files an entry's next deadline.
+    pub fn schedule(&mut self, key: usize, at: Option<Instant>) {
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        if let Some(old) = e.deadline.take() {
+            self.deadlines.remove(&(old, key));
+        }
+        if let Some(t) = at {
+            e.deadline = Some(t);
+            self.deadlines.insert((t, key));
+        }
+    }
+
+    pub fn first_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|&(t, _)| t)
+    }
+}

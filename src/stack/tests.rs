@@ -1,0 +1,317 @@
+//! The stack on an in-memory wire, frames in by hand, on a fake clock.
+
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+use std::net::SocketAddr;
+
+use super::*;
+use crate::device::wire::{wire, WireEnd};
+use crate::device::{FrameIo, Nic};
+use crate::service::{ServiceKind, Settings};
+use crate::status::Status;
+
+/// Test frames for the stack's own tests.
+pub(crate) mod test_frames {
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet,
+        Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+
+    /// An ARP reply telling the stack (192.168.69.1) where 192.168.69.100 is.
+    pub fn arp_reply() -> Vec<u8> {
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr};
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            source_protocol_addr: Ipv4Address::new(192, 168, 69, 100),
+            target_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            target_protocol_addr: Ipv4Address::new(192, 168, 69, 1),
+        };
+        let mut buf = vec![0u8; 14 + repr.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut buf);
+        eth.set_src_addr(EthernetAddress([2, 0, 0, 0, 0, 2]));
+        eth.set_dst_addr(EthernetAddress([2, 0, 0, 0, 0, 1]));
+        eth.set_ethertype(EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        buf
+    }
+
+    /// A SYN from 192.168.69.100:`src_port` to 192.168.69.1:`dst_port`.
+    pub fn syn(src_port: u16, dst_port: u16) -> Vec<u8> {
+        segment(src_port, dst_port, TcpControl::Syn, 1000, None)
+    }
+
+    pub fn segment(
+        src_port: u16,
+        dst_port: u16,
+        control: TcpControl,
+        seq: i32,
+        ack: Option<i32>,
+    ) -> Vec<u8> {
+        let src = Ipv4Address::new(192, 168, 69, 100);
+        let dst = Ipv4Address::new(192, 168, 69, 1);
+        let tcp = TcpRepr {
+            src_port,
+            dst_port,
+            control,
+            seq_number: TcpSeqNumber(seq),
+            ack_number: ack.map(TcpSeqNumber),
+            window_len: 64240,
+            window_scale: None,
+            max_seg_size: (control == TcpControl::Syn).then_some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut buf);
+        eth.set_src_addr(EthernetAddress([2, 0, 0, 0, 0, 2]));
+        eth.set_dst_addr(EthernetAddress([2, 0, 0, 0, 0, 1]));
+        eth.set_ethertype(EthernetProtocol::Ipv4);
+        let caps = smoltcp::phy::ChecksumCapabilities::default();
+        let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
+        ip.emit(&mut ipp, &caps);
+        let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
+        tcp.emit(&mut tcpp, &src.into(), &dst.into(), &caps);
+        buf
+    }
+}
+
+/// Records every event it is told.
+#[derive(Default)]
+struct Recorder(Vec<StackEvent>);
+
+impl crate::device::Observer for Recorder {
+    fn frame(&mut self, _: Instant, _: crate::device::Direction, _: &[u8]) {}
+    fn dropped(&mut self, _: Instant, _: crate::device::Direction, _: &[u8], _: &'static str) {}
+}
+
+impl StackObserver for Recorder {
+    fn event(&mut self, _: Instant, ev: &StackEvent) {
+        self.0.push(*ev);
+    }
+}
+
+fn stack_on_wire(max_connections: usize) -> (Stack<Recorder>, WireEnd) {
+    let (a, b) = wire();
+    let nic = Nic::new(Box::new(a) as Box<dyn FrameIo>, Recorder::default());
+    let cfg = StackConfig {
+        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        addrs: vec![IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24)],
+        gateway_v4: None,
+        gateway_v6: None,
+        random_seed: 7,
+        max_connections,
+        tcp_buffer: 4096,
+    };
+    let mut stack = Stack::new(&cfg, nic, Instant::ZERO);
+    stack.serve_tcp(ServiceKind::Echo, 7);
+    (stack, b)
+}
+
+fn turn<O: StackObserver>(stack: &mut Stack<O>, status: &mut Status, now: Instant) {
+    stack.serve_turn(now, std::time::UNIX_EPOCH, 64, status, &Settings::default());
+}
+
+#[test]
+fn test_half_open_connections_time_out_and_give_way_at_the_limit() {
+    let (mut stack, mut peer) = stack_on_wire(2);
+    let mut status = Status::default();
+    let mut now = Instant::ZERO;
+    // Three spoofed SYNs that nobody will ever complete; the limit is two.
+    for port in [40001, 40002, 40003] {
+        peer.send(&test_frames::syn(port, 7)).unwrap();
+        turn(&mut stack, &mut status, now);
+    }
+    assert_eq!(stack.connection_count(), 2, "the limit holds");
+    let evicted = "tcp: half-open connection evicted at the connection limit";
+    assert_eq!(stack.counters().drops.get(evicted), Some(&1));
+    assert_eq!(
+        stack.counters().conns_refused,
+        0,
+        "a half-open one gave way instead"
+    );
+    assert_eq!(status.conns.len(), 2, "the evicted one's row is gone");
+    // Without answers, the handshakes time out and the sockets return.
+    let mut buf = [0u8; 1600];
+    while now < Instant::ZERO + HANDSHAKE_TIMEOUT + Duration::from_secs(1) {
+        now += Duration::from_millis(250);
+        turn(&mut stack, &mut status, now);
+        while peer.recv(&mut buf).unwrap().is_some() {}
+    }
+    assert_eq!(stack.connection_count(), 0);
+    assert_eq!(
+        stack
+            .counters()
+            .drops
+            .get("tcp: handshake timed out (no answer to SYN-ACK)"),
+        Some(&2)
+    );
+    assert_eq!(stack.listener_count(), 1, "the port listens again");
+    assert!(status.conns.is_empty(), "no row is left behind");
+    // Every connection that was opened was closed, once, with its cause.
+    let ev = &stack.observer().0;
+    let opened: Vec<u64> = ev
+        .iter()
+        .filter_map(|e| match e {
+            StackEvent::Opened { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    let mut closed: Vec<(u64, CloseCause)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            StackEvent::Closed { conn, cause, .. } => Some((*conn, *cause)),
+            _ => None,
+        })
+        .collect();
+    closed.sort_by_key(|c| c.0);
+    assert_eq!(opened, [1, 2, 3]);
+    assert_eq!(
+        closed,
+        [
+            (1, CloseCause::Evicted),
+            (2, CloseCause::TimedOut(Timeout::Handshake)),
+            (3, CloseCause::TimedOut(Timeout::Handshake)),
+        ]
+    );
+}
+
+#[test]
+fn test_refused_syn_is_told_with_its_reason() {
+    let (mut stack, mut peer) = stack_on_wire(8);
+    let mut status = Status::default();
+    peer.send(&test_frames::syn(40000, 9)).unwrap();
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert!(stack.observer().0.iter().any(|e| matches!(
+        e,
+        StackEvent::Refused {
+            why: Refusal::NoListener,
+            ..
+        }
+    )));
+}
+
+/// Completes a handshake with a SYN from port 40000; returns the stack's ISN + 1.
+fn establish(stack: &mut Stack<Recorder>, peer: &mut WireEnd, status: &mut Status) -> i32 {
+    peer.send(&test_frames::arp_reply()).unwrap();
+    peer.send(&test_frames::syn(40000, 7)).unwrap();
+    turn(stack, status, Instant::ZERO);
+    let mut buf = [0u8; 1600];
+    let mut isn = None;
+    while let Some(n) = peer.recv(&mut buf).unwrap() {
+        if let Some(p) = peek_tcp(&buf[..n]) {
+            if p.syn && p.ack {
+                isn = Some(p.seq as i32);
+            }
+        }
+    }
+    let isn = isn.expect("a SYN-ACK");
+    let ack = test_frames::segment(
+        40000,
+        7,
+        smoltcp::wire::TcpControl::None,
+        1001,
+        Some(isn.wrapping_add(1)),
+    );
+    peer.send(&ack).unwrap();
+    turn(stack, status, Instant::ZERO);
+    isn.wrapping_add(1)
+}
+
+#[test]
+fn test_rst_is_judged_by_the_socket_own_window() {
+    use smoltcp::wire::TcpControl;
+    let (mut stack, mut peer) = stack_on_wire(8);
+    let mut status = Status::default();
+    let ours = establish(&mut stack, &mut peer, &mut status);
+    let mut states = stack.tcp_states();
+    states.sort_by_key(|s| state_name(*s));
+    assert_eq!(states, [tcp::State::Established, tcp::State::Listen]);
+    // In the window but not RCV.NXT (1001): ignored, and told why.
+    let blind = test_frames::segment(40000, 7, TcpControl::Rst, 1100, Some(ours));
+    peer.send(&blind).unwrap();
+    turn(&mut stack, &mut status, Instant::ZERO);
+    // Far outside the window: ignored too.
+    let far = test_frames::segment(40000, 7, TcpControl::Rst, 1001 + 1_000_000, Some(ours));
+    peer.send(&far).unwrap();
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert_eq!(stack.connection_count(), 1, "still connected");
+    let ignored: Vec<RstIgnored> = stack
+        .observer()
+        .0
+        .iter()
+        .filter_map(|e| match e {
+            StackEvent::RstIgnored { why, .. } => Some(*why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ignored, [RstIgnored::NotExact, RstIgnored::OutsideWindow]);
+    // Exactly RCV.NXT: the connection is reset.
+    let exact = test_frames::segment(40000, 7, TcpControl::Rst, 1001, Some(ours));
+    peer.send(&exact).unwrap();
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert_eq!(stack.connection_count(), 0);
+    assert!(stack.observer().0.iter().any(|e| matches!(
+        e,
+        StackEvent::Closed {
+            cause: CloseCause::ResetByPeer,
+            ..
+        }
+    )));
+    assert!(status.conns.is_empty());
+}
+
+#[test]
+fn test_client_ports_are_unique_and_return_when_the_socket_goes() {
+    let (mut stack, _peer) = stack_on_wire(8);
+    let mut status = Status::default();
+    let remote: SocketAddr = "192.168.69.100:7".parse().unwrap();
+    let handles: Vec<TcpHandle> = (0..500)
+        .map(|_| stack.tcp_connect(remote).unwrap())
+        .collect();
+    let ports: std::collections::HashSet<u16> = handles
+        .iter()
+        .map(|&h| stack.tcp(h).unwrap().local_endpoint().unwrap().port)
+        .collect();
+    assert_eq!(ports.len(), 500);
+    assert_eq!(stack.ports.in_use(), &ports);
+    let gone = handles[0];
+    let port = stack.tcp(gone).unwrap().local_endpoint().unwrap().port;
+    stack.tcp_abort(gone);
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert!(
+        !stack.ports.in_use().contains(&port),
+        "released with its socket"
+    );
+    assert_eq!(stack.ports.in_use().len(), 499);
+}
+
+#[test]
+fn test_a_released_handle_is_stale_even_when_its_slot_is_reused() {
+    let (mut stack, _peer) = stack_on_wire(8);
+    let mut status = Status::default();
+    let remote: SocketAddr = "192.168.69.100:7".parse().unwrap();
+    let old = stack.tcp_connect(remote).unwrap();
+    stack.tcp_abort(old);
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert_eq!(stack.tcp(old).err(), Some(StaleHandle));
+    let new = stack.tcp_connect(remote).unwrap();
+    assert_ne!(old, new);
+    assert_eq!(
+        stack.tcp(old).err(),
+        Some(StaleHandle),
+        "never the new socket"
+    );
+    assert!(stack.tcp(new).is_ok());
+    stack.tcp_release(new);
+    assert_eq!(stack.tcp(new).err(), Some(StaleHandle), "released is stale");
+}
