@@ -185,18 +185,26 @@ pub struct TapArgs {
     pub no_offload: bool,
 }
 
+/// What every command that runs the userspace stack takes: its addresses, what is shown of its traffic,
+/// and what goes wrong on its link.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub stack: StackArgs,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub tap: TapArgs,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub run: RunArgs,
     #[command(flatten)]
     pub services: ServiceArgs,
-    #[command(flatten)]
-    pub trace: TraceArgs,
-    #[command(flatten)]
-    pub faults: FaultArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,13 +226,9 @@ pub struct DemoArgs {
     pub get: Option<String>,
     /// The server stack's.
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub run: RunArgs,
     #[command(flatten)]
     pub services: ServiceArgs,
-    #[command(flatten)]
-    pub trace: TraceArgs,
-    #[command(flatten)]
-    pub faults: FaultArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -240,11 +244,7 @@ pub struct ConnectArgs {
     #[command(flatten)]
     pub tap: TapArgs,
     #[command(flatten)]
-    pub stack: StackArgs,
-    #[command(flatten)]
-    pub trace: TraceArgs,
-    #[command(flatten)]
-    pub faults: FaultArgs,
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -254,11 +254,7 @@ pub struct GetArgs {
     #[command(flatten)]
     pub tap: TapArgs,
     #[command(flatten)]
-    pub stack: StackArgs,
-    #[command(flatten)]
-    pub trace: TraceArgs,
-    #[command(flatten)]
-    pub faults: FaultArgs,
+    pub run: RunArgs,
 }
 
 /// Why the command line could not be parsed.
@@ -738,39 +734,40 @@ impl FaultArgs {
     }
 }
 
-/// Puts the checked groups together; `services` is `None` for a client, whose stack serves nothing.
-fn run_config(
-    device: &str,
-    stack: &StackArgs,
-    services: Option<&ServiceArgs>,
-    trace: &TraceArgs,
-    faults: &FaultArgs,
-) -> Result<ServeConfig, ConfigError> {
-    let stack = stack.validate()?;
-    let served = match services {
-        Some(s) => s.validate()?,
-        None => ServiceArgs::none(),
-    };
-    let (trace, stats_interval) = trace.validate(device)?;
-    let fault_config = faults.validate()?;
-    Ok(ServeConfig {
-        tap: device.to_string(),
-        addrs: stack.addrs,
-        gateway_v4: stack.gateway_v4,
-        gateway_v6: stack.gateway_v6,
-        mac: stack.mac,
-        services: served.services,
-        host: served.host,
-        host_port_offset: served.host_port_offset,
-        max_connections: served.max_connections,
-        settings: served.settings,
-        trace,
-        faults: fault_config,
-        seed: faults.seed,
-        stats_interval,
-        stdin_exit: served.stdin_exit,
-        offload: !fault_config.is_active(),
-    })
+impl RunArgs {
+    /// Puts the checked groups together; `services` is `None` for a client, whose stack serves
+    /// nothing. `device` names the link in packet lines.
+    fn validate(
+        &self,
+        device: &str,
+        services: Option<&ServiceArgs>,
+    ) -> Result<ServeConfig, ConfigError> {
+        let stack = self.stack.validate()?;
+        let served = match services {
+            Some(s) => s.validate()?,
+            None => ServiceArgs::none(),
+        };
+        let (trace, stats_interval) = self.trace.validate(device)?;
+        let faults = self.faults.validate()?;
+        Ok(ServeConfig {
+            tap: device.to_string(),
+            addrs: stack.addrs,
+            gateway_v4: stack.gateway_v4,
+            gateway_v6: stack.gateway_v6,
+            mac: stack.mac,
+            services: served.services,
+            host: served.host,
+            host_port_offset: served.host_port_offset,
+            max_connections: served.max_connections,
+            settings: served.settings,
+            trace,
+            faults,
+            seed: self.faults.seed,
+            stats_interval,
+            stdin_exit: served.stdin_exit,
+            offload: !faults.is_active(),
+        })
+    }
 }
 
 fn check_tap(tap: &str) -> Result<(), ConfigError> {
@@ -788,13 +785,11 @@ impl TapArgs {
     /// Checks the device name, then the rest on it.
     fn run_config(
         &self,
-        stack: &StackArgs,
+        run: &RunArgs,
         services: Option<&ServiceArgs>,
-        trace: &TraceArgs,
-        faults: &FaultArgs,
     ) -> Result<ServeConfig, ConfigError> {
         check_tap(&self.tap)?;
-        let mut cfg = run_config(&self.tap, stack, services, trace, faults)?;
+        let mut cfg = run.validate(&self.tap, services)?;
         cfg.offload &= !self.no_offload;
         Ok(cfg)
     }
@@ -802,17 +797,14 @@ impl TapArgs {
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        self.tap
-            .run_config(&self.stack, Some(&self.services), &self.trace, &self.faults)
+        self.tap.run_config(&self.run, Some(&self.services))
     }
 }
 
 impl ConnectArgs {
     pub fn validate(&self) -> Result<(ServeConfig, SocketAddr), ConfigError> {
         let target = parse_target(&self.target)?;
-        let cfg = self
-            .tap
-            .run_config(&self.stack, None, &self.trace, &self.faults)?;
+        let cfg = self.tap.run_config(&self.run, None)?;
         Ok((cfg, target))
     }
 
@@ -823,9 +815,7 @@ impl ConnectArgs {
 
 impl GetArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        let cfg = self
-            .tap
-            .run_config(&self.stack, None, &self.trace, &self.faults)?;
+        let cfg = self.tap.run_config(&self.run, None)?;
         parse_url(&self.url)?;
         Ok(cfg)
     }
@@ -835,13 +825,7 @@ impl DemoArgs {
     /// The server stack's configuration and what the client stack does.
     pub fn validate(&self) -> Result<(ServeConfig, DemoMode), ConfigError> {
         let target = self.connect.as_deref().map(parse_target).transpose()?;
-        let mut cfg = run_config(
-            "wire",
-            &self.stack,
-            Some(&self.services),
-            &self.trace,
-            &self.faults,
-        )?;
+        let mut cfg = self.run.validate("wire", Some(&self.services))?;
         // The demo always draws its connections.
         cfg.trace.ladder = true;
         let mode = match (target, &self.get) {
