@@ -2,7 +2,8 @@
 //! (a smoltcp TCP/UDP client, like a tiny netcat) and `get` (HTTP/1.1 GET).
 //!
 //! All of them are built from [`TcpExchange`]: one TCP conversation driven from the client side,
-//! polled with the time and the stack, no I/O of its own.
+//! polled with the time and the stack, no I/O of its own. The UDP asks of the tour and of
+//! `connect --udp` share `UdpAsk`, below.
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::time::{Duration, Instant};
