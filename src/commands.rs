@@ -1,22 +1,101 @@
-//! What each subcommand does, as library functions: `serve`, `demo`, `connect`, `get`.
+//! What each subcommand does, as library functions: `serve`, `demo`, `connect`, `get`, `explain`, and
+//! [`run`], which dispatches a parsed command line to them.
 
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, IpCidr};
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::client::{Connect, Get, Input, Tour};
 use crate::clock::Clock;
-use crate::config::{parse_cidr, ServeConfig};
+use crate::config::{Cli, Command, ConfigError, DemoArgs, LogArgs, ServeConfig};
 use crate::device::tap::TapDevice;
 use crate::device::wire::wire;
 use crate::device::{FrameIo, Nic};
 use crate::reactor::{App, Reactor, RunError, Summary};
-use crate::stack::{entropy_seed, Stack, StackConfig, TCP_BUFFER};
-use crate::trace::{TraceConfig, Tracer};
+use crate::stack::{entropy_seed, Stack};
+use crate::topology::{self, CLIENT, SERVER};
+use crate::trace::{ExplainError, TraceConfig, Tracer};
 
-/// The client stack of the demo: the far end of the wire, where the kernel side would be on a TAP.
-pub const DEMO_CLIENT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
-pub const DEMO_CLIENT_ADDRS: [&str; 3] = ["192.168.69.100/24", "fdaa::100/64", "fe80::100/64"];
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum CommandError {
+    /// The command line asked for something impossible; nothing was run.
+    Config(ConfigError),
+    /// `explain` was given something that is no address or port.
+    Explain(ExplainError),
+    /// The run itself failed.
+    Run(RunError),
+}
+
+impl CommandError {
+    /// 2 for a usage mistake, 1 for a failure while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Config(_) | CommandError::Explain(_) => 2,
+            CommandError::Run(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Config(e) => write!(f, "{e}"),
+            CommandError::Explain(e) => write!(f, "{e}"),
+            CommandError::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl From<ConfigError> for CommandError {
+    fn from(e: ConfigError) -> Self {
+        CommandError::Config(e)
+    }
+}
+
+impl From<RunError> for CommandError {
+    fn from(e: RunError) -> Self {
+        CommandError::Run(e)
+    }
+}
+
+/// Runs what the command line asks for; with no command, the demo.
+pub fn run(cli: &Cli) -> Result<(), CommandError> {
+    match &cli.command {
+        Some(Command::Serve(args)) => {
+            serve(&logged(args.validate()?, cli.log))?;
+        }
+        Some(Command::Connect(args)) => {
+            let (cfg, target) = args.validate()?;
+            connect(&logged(cfg, cli.log), target, args.udp, args.input())?;
+        }
+        Some(Command::Get(args)) => {
+            get(&logged(args.validate()?, cli.log), &args.url)?;
+        }
+        Some(Command::Demo(args)) => run_demo(args, cli.log)?,
+        Some(Command::Explain { what }) => {
+            let text = crate::trace::explain(what).map_err(CommandError::Explain)?;
+            println!("{}", text.trim_end());
+        }
+        None => run_demo(&cli.demo, cli.log)?,
+    }
+    Ok(())
+}
+
+/// The options every command takes apply to packet lines.
+fn logged(mut cfg: ServeConfig, log: LogArgs) -> ServeConfig {
+    cfg.trace.quiet = log.quiet;
+    cfg.trace.absolute_seq = log.verbose;
+    cfg
+}
+
+fn run_demo(args: &DemoArgs, log: LogArgs) -> Result<(), CommandError> {
+    let (cfg, mode) = args.validate()?;
+    demo(&logged(cfg, log), mode, args.exit)?;
+    Ok(())
+}
 
 /// `tapstack serve`: attach to the TAP device, serve, run until told to stop.
 pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
@@ -63,18 +142,7 @@ pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Rea
         )
         .map_err(|e| RunError::Io("cannot set up the client's tracer", e))?,
     );
-    let client_cfg = StackConfig {
-        mac: DEMO_CLIENT_MAC,
-        addrs: DEMO_CLIENT_ADDRS
-            .iter()
-            .map(|a| parse_cidr(a).expect("constant CIDR"))
-            .collect::<Vec<IpCidr>>(),
-        gateway_v4: None,
-        gateway_v6: None,
-        random_seed: cfg.seed.map_or_else(entropy_seed, |s| s.wrapping_add(1)),
-        max_connections: 64,
-        tcp_buffer: TCP_BUFFER,
-    };
+    let client_cfg = topology::client_stack_config(cfg.seed.unwrap_or_else(entropy_seed));
     reactor.set_peer(Stack::new(&client_cfg, client_port, now));
     let server_ip = cfg
         .addrs
@@ -83,7 +151,7 @@ pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Rea
             smoltcp::wire::IpAddress::Ipv4(a) => Some(IpAddr::V4(a)),
             _ => None,
         })
-        .unwrap_or(IpAddr::from([192, 168, 69, 1]));
+        .unwrap_or(IpAddr::V4(SERVER));
     // The tour keeps serving afterwards unless told to exit; connect and get always end.
     let exit = exit || !matches!(mode, DemoMode::Tour);
     let app: Box<dyn App> = match mode {
@@ -103,7 +171,7 @@ pub fn demo(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Summary, Ru
     let mut reactor = demo_reactor(cfg, mode, exit)?;
     log::info!(
         target: "tapstack",
-        "demo: a server stack (192.168.69.1) and a client stack (192.168.69.100) on an in-memory wire{}",
+        "demo: a server stack ({SERVER}) and a client stack ({CLIENT}) on an in-memory wire{}",
         if cfg.seed.is_some() { ", on the virtual clock (deterministic)" } else { "" }
     );
     reactor.announce_ready();

@@ -1,19 +1,32 @@
 //! The command line and the validated configuration behind it.
 //!
-//! clap parses; [`ServeArgs::validate`] turns what the user typed into a [`ServeConfig`] or one clear
-//! [`ConfigError`] line (exit status 2). Nothing here touches the system.
+//! clap parses into one small group of options per concern, flattened into the subcommands that use
+//! them, so each subcommand's `--help` lists only what it takes. [`Cli::try_parse_checked`] and the
+//! `validate` methods turn what the user typed into a [`ServeConfig`] or one typed error ([`CliError`],
+//! [`ConfigError`]); deciding the exit status is left to the binary. Nothing here touches the system.
 
 use clap::{Args, Parser, Subcommand};
 use smoltcp::time::Duration;
-use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv6Address};
+use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+pub use crate::addr::{parse_cidr, parse_mac, AddrError};
+use crate::client::{parse_url, Input, UrlError};
+use crate::commands::DemoMode;
 use crate::device::FaultConfig;
 use crate::service::{ServiceKind, Settings};
 use crate::status::Proto;
+use crate::topology::{SERVER_ADDRS, SERVER_GATEWAYS};
 use crate::trace::{EventsTarget, TraceConfig};
+
+/// `--addr`'s default under its older name, which the fuzz targets use.
+pub use crate::topology::SERVER_ADDRS as DEFAULT_ADDRS;
+
+/// TCP connections per stack at most, unless `--max-connections` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,12 +36,8 @@ use crate::trace::{EventsTarget, TraceConfig};
     after_help = "With no command, runs the demo: no root and no TAP device needed."
 )]
 pub struct Cli {
-    /// Hide packet lines (narration and errors stay).
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Absolute TCP sequence numbers in packet lines.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// With no command: the demo's options.
@@ -53,8 +62,20 @@ pub enum Command {
     },
 }
 
-/// Options shared by everything that runs the userspace stack.
+/// What every command takes, before or after its name.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LogArgs {
+    /// Hide packet lines (narration and errors stay).
+    #[arg(short, long, global = true, display_order = 900)]
+    pub quiet: bool,
+    /// Absolute TCP sequence numbers in packet lines.
+    #[arg(short, long, global = true, display_order = 900)]
+    pub verbose: bool,
+}
+
+/// The userspace stack's place on its link.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Userspace stack")]
 pub struct StackArgs {
     /// Address of the userspace stack, CIDR; repeatable.
     #[arg(long = "addr", value_name = "CIDR")]
@@ -63,8 +84,14 @@ pub struct StackArgs {
     #[arg(long = "gateway", value_name = "IP")]
     pub gateways: Vec<String>,
     /// MAC address of the userspace stack.
-    #[arg(long, default_value = "02:00:00:00:00:01")]
+    #[arg(long, default_value = crate::topology::SERVER_MAC)]
     pub mac: String,
+}
+
+/// What a serving stack offers, on both transports.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Services")]
+pub struct ServiceArgs {
     /// Services to run, comma-separated, each `name` or `name:port`. Default: all.
     #[arg(long, value_name = "SERVICE[:PORT],...")]
     pub serve: Option<String>,
@@ -78,7 +105,7 @@ pub struct StackArgs {
     #[arg(long)]
     pub no_host: bool,
     /// TCP connections per stack at most; SYNs beyond are refused with RST.
-    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, allow_negative_numbers = true)]
     pub max_connections: usize,
     /// The qotd message (at most 512 bytes).
     #[arg(long)]
@@ -86,6 +113,15 @@ pub struct StackArgs {
     /// HTTP idle timeout, seconds.
     #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     pub idle_timeout: f64,
+    /// Exit when standard input closes (for harnesses in other languages).
+    #[arg(long)]
+    pub stdin_exit: bool,
+}
+
+/// What the loop shows of its traffic, and where.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Tracing")]
+pub struct TraceArgs {
     /// Write every frame to this pcap file.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
@@ -110,9 +146,12 @@ pub struct StackArgs {
     /// Print counters every N seconds.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true)]
     pub stats_interval: Option<f64>,
-    /// Exit when standard input closes (for harnesses in other languages).
-    #[arg(long)]
-    pub stdin_exit: bool,
+}
+
+/// Trouble injected on the link, reproducibly.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Fault injection")]
+pub struct FaultArgs {
     /// Chance (0-1) that a frame is dropped.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub drop_chance: f64,
@@ -131,19 +170,41 @@ pub struct StackArgs {
     /// Seed for fault injection (and, in the demo, the virtual clock).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// TAP: no checksum and segmentation offload, so every frame is one a real Ethernet would carry
+}
+
+/// The TAP device under the userspace stack.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "TAP device")]
+pub struct TapArgs {
+    /// TAP device to attach to (create it with tap-setup.sh).
+    #[arg(long, default_value = "tap0")]
+    pub tap: String,
+    /// No checksum and segmentation offload, so every frame is one a real Ethernet would carry
     /// (the trace then shows 1514-byte frames instead of 64 KiB segments; slower).
     #[arg(long)]
     pub no_offload: bool,
 }
 
+/// What every command that runs the userspace stack takes: its addresses, what is shown of its traffic,
+/// and what goes wrong on its link.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// TAP device to attach to (create it with tap-setup.sh).
-    #[arg(long, default_value = "tap0")]
-    pub tap: String,
+pub struct RunArgs {
     #[command(flatten)]
     pub stack: StackArgs,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub services: ServiceArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -163,8 +224,11 @@ pub struct DemoArgs {
     /// Instead of the tour: GET this URL on the wire (e.g. http://192.168.69.1/netstat.json).
     #[arg(long, value_name = "URL")]
     pub get: Option<String>,
+    /// The server stack's.
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub run: RunArgs,
+    #[command(flatten)]
+    pub services: ServiceArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -177,75 +241,101 @@ pub struct ConnectArgs {
     /// Send this text (then close) instead of standard input.
     #[arg(long)]
     pub send: Option<String>,
-    /// TAP device to attach to.
-    #[arg(long, default_value = "tap0")]
-    pub tap: String,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct GetArgs {
     /// `http://ADDRESS[:PORT]/PATH` (an IP address: the userspace stack has no DNS).
     pub url: String,
-    /// TAP device to attach to.
-    #[arg(long, default_value = "tap0")]
-    pub tap: String,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub tap: TapArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
-impl Cli {
-    /// Parses the command line. Demo options given before a subcommand (`tapstack --seed 3 serve`)
-    /// would be silently ignored: that is a usage error instead (clap exits with status 2).
-    pub fn parse_checked() -> Cli {
-        use clap::{CommandFactory, FromArgMatches};
-        let mut cmd = Cli::command();
-        let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
-            Ok(m) => m,
-            Err(e) => {
-                use clap::error::ErrorKind;
-                if matches!(
-                    e.kind(),
-                    ErrorKind::DisplayHelp
-                        | ErrorKind::DisplayVersion
-                        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-                ) {
-                    e.exit();
-                }
-                usage_exit(&e.to_string());
-            }
-        };
-        if let Some((sub, _)) = matches.subcommand() {
-            for id in matches.ids() {
-                let id = id.as_str();
-                if id != "quiet"
-                    && id != "verbose"
-                    && matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
-                {
-                    let flag = id.replace('_', "-");
-                    usage_exit(&format!(
-                        "'--{flag}' belongs after the subcommand: `tapstack {sub} --{flag} ...`"
-                    ));
-                }
-            }
+/// Why the command line could not be parsed.
+#[derive(Debug)]
+pub enum CliError {
+    /// `--help`, `--version`, or help shown for a missing subcommand: not a mistake in itself. The
+    /// caller prints it with [`clap::Error::print`] and exits with its [`clap::Error::exit_code`].
+    Help(clap::Error),
+    /// clap's own complaint, first line only: the usage block it appends would bury it.
+    Parse(String),
+    /// A demo option given before a subcommand (`tapstack --seed 3 serve`): it would be silently
+    /// ignored.
+    Misplaced { option: String, subcommand: String },
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Help(e) => write!(f, "{e}"),
+            CliError::Parse(first) => write!(f, "{first} (see tapstack --help)"),
+            CliError::Misplaced { option, subcommand } => write!(
+                f,
+                "'--{option}' belongs after the subcommand: `tapstack {subcommand} --{option} ...` (see tapstack --help)"
+            ),
         }
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_exit(&e.to_string()))
     }
 }
 
-/// A usage mistake found by clap: its first line only (no usage block), exit status 2.
-fn usage_exit(text: &str) -> ! {
-    let first = text.lines().next().unwrap_or("invalid arguments").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    crate::logbuf::flush();
-    eprintln!("error: {first} (see tapstack --help)");
-    std::process::exit(2)
+impl std::error::Error for CliError {}
+
+impl CliError {
+    fn parse(e: &clap::Error) -> CliError {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments").trim();
+        CliError::Parse(first.strip_prefix("error: ").unwrap_or(first).to_string())
+    }
+}
+
+impl Cli {
+    /// Parses a command line (the program name first), refusing demo options given before a
+    /// subcommand.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Cli, CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        use clap::error::ErrorKind;
+        use clap::{CommandFactory, FromArgMatches};
+        let cmd = Cli::command();
+        let matches = cmd
+            .clone()
+            .try_get_matches_from(args)
+            .map_err(|e| match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => CliError::Help(e),
+                _ => CliError::parse(&e),
+            })?;
+        if let Some((sub, _)) = matches.subcommand() {
+            // Only the demo's own options: global ones belong anywhere, and groups are no options.
+            let misplaced = cmd
+                .get_arguments()
+                .filter(|a| !a.is_global_set())
+                .map(|a| a.get_id().as_str())
+                .find(|&id| {
+                    matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+                });
+            if let Some(id) = misplaced {
+                return Err(CliError::Misplaced {
+                    option: id.replace('_', "-"),
+                    subcommand: sub.to_string(),
+                });
+            }
+        }
+        Cli::from_arg_matches(&matches).map_err(|e| CliError::parse(&e))
+    }
 }
 
 /// Parses `192.168.69.1:7` or `[fdaa::1]:7`.
-pub fn parse_target(s: &str) -> Result<std::net::SocketAddr, ConfigError> {
-    match s.parse::<std::net::SocketAddr>() {
+pub fn parse_target(s: &str) -> Result<SocketAddr, ConfigError> {
+    match s.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 => Ok(a),
         _ => Err(ConfigError::BadTarget(s.to_string())),
     }
@@ -299,9 +389,8 @@ pub enum ConfigError {
         first: ServiceKind,
         second: ServiceKind,
     },
-    BadCidr(String),
+    Addr(AddrError),
     BadIp(String),
-    BadMac(String),
     HostPortOutOfRange {
         service: ServiceKind,
         port: u16,
@@ -316,6 +405,7 @@ pub enum ConfigError {
     NoServices,
     TwoGateways(&'static str),
     BadTarget(String),
+    BadUrl(UrlError),
 }
 
 impl fmt::Display for ConfigError {
@@ -332,15 +422,8 @@ impl fmt::Display for ConfigError {
                 proto.as_str(),
                 port.saturating_add(1000)
             ),
-            ConfigError::BadCidr(s) => write!(
-                f,
-                "bad address '{s}': expected ADDRESS/PREFIX, e.g. 192.168.69.1/24 or fdaa::1/64"
-            ),
+            ConfigError::Addr(e) => write!(f, "{e}"),
             ConfigError::BadIp(s) => write!(f, "bad IP address '{s}'"),
-            ConfigError::BadMac(s) => write!(
-                f,
-                "bad MAC address '{s}': expected six hex bytes like 02:00:00:00:00:01, unicast (first byte even), not all zero"
-            ),
             ConfigError::HostPortOutOfRange { service, port, offset } => write!(
                 f,
                 "host port for {service} would be {port} + {offset} = {}, past 65535: lower --host-port-offset or use --no-host",
@@ -356,14 +439,24 @@ impl fmt::Display for ConfigError {
                 f,
                 "bad target '{t}': expected ADDRESS:PORT, e.g. 192.168.69.100:7 or [fdaa::100]:7 (an IP address: no DNS)"
             ),
+            ConfigError::BadUrl(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-pub const DEFAULT_ADDRS: [&str; 3] = ["192.168.69.1/24", "fdaa::1/64", "fe80::1/64"];
-pub const DEFAULT_GATEWAYS: [&str; 2] = ["192.168.69.100", "fe80::100"];
+impl From<AddrError> for ConfigError {
+    fn from(e: AddrError) -> Self {
+        ConfigError::Addr(e)
+    }
+}
+
+impl From<UrlError> for ConfigError {
+    fn from(e: UrlError) -> Self {
+        ConfigError::BadUrl(e)
+    }
+}
 
 /// Parses `echo,http:8080,qotd`. Two services on one port and protocol is an error.
 pub fn parse_services(list: Option<&str>) -> Result<Vec<ServiceSpec>, ConfigError> {
@@ -429,44 +522,6 @@ pub fn parse_services(list: Option<&str>) -> Result<Vec<ServiceSpec>, ConfigErro
     Ok(out)
 }
 
-pub fn parse_mac(s: &str) -> Result<EthernetAddress, ConfigError> {
-    let bad = || ConfigError::BadMac(s.to_string());
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut b = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return Err(bad());
-        }
-        b[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    let mac = EthernetAddress(b);
-    // smoltcp panics on a non-unicast hardware address: refuse it here, politely.
-    if !mac.is_unicast() || b == [0; 6] {
-        return Err(bad());
-    }
-    Ok(mac)
-}
-
-pub fn parse_cidr(s: &str) -> Result<IpCidr, ConfigError> {
-    let bad = || ConfigError::BadCidr(s.to_string());
-    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if len > max || addr.is_unspecified() || addr.is_multicast() {
-        return Err(bad());
-    }
-    if let IpAddr::V4(v4) = addr {
-        if v4.is_broadcast() {
-            return Err(bad());
-        }
-    }
-    Ok(IpCidr::new(IpAddress::from(addr), len))
-}
-
 fn positive(option: &'static str, v: f64, allow_zero: bool) -> Result<f64, ConfigError> {
     if !v.is_finite() || v < 0.0 || (!allow_zero && v == 0.0) {
         return Err(ConfigError::BadNumber {
@@ -497,11 +552,18 @@ fn secs(v: f64) -> Duration {
     Duration::from_micros((v * 1e6) as u64)
 }
 
+/// The userspace stack's own settings, checked.
+struct StackParts {
+    addrs: Vec<IpCidr>,
+    gateway_v4: Option<Ipv4Address>,
+    gateway_v6: Option<Ipv6Address>,
+    mac: EthernetAddress,
+}
+
 impl StackArgs {
-    /// Checks everything but the device name; `device` names the link in packet lines.
-    pub fn validate(&self, device: &str) -> Result<ServeConfig, ConfigError> {
+    fn validate(&self) -> Result<StackParts, ConfigError> {
         let addrs = if self.addrs.is_empty() {
-            DEFAULT_ADDRS
+            SERVER_ADDRS
                 .iter()
                 .map(|s| parse_cidr(s))
                 .collect::<Result<Vec<_>, _>>()?
@@ -512,13 +574,14 @@ impl StackArgs {
                 .collect::<Result<Vec<_>, _>>()?
         };
         if addrs.len() > 3 {
-            return Err(ConfigError::BadCidr(format!(
+            return Err(AddrError::BadCidr(format!(
                 "{} (at most 3 addresses per interface)",
                 self.addrs.join(" ")
-            )));
+            ))
+            .into());
         }
         let gateways: Vec<String> = if self.gateways.is_empty() {
-            DEFAULT_GATEWAYS.iter().map(|s| s.to_string()).collect()
+            SERVER_GATEWAYS.iter().map(|s| s.to_string()).collect()
         } else {
             self.gateways.clone()
         };
@@ -535,6 +598,27 @@ impl StackArgs {
             }
         }
         let mac = parse_mac(&self.mac)?;
+        Ok(StackParts {
+            addrs,
+            gateway_v4,
+            gateway_v6,
+            mac,
+        })
+    }
+}
+
+/// What a serving stack offers, checked.
+struct ServiceParts {
+    services: Vec<ServiceSpec>,
+    host: Option<IpAddr>,
+    host_port_offset: u16,
+    max_connections: usize,
+    settings: Settings,
+    stdin_exit: bool,
+}
+
+impl ServiceArgs {
+    fn validate(&self) -> Result<ServiceParts, ConfigError> {
         let services = parse_services(self.serve.as_deref())?;
         let host = if self.no_host {
             None
@@ -578,10 +662,57 @@ impl StackArgs {
             settings.message = m.clone();
         }
         settings.idle_timeout = secs(positive("idle-timeout", self.idle_timeout, false)?);
+        Ok(ServiceParts {
+            services,
+            host,
+            host_port_offset: self.host_port_offset as u16,
+            max_connections: self.max_connections,
+            settings,
+            stdin_exit: self.stdin_exit,
+        })
+    }
+
+    /// A client's stack serves nothing and opens no host sockets.
+    fn none() -> ServiceParts {
+        ServiceParts {
+            services: Vec::new(),
+            host: None,
+            host_port_offset: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            settings: Settings::default(),
+            stdin_exit: false,
+        }
+    }
+}
+
+impl TraceArgs {
+    /// Returns the trace settings and the counters' interval; `device` names the link in packet lines.
+    fn validate(&self, device: &str) -> Result<(TraceConfig, Option<Duration>), ConfigError> {
         let stats_interval = match self.stats_interval {
             Some(v) => Some(secs(positive("stats-interval", v, false)?)),
             None => None,
         };
+        let trace = TraceConfig {
+            pcap: self.pcap.clone(),
+            events: self.events.as_deref().map(|e| {
+                if e == "-" {
+                    EventsTarget::Stdout
+                } else {
+                    EventsTarget::File(PathBuf::from(e))
+                }
+            }),
+            step: self.step,
+            ladder: self.ladder,
+            narrate_limit: self.narrate_limit,
+            device: device.to_string(),
+            ..TraceConfig::default()
+        };
+        Ok((trace, stats_interval))
+    }
+}
+
+impl FaultArgs {
+    fn validate(&self) -> Result<FaultConfig, ConfigError> {
         let faults = FaultConfig {
             drop: chance("drop-chance", self.drop_chance)?,
             duplicate: chance("dup-chance", self.dup_chance)?,
@@ -599,38 +730,42 @@ impl StackArgs {
                 why: "1 drops every frame; nothing could ever connect",
             });
         }
-        let trace = TraceConfig {
-            pcap: self.pcap.clone(),
-            events: self.events.as_deref().map(|e| {
-                if e == "-" {
-                    EventsTarget::Stdout
-                } else {
-                    EventsTarget::File(PathBuf::from(e))
-                }
-            }),
-            step: self.step,
-            ladder: self.ladder,
-            narrate_limit: self.narrate_limit,
-            device: device.to_string(),
-            ..TraceConfig::default()
+        Ok(faults)
+    }
+}
+
+impl RunArgs {
+    /// Puts the checked groups together; `services` is `None` for a client, whose stack serves
+    /// nothing. `device` names the link in packet lines.
+    fn validate(
+        &self,
+        device: &str,
+        services: Option<&ServiceArgs>,
+    ) -> Result<ServeConfig, ConfigError> {
+        let stack = self.stack.validate()?;
+        let served = match services {
+            Some(s) => s.validate()?,
+            None => ServiceArgs::none(),
         };
+        let (trace, stats_interval) = self.trace.validate(device)?;
+        let faults = self.faults.validate()?;
         Ok(ServeConfig {
             tap: device.to_string(),
-            addrs,
-            gateway_v4,
-            gateway_v6,
-            mac,
-            services,
-            host,
-            host_port_offset: self.host_port_offset as u16,
-            max_connections: self.max_connections,
-            settings,
+            addrs: stack.addrs,
+            gateway_v4: stack.gateway_v4,
+            gateway_v6: stack.gateway_v6,
+            mac: stack.mac,
+            services: served.services,
+            host: served.host,
+            host_port_offset: served.host_port_offset,
+            max_connections: served.max_connections,
+            settings: served.settings,
             trace,
             faults,
-            seed: self.seed,
+            seed: self.faults.seed,
             stats_interval,
-            stdin_exit: self.stdin_exit,
-            offload: !self.no_offload && !faults.is_active(),
+            stdin_exit: served.stdin_exit,
+            offload: !faults.is_active(),
         })
     }
 }
@@ -646,44 +781,74 @@ fn check_tap(tap: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-impl ServeArgs {
-    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+impl TapArgs {
+    /// Checks the device name, then the rest on it.
+    fn run_config(
+        &self,
+        run: &RunArgs,
+        services: Option<&ServiceArgs>,
+    ) -> Result<ServeConfig, ConfigError> {
         check_tap(&self.tap)?;
-        self.stack.validate(&self.tap)
+        let mut cfg = run.validate(&self.tap, services)?;
+        cfg.offload &= !self.no_offload;
+        Ok(cfg)
     }
 }
 
-/// A client mode over the TAP: the stack serves nothing and opens no host sockets.
-fn client_config(tap: &str, stack: &StackArgs) -> Result<ServeConfig, ConfigError> {
-    check_tap(tap)?;
-    let mut cfg = stack.validate(tap)?;
-    cfg.services.clear();
-    cfg.host = None;
-    Ok(cfg)
+impl ServeArgs {
+    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+        self.tap.run_config(&self.run, Some(&self.services))
+    }
 }
 
 impl ConnectArgs {
-    pub fn validate(&self) -> Result<(ServeConfig, std::net::SocketAddr), ConfigError> {
+    pub fn validate(&self) -> Result<(ServeConfig, SocketAddr), ConfigError> {
         let target = parse_target(&self.target)?;
-        Ok((client_config(&self.tap, &self.stack)?, target))
+        let cfg = self.tap.run_config(&self.run, None)?;
+        Ok((cfg, target))
+    }
+
+    pub fn input(&self) -> Input {
+        input(self.send.as_deref())
     }
 }
 
 impl GetArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        client_config(&self.tap, &self.stack)
+        let cfg = self.tap.run_config(&self.run, None)?;
+        parse_url(&self.url)?;
+        Ok(cfg)
     }
 }
 
 impl DemoArgs {
-    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        if let Some(t) = &self.connect {
-            parse_target(t)?;
-        }
-        let mut cfg = self.stack.validate("wire")?;
+    /// The server stack's configuration and what the client stack does.
+    pub fn validate(&self) -> Result<(ServeConfig, DemoMode), ConfigError> {
+        let target = self.connect.as_deref().map(parse_target).transpose()?;
+        let mut cfg = self.run.validate("wire", Some(&self.services))?;
         // The demo always draws its connections.
         cfg.trace.ladder = true;
-        Ok(cfg)
+        let mode = match (target, &self.get) {
+            (Some(target), _) => DemoMode::Connect {
+                target,
+                udp: self.udp,
+                input: input(self.send.as_deref()),
+            },
+            (None, Some(url)) => {
+                parse_url(url)?;
+                DemoMode::Get(url.clone())
+            }
+            (None, None) => DemoMode::Tour,
+        };
+        Ok((cfg, mode))
+    }
+}
+
+/// `--send TEXT`, or else standard input.
+fn input(send: Option<&str>) -> Input {
+    match send {
+        Some(t) => Input::Fixed(t.as_bytes().to_vec()),
+        None => Input::Stdin,
     }
 }
 
@@ -849,7 +1014,7 @@ mod tests {
                 .unwrap();
         assert!(cli.command.is_none());
         assert!(cli.demo.exit);
-        let c = cli.demo.validate().unwrap();
+        let (c, _) = cli.demo.validate().unwrap();
         assert_eq!(c.seed, Some(3));
         assert_eq!(c.faults.drop, 0.2);
     }
@@ -885,5 +1050,110 @@ mod tests {
         assert!(serve(&["--tap", "a-very-long-interface-name"])
             .unwrap_err()
             .contains("--tap"));
+    }
+
+    /// The long options `tapstack ARGS --help` lists.
+    fn help_options(args: &[&str]) -> Vec<String> {
+        let mut v = vec!["tapstack"];
+        v.extend_from_slice(args);
+        v.push("--help");
+        let Err(CliError::Help(e)) = Cli::try_parse_checked(v) else {
+            panic!("{args:?}: no help")
+        };
+        e.to_string()
+            .split_whitespace()
+            .filter(|w| w.starts_with("--"))
+            .map(|w| w.trim_end_matches([',', '.', ')']).to_string())
+            .collect()
+    }
+
+    #[test]
+    fn test_each_help_lists_its_own_options() {
+        let connect = help_options(&["connect"]);
+        for other in [
+            "--serve",
+            "--max-connections",
+            "--message",
+            "--no-host",
+            "--exit",
+            "--get",
+        ] {
+            assert!(!connect.iter().any(|o| o == other), "connect lists {other}");
+        }
+        assert!(connect.iter().any(|o| o == "--udp"));
+        let get = help_options(&["get"]);
+        for other in [
+            "--serve",
+            "--max-connections",
+            "--message",
+            "--udp",
+            "--send",
+        ] {
+            assert!(!get.iter().any(|o| o == other), "get lists {other}");
+        }
+        let serve = help_options(&["serve"]);
+        for own in [
+            "--max-connections",
+            "--serve",
+            "--message",
+            "--tap",
+            "--quiet",
+        ] {
+            assert!(serve.iter().any(|o| o == own), "serve lacks {own}");
+        }
+        for other in ["--exit", "--connect", "--udp", "--send", "--get"] {
+            assert!(!serve.iter().any(|o| o == other), "serve lists {other}");
+        }
+        let demo = help_options(&["demo"]);
+        assert!(demo.iter().any(|o| o == "--exit"));
+        assert!(!demo.iter().any(|o| o == "--tap"), "the demo has no TAP");
+        let explain = help_options(&["explain"]);
+        assert!(
+            explain
+                .iter()
+                .all(|o| o == "--quiet" || o == "--verbose" || o == "--help"),
+            "{explain:?}"
+        );
+        // Bare `tapstack` is the demo.
+        assert!(help_options(&[]).iter().any(|o| o == "--exit"));
+    }
+
+    #[test]
+    fn test_demo_option_before_subcommand_is_refused() {
+        let e = Cli::try_parse_checked(["tapstack", "--seed", "3", "serve"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'--seed' belongs after the subcommand: `tapstack serve --seed ...` (see tapstack --help)"
+        );
+        assert!(Cli::try_parse_checked(["tapstack", "-q", "serve"]).is_ok());
+    }
+
+    #[test]
+    fn test_parse_error_is_its_first_line() {
+        let e = Cli::try_parse_checked(["tapstack", "serve", "--bogus"]).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, CliError::Parse(_)), "{e:?}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.ends_with("(see tapstack --help)"), "{text}");
+    }
+
+    #[test]
+    fn test_demo_modes() {
+        let cli =
+            Cli::try_parse_from(["tapstack", "--connect", "192.168.69.1:7", "--udp"]).unwrap();
+        let (_, mode) = cli.demo.validate().unwrap();
+        assert!(matches!(
+            mode,
+            DemoMode::Connect {
+                udp: true,
+                input: Input::Stdin,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["tapstack", "demo", "--get", "ftp://x/"]).unwrap();
+        let Some(Command::Demo(a)) = cli.command else {
+            panic!("demo")
+        };
+        assert!(matches!(a.validate(), Err(ConfigError::BadUrl(_))));
     }
 }

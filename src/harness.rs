@@ -25,22 +25,18 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
+use crate::addr::{parse_cidr, parse_mac};
 use crate::clock::Clock;
-use crate::commands::{DEMO_CLIENT_ADDRS, DEMO_CLIENT_MAC};
-use crate::config::{parse_cidr, parse_mac, DEFAULT_ADDRS};
 use crate::device::wire::wire;
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Nic};
 use crate::service::{ServiceKind, Settings};
 use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};
 use crate::status::{Counters, Status};
+use crate::topology::{self, SERVER_ADDRS as DEFAULT_ADDRS};
+pub use crate::topology::{CLIENT, SERVER};
 use crate::trace::{PacketRecord, TraceConfig, Tracer};
-
-/// The server stack's IPv4 address on the wire.
-pub const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
-/// The client stack's IPv4 address on the wire.
-pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
 
 /// Frames each stack takes in per turn.
 const BUDGET: usize = 64;
@@ -143,18 +139,7 @@ impl HarnessBuilder {
             Box::new(b) as Box<dyn FrameIo>,
             Tracer::new(TraceConfig::silent(), epoch).expect("a silent tracer opens nothing"),
         );
-        let client_cfg = StackConfig {
-            mac: DEMO_CLIENT_MAC,
-            addrs: DEMO_CLIENT_ADDRS
-                .iter()
-                .map(|c| parse_cidr(c).expect("constant CIDR"))
-                .collect(),
-            gateway_v4: None,
-            gateway_v6: None,
-            random_seed: seed.wrapping_add(1),
-            max_connections: 64,
-            tcp_buffer: TCP_BUFFER,
-        };
+        let client_cfg = topology::client_stack_config(seed);
         let client = Stack::new(&client_cfg, client_port, now);
         Harness {
             clock,

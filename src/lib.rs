@@ -15,6 +15,7 @@
 //! - [`reactor`]: the one loop on top: tokens, deadlines, ingress budget, shutdown.
 //! - [`config`] and [`clock`]: validated settings, and time that tests can replace.
 
+pub mod addr;
 pub mod client;
 pub mod clock;
 pub mod commands;
@@ -28,4 +29,5 @@ pub mod reactor;
 pub mod service;
 pub mod stack;
 pub mod status;
+pub mod topology;
 pub mod trace;

@@ -1,20 +1,22 @@
 //! `wire_gbps`: the userspace stack's own ceiling, with no system calls. A server [`Stack`] serving
 //! discard sits on one end of an in-memory [`wire`]; a bare smoltcp client (Interface + SocketSet on a
-//! [`Port`]) on the other end sends to it. Both run in this thread, one after the other, like two loops
+//! [`Nic`]) on the other end sends to it. Both run in this thread, one after the other, like two loops
 //! sharing a core; the figure counts bytes the server acknowledged.
 
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::time::{Duration, Instant, SystemTime};
 
+use tapstack::addr::parse_mac;
 use tapstack::device::wire::wire;
 use tapstack::device::{FrameIo, Nic};
 use tapstack::reactor::INGRESS_BUDGET;
 use tapstack::service::{ServiceKind, Settings};
 use tapstack::stack::{Stack, StackConfig, TCP_BUFFER};
 use tapstack::status::Status;
+use tapstack::topology::{self, SERVER};
 use tapstack::trace::{TraceConfig, Tracer};
 
 use crate::peers::{Limit, Transfer};
@@ -36,8 +38,8 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
     .map_err(|e| format!("tracer: {e}"))?;
     let sport = Nic::new(Box::new(server_end) as Box<dyn FrameIo>, tracer);
     let scfg = StackConfig {
-        mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
-        addrs: vec![IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24)],
+        mac: parse_mac(topology::SERVER_MAC).map_err(|e| e.to_string())?,
+        addrs: vec![IpCidr::new(IpAddress::Ipv4(SERVER), 24)],
         gateway_v4: None,
         gateway_v6: None,
         random_seed: 1,
@@ -49,15 +51,15 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
     let mut status = Status::default();
     let settings = Settings::default();
 
-    // The client: bare smoltcp with the same buffer size.
+    // The client: bare smoltcp with the same buffer size, where the demo's client stack would sit.
+    // Its IPv4 address alone: the transfer runs over IPv4.
+    let demo_client = topology::client_stack_config(scfg.random_seed);
     let mut cport = Nic::new(client_end, ());
-    let mut ccfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([
-        2, 0, 0, 0, 0, 2,
-    ])));
-    ccfg.random_seed = 2;
+    let mut ccfg = Config::new(HardwareAddress::Ethernet(demo_client.mac));
+    ccfg.random_seed = demo_client.random_seed;
     let mut ciface = Interface::new(ccfg, &mut cport, now());
     ciface.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(IpAddress::v4(192, 168, 69, 100), 24));
+        let _ = a.push(demo_client.addrs[0]);
     });
     let mut csockets = SocketSet::new(Vec::new());
     let sock = tcp::Socket::new(
@@ -67,11 +69,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
     let ch = csockets.add(sock);
     csockets
         .get_mut::<tcp::Socket>(ch)
-        .connect(
-            ciface.context(),
-            (Ipv4Address::new(192, 168, 69, 1), 9),
-            49152,
-        )
+        .connect(ciface.context(), (SERVER, 9), 49152)
         .map_err(|e| format!("connect: {e}"))?;
 
     let chunk = vec![0x5au8; TCP_BUFFER];
