@@ -1180,10 +1180,9 @@ impl Stack {
 }
 
 fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: &mut Counters) {
-    let state = sock.state();
     if conn.session.is_none() {
         if !matches!(
-            state,
+            sock.state(),
             tcp::State::Established
                 | tcp::State::CloseWait
                 | tcp::State::FinWait1
@@ -1197,71 +1196,14 @@ fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: 
     let Some(session) = conn.session.as_mut() else {
         return;
     };
-    if conn.closing {
-        // Closed by us: whatever still arrives is read and thrown away, so the window stays open.
-        while sock.can_recv() {
-            if sock.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
-                break;
-            }
-        }
-        return;
-    }
-    if let Some(t) = session.poll_timeout() {
-        if t <= cx.now {
-            session.handle_timeout(cx);
-        }
-    }
-    loop {
-        let mut progress = false;
-        while sock.can_recv() {
-            let n = sock
-                .recv(|b| {
-                    let n = session.handle_input(cx, b);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            progress = true;
-        }
-        if !conn.eof && !sock.may_recv() && peer_has_closed(sock.state()) {
-            conn.eof = true;
-            session.handle_eof(cx);
-            progress = true;
-        }
-        while sock.can_send() {
-            let n = sock
-                .send(|b| {
-                    let n = session.poll_output(cx, b);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            progress = true;
-        }
-        if !progress {
-            break;
-        }
-    }
-    if session.is_finished() {
-        // close() sends FIN after what is queued: nothing is cut off.
-        sock.close();
-        conn.closing = true;
-    }
-}
-
-fn peer_has_closed(s: tcp::State) -> bool {
-    matches!(
-        s,
-        tcp::State::CloseWait
-            | tcp::State::LastAck
-            | tcp::State::Closing
-            | tcp::State::TimeWait
-            | tcp::State::Closed
-    )
+    let mut state = crate::service::driver::StreamState {
+        eof: conn.eof,
+        closing: conn.closing,
+    };
+    // The socket's lifetime after both FINs (TIME-WAIT, recycling) is the stack's, so `Drive` is moot.
+    let Ok(_) = crate::service::driver::drive(cx, session.as_mut(), &mut state, sock);
+    conn.eof = state.eof;
+    conn.closing = state.closing;
 }
 
 /// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are

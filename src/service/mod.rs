@@ -21,6 +21,7 @@ use crate::status::{Proto, Status};
 pub mod chargen;
 pub mod daytime;
 pub mod discard;
+pub(crate) mod driver;
 pub mod echo;
 pub mod http;
 pub mod qotd;
