@@ -1,7 +1,6 @@
 //! Echo (RFC 862): everything received is sent back.
 
 use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
 use std::net::SocketAddr;
 
 /// How much an echo session holds before it stops consuming input. A peer that sends but never reads
@@ -60,12 +59,6 @@ impl StreamSession for EchoSession {
         self.start += n;
         n
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
 
     /// Echo closes after the peer closed and everything was sent back (a half-close echoes to the end).
     fn is_finished(&self) -> bool {

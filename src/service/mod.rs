@@ -23,6 +23,7 @@ pub mod daytime;
 pub mod discard;
 pub(crate) mod driver;
 pub mod echo;
+pub mod fixed;
 pub mod http;
 pub mod qotd;
 pub mod time;
@@ -72,16 +73,25 @@ pub const DEFAULT_QOTD: &str =
     "Hello from tapstack's qotd service (RFC 865): every packet of this greeting is in the log.\r\n";
 
 /// A TCP session of a service: one per connection.
+///
+/// Only `is_finished` must be written: by default a session ignores input (consumes all of it, so the
+/// peer's window stays open), says nothing, and wants no timer.
 pub trait StreamSession {
     /// Offers received bytes; returns how many were consumed (0 = full, try again after output drains).
-    fn handle_input(&mut self, cx: &Context, input: &[u8]) -> usize;
+    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
+        input.len()
+    }
     /// The peer will send nothing more (FIN received).
-    fn handle_eof(&mut self, cx: &Context);
+    fn handle_eof(&mut self, _cx: &Context) {}
     /// Writes pending output into `out`; returns the number of bytes written (0 = nothing now).
-    fn poll_output(&mut self, cx: &Context, out: &mut [u8]) -> usize;
+    fn poll_output(&mut self, _cx: &Context, _out: &mut [u8]) -> usize {
+        0
+    }
     /// When `handle_timeout` wants to be called next.
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, cx: &Context);
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn handle_timeout(&mut self, _cx: &Context) {}
     /// No more output will come: the transport closes once what was written is flushed.
     fn is_finished(&self) -> bool;
 }
@@ -162,10 +172,10 @@ impl ServiceKind {
         match self {
             ServiceKind::Echo => Box::new(echo::EchoSession::new()),
             ServiceKind::Discard => Box::new(discard::DiscardSession::new(cx)),
-            ServiceKind::Daytime => Box::new(daytime::DaytimeSession::new(cx)),
-            ServiceKind::Qotd => Box::new(qotd::QotdSession::new(cx)),
+            ServiceKind::Daytime => Box::new(daytime::session(cx)),
+            ServiceKind::Qotd => Box::new(qotd::session(cx)),
             ServiceKind::Chargen => Box::new(chargen::ChargenSession::new(cx)),
-            ServiceKind::Time => Box::new(time::TimeSession::new(cx)),
+            ServiceKind::Time => Box::new(time::session(cx)),
             ServiceKind::Http => Box::new(http::HttpSession::new(cx)),
         }
     }
