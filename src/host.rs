@@ -15,7 +15,6 @@ use std::net::{IpAddr, Shutdown, SocketAddr};
 
 use crate::service::driver::{self, ByteStream, Drive, StreamState};
 use crate::service::{Context, DatagramService, ServiceKind, StreamSession};
-use crate::stack::UDP_REPLY_MAX;
 use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
 
@@ -627,12 +626,7 @@ fn drive_udp(
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }
-        // Echo mirrors the request's size; everything else answers at most 512 bytes.
-        let cap = if kind == ServiceKind::Echo {
-            len.min(reply.len())
-        } else {
-            UDP_REPLY_MAX
-        };
+        let cap = kind.udp_reply_cap(len, reply.len());
         if let Some(n) = service.handle_datagram(cx, from, &scratch[..len], &mut reply[..cap]) {
             match sock.send_to(&reply[..n.min(cap)], from) {
                 Ok(_) => {

@@ -56,8 +56,7 @@ const ARENA: usize = 64 << 20;
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub const UDP_PACKETS: usize = 64;
 pub const UDP_BUFFER: usize = 64 * 1024;
-/// A UDP reply is never larger than this (RFC 864 and friends; no amplification).
-pub const UDP_REPLY_MAX: usize = 512;
+pub use crate::service::UDP_REPLY_MAX;
 
 pub type StackPort = Port<Box<dyn FrameIo>, Tracer>;
 
@@ -1244,12 +1243,7 @@ fn drive_udp(
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }
-        // Echo mirrors the request's size; everything else answers at most 512 bytes.
-        let cap = if u.kind == ServiceKind::Echo {
-            len.min(reply.len())
-        } else {
-            UDP_REPLY_MAX.min(reply.len())
-        };
+        let cap = u.kind.udp_reply_cap(len, reply.len());
         let from = to_socket_addr(meta.endpoint);
         if let Some(n) = u
             .service

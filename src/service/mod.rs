@@ -96,6 +96,9 @@ pub trait StreamSession {
     fn is_finished(&self) -> bool;
 }
 
+/// A UDP reply is never larger than this (RFC 864 and friends; no amplification), except echo's.
+pub const UDP_REPLY_MAX: usize = 512;
+
 /// A UDP service: one request datagram in, at most one reply out.
 pub trait DatagramService {
     /// Writes the reply to `request` into `out` and returns its length, or `None` for no reply.
@@ -180,6 +183,17 @@ impl ServiceKind {
         }
     }
 
+    /// How long a UDP reply to a `request_len`-byte request may be, in a buffer of `buf_len`: echo
+    /// mirrors the request (a reply no larger than the request amplifies nothing); every other service
+    /// answers at most [`UDP_REPLY_MAX`] bytes, whatever it is asked.
+    pub fn udp_reply_cap(self, request_len: usize, buf_len: usize) -> usize {
+        let cap = match self {
+            ServiceKind::Echo => request_len,
+            _ => UDP_REPLY_MAX,
+        };
+        cap.min(buf_len)
+    }
+
     /// The datagram side of the service, or `None` for TCP-only services.
     pub fn new_datagram(self) -> Option<Box<dyn DatagramService>> {
         match self {
@@ -197,6 +211,21 @@ impl ServiceKind {
 impl std::fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_udp_reply_cap_echo_mirrors_others_512() {
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(1400, 65_536), 1400);
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(0, 65_536), 0);
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(1400, 1000), 1000);
+        assert_eq!(ServiceKind::Chargen.udp_reply_cap(0, 65_536), UDP_REPLY_MAX);
+        assert_eq!(ServiceKind::Qotd.udp_reply_cap(9000, 65_536), UDP_REPLY_MAX);
+        assert_eq!(ServiceKind::Daytime.udp_reply_cap(1, 100), 100);
     }
 }
 
