@@ -59,6 +59,24 @@ impl std::fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
+/// A listening socket: what [`Host::serve`] needs of it beyond registering.
+trait Bound: mio::event::Source {
+    /// The address it is bound to (the kernel's choice where the port was 0).
+    fn bound_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl Bound for TcpListener {
+    fn bound_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
+impl Bound for UdpSocket {
+    fn bound_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
 enum Source {
     Listener {
         sock: TcpListener,
@@ -157,29 +175,14 @@ impl Host {
         kind: ServiceKind,
         addr: SocketAddr,
     ) -> Result<(), BindError> {
-        let err = |err| BindError {
+        let sock = TcpListener::bind(addr).map_err(|err| BindError {
             addr,
             proto: Proto::Tcp,
             err,
-        };
-        let mut sock = TcpListener::bind(addr).map_err(err)?;
-        let local = sock.local_addr().map_err(err)?;
-        let entry = self.sources.vacant_entry();
-        registry
-            .register(
-                &mut sock,
-                Token(TOKEN_BASE + entry.key()),
-                Interest::READABLE,
-            )
-            .map_err(err)?;
-        entry.insert(Source::Listener { sock, kind });
-        self.endpoints.push(Endpoint {
-            stack: StackKind::Host,
-            proto: Proto::Tcp,
-            addr: local,
-            service: kind.name(),
-        });
-        Ok(())
+        })?;
+        self.serve(registry, kind, (Proto::Tcp, addr), sock, |sock| {
+            Source::Listener { sock, kind }
+        })
     }
 
     pub fn serve_udp(
@@ -191,13 +194,31 @@ impl Host {
         let Some(service) = kind.new_datagram() else {
             return Ok(());
         };
-        let err = |err| BindError {
+        let sock = UdpSocket::bind(addr).map_err(|err| BindError {
             addr,
             proto: Proto::Udp,
             err,
-        };
-        let mut sock = UdpSocket::bind(addr).map_err(err)?;
-        let local = sock.local_addr().map_err(err)?;
+        })?;
+        self.serve(registry, kind, (Proto::Udp, addr), sock, |sock| {
+            Source::Udp {
+                sock,
+                kind,
+                service,
+            }
+        })
+    }
+
+    /// Registers a socket bound to `addr` under the token of its slab entry and lists it as an endpoint.
+    fn serve<S: Bound>(
+        &mut self,
+        registry: &Registry,
+        kind: ServiceKind,
+        (proto, addr): (Proto, SocketAddr),
+        mut sock: S,
+        source: impl FnOnce(S) -> Source,
+    ) -> Result<(), BindError> {
+        let err = |err| BindError { addr, proto, err };
+        let local = sock.bound_addr().map_err(err)?;
         let entry = self.sources.vacant_entry();
         registry
             .register(
@@ -206,14 +227,10 @@ impl Host {
                 Interest::READABLE,
             )
             .map_err(err)?;
-        entry.insert(Source::Udp {
-            sock,
-            kind,
-            service,
-        });
+        entry.insert(source(sock));
         self.endpoints.push(Endpoint {
             stack: StackKind::Host,
-            proto: Proto::Udp,
+            proto,
             addr: local,
             service: kind.name(),
         });

@@ -114,17 +114,12 @@ pub fn session(cx: &Context) -> FixedReply {
 }
 
 /// Answers any datagram with the line (cut to `out` if the transport offers less room).
+#[derive(Debug, Default, Clone, Copy)]
 pub struct DaytimeDatagram;
 
 impl DaytimeDatagram {
     pub fn new() -> Self {
         DaytimeDatagram
-    }
-}
-
-impl Default for DaytimeDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

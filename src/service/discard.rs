@@ -25,17 +25,12 @@ impl StreamSession for DiscardSession {
 }
 
 /// Never replies.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct DiscardDatagram;
 
 impl DiscardDatagram {
     pub fn new() -> Self {
         DiscardDatagram
-    }
-}
-
-impl Default for DiscardDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

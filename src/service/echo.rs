@@ -1,5 +1,6 @@
 //! Echo (RFC 862): everything received is sent back.
 
+use super::fixed::copy_prefix;
 use super::{Context, DatagramService, StreamSession};
 use std::net::SocketAddr;
 
@@ -77,9 +78,7 @@ impl DatagramService for EchoDatagram {
         out: &mut [u8],
     ) -> Option<usize> {
         // A reply never exceeds the request, so echo amplifies nothing.
-        let n = request.len().min(out.len());
-        out[..n].copy_from_slice(&request[..n]);
-        Some(n)
+        Some(copy_prefix(request, out))
     }
 }
 

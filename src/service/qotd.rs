@@ -19,17 +19,12 @@ pub fn session(cx: &Context) -> FixedReply {
 }
 
 /// Answers any datagram with the message (cut to `out` if the transport offers less room).
+#[derive(Debug, Default, Clone, Copy)]
 pub struct QotdDatagram;
 
 impl QotdDatagram {
     pub fn new() -> Self {
         QotdDatagram
-    }
-}
-
-impl Default for QotdDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -31,17 +31,12 @@ pub fn session(cx: &Context) -> FixedReply {
 }
 
 /// Answers any datagram (RFC 868 asks for an empty one, but any will do) with the four bytes.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct TimeDatagram;
 
 impl TimeDatagram {
     pub fn new() -> Self {
         TimeDatagram
-    }
-}
-
-impl Default for TimeDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
