@@ -3,14 +3,16 @@
 //! A service never sees a socket. The host transport ([`crate::host`]) and the smoltcp transport
 //! ([`crate::stack`]) drive the very same objects, and unit tests drive them by hand on a fake clock.
 //!
-//! A stream session is driven like this, every time its connection may have changed:
+//! A stream session is driven like this, every time its connection may have changed ([`driver`] does it
+//! once for both transports):
 //! 1. `handle_input` with whatever the transport has received; the session consumes what it can hold and
 //!    returns how much. Unconsumed bytes stay in the transport's receive buffer, so a full session closes
 //!    the TCP window instead of buffering without bound (backpressure).
 //! 2. `handle_eof` once, when the peer has sent FIN.
 //! 3. `poll_output` into the transport's send buffer, as long as there is room and output.
 //! 4. `handle_timeout` when the time from `poll_timeout` has come.
-//! 5. When `is_finished` and the output is flushed, the transport closes (FIN).
+//! 5. When `is_finished` and the output is flushed, the transport closes (FIN). From then on the session
+//!    is left alone; what still arrives is read and thrown away.
 
 use smoltcp::time::Instant;
 use std::net::SocketAddr;
