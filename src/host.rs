@@ -13,8 +13,8 @@ use smoltcp::time::{Duration, Instant};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 
+use crate::service::driver::{self, ByteStream, Drive, StreamState};
 use crate::service::{Context, DatagramService, ServiceKind, StreamSession};
-use crate::stack::UDP_REPLY_MAX;
 use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
 
@@ -59,6 +59,24 @@ impl std::fmt::Display for BindError {
 
 impl std::error::Error for BindError {}
 
+/// A listening socket: what [`Host::serve`] needs of it beyond registering.
+trait Bound: mio::event::Source {
+    /// The address it is bound to (the kernel's choice where the port was 0).
+    fn bound_addr(&self) -> io::Result<SocketAddr>;
+}
+
+impl Bound for TcpListener {
+    fn bound_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
+impl Bound for UdpSocket {
+    fn bound_addr(&self) -> io::Result<SocketAddr> {
+        self.local_addr()
+    }
+}
+
 enum Source {
     Listener {
         sock: TcpListener,
@@ -74,25 +92,34 @@ enum Source {
 
 struct HostConn {
     id: u64,
-    sock: TcpStream,
     kind: ServiceKind,
     local: SocketAddr,
     remote: SocketAddr,
+    stream: HostStream,
     session: Box<dyn StreamSession>,
-    /// Received bytes the session has not consumed yet.
-    inbuf: Vec<u8>,
-    /// Output the kernel has not taken yet.
-    outbuf: Vec<u8>,
-    eof: bool,
-    /// We sent FIN (shutdown write); waiting for the peer's FIN or the linger deadline.
+    state: StreamState,
+    /// When we sent FIN (shutdown write); from then on we wait for the peer's FIN or the linger deadline.
     shut: Option<Instant>,
     writable_registered: bool,
     /// The state last shown in the connection table.
     row_state: &'static str,
-    /// Bytes written from `outbuf` since the counters last heard of it.
-    flushed: u64,
     /// Its ESTABLISHED line was logged (within `--narrate-limit`), so its CLOSED line is too.
     narrated: bool,
+}
+
+/// A kernel TCP socket with the buffers that make it look like smoltcp's to the driver: the kernel
+/// hands over bytes only by copying them out, so what the session did not take waits in `inbuf`, and
+/// what the kernel did not take waits in `outbuf`.
+struct HostStream {
+    sock: TcpStream,
+    /// Received bytes the session has not consumed yet.
+    inbuf: Vec<u8>,
+    /// Output the kernel has not taken yet.
+    outbuf: Vec<u8>,
+    /// A read returned 0: the peer's FIN is behind whatever `inbuf` holds.
+    fin: bool,
+    /// Bytes written from `outbuf` since the counters last heard of it.
+    flushed: u64,
 }
 
 pub struct Host {
@@ -148,29 +175,14 @@ impl Host {
         kind: ServiceKind,
         addr: SocketAddr,
     ) -> Result<(), BindError> {
-        let err = |err| BindError {
+        let sock = TcpListener::bind(addr).map_err(|err| BindError {
             addr,
             proto: Proto::Tcp,
             err,
-        };
-        let mut sock = TcpListener::bind(addr).map_err(err)?;
-        let local = sock.local_addr().map_err(err)?;
-        let entry = self.sources.vacant_entry();
-        registry
-            .register(
-                &mut sock,
-                Token(TOKEN_BASE + entry.key()),
-                Interest::READABLE,
-            )
-            .map_err(err)?;
-        entry.insert(Source::Listener { sock, kind });
-        self.endpoints.push(Endpoint {
-            stack: StackKind::Host,
-            proto: Proto::Tcp,
-            addr: local,
-            service: kind.name(),
-        });
-        Ok(())
+        })?;
+        self.serve(registry, kind, (Proto::Tcp, addr), sock, |sock| {
+            Source::Listener { sock, kind }
+        })
     }
 
     pub fn serve_udp(
@@ -182,13 +194,31 @@ impl Host {
         let Some(service) = kind.new_datagram() else {
             return Ok(());
         };
-        let err = |err| BindError {
+        let sock = UdpSocket::bind(addr).map_err(|err| BindError {
             addr,
             proto: Proto::Udp,
             err,
-        };
-        let mut sock = UdpSocket::bind(addr).map_err(err)?;
-        let local = sock.local_addr().map_err(err)?;
+        })?;
+        self.serve(registry, kind, (Proto::Udp, addr), sock, |sock| {
+            Source::Udp {
+                sock,
+                kind,
+                service,
+            }
+        })
+    }
+
+    /// Registers a socket bound to `addr` under the token of its slab entry and lists it as an endpoint.
+    fn serve<S: Bound>(
+        &mut self,
+        registry: &Registry,
+        kind: ServiceKind,
+        (proto, addr): (Proto, SocketAddr),
+        mut sock: S,
+        source: impl FnOnce(S) -> Source,
+    ) -> Result<(), BindError> {
+        let err = |err| BindError { addr, proto, err };
+        let local = sock.bound_addr().map_err(err)?;
         let entry = self.sources.vacant_entry();
         registry
             .register(
@@ -197,14 +227,10 @@ impl Host {
                 Interest::READABLE,
             )
             .map_err(err)?;
-        entry.insert(Source::Udp {
-            sock,
-            kind,
-            service,
-        });
+        entry.insert(source(sock));
         self.endpoints.push(Endpoint {
             stack: StackKind::Host,
-            proto: Proto::Udp,
+            proto,
             addr: local,
             service: kind.name(),
         });
@@ -296,19 +322,22 @@ impl Host {
             }
             entry.insert(Source::Conn(Box::new(HostConn {
                 id,
-                sock: stream,
                 kind,
                 local,
                 remote,
+                stream: HostStream {
+                    sock: stream,
+                    inbuf: Vec::new(),
+                    outbuf: Vec::new(),
+                    fin: false,
+                    flushed: 0,
+                },
                 session: kind.new_stream(cx),
+                state: StreamState::default(),
                 narrated,
-                inbuf: Vec::new(),
-                outbuf: Vec::new(),
-                eof: false,
                 shut: None,
                 writable_registered: false,
                 row_state: "ESTABLISHED",
-                flushed: 0,
             })));
             self.conns += 1;
             self.counters.conns_accepted += 1;
@@ -347,7 +376,7 @@ impl Host {
         let Some(Source::Conn(c)) = self.sources.get_mut(key) else {
             return;
         };
-        let want_write = !c.outbuf.is_empty();
+        let want_write = !c.stream.outbuf.is_empty();
         if want_write != c.writable_registered {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -355,13 +384,13 @@ impl Host {
                 Interest::READABLE
             };
             if registry
-                .reregister(&mut c.sock, Token(TOKEN_BASE + key), interest)
+                .reregister(&mut c.stream.sock, Token(TOKEN_BASE + key), interest)
                 .is_ok()
             {
                 c.writable_registered = want_write;
             }
         }
-        let state = match (c.shut.is_some(), c.eof) {
+        let state = match (c.shut.is_some(), c.state.eof) {
             (true, true) => "CLOSING",
             (true, false) => "FIN-WAIT-1",
             (false, true) => "CLOSE-WAIT",
@@ -387,7 +416,7 @@ impl Host {
     fn close_conn(&mut self, registry: &Registry, key: usize) {
         if let Source::Conn(mut c) = self.sources.remove(key) {
             // Deregister before drop, so no event can name a reused slot for a dead socket.
-            let _ = registry.deregister(&mut c.sock);
+            let _ = registry.deregister(&mut c.stream.sock);
             self.conns -= 1;
             self.counters.conns_closed += 1;
             self.rows.push((c.id, None));
@@ -442,9 +471,9 @@ impl Host {
         for key in keys {
             match self.sources.get_mut(key) {
                 Some(Source::Conn(c)) => {
-                    let flushed = c.flush().unwrap_or(true);
+                    let flushed = c.stream.flush().unwrap_or(true);
                     if flushed {
-                        let _ = c.sock.shutdown(Shutdown::Write);
+                        let _ = c.stream.sock.shutdown(Shutdown::Write);
                     }
                     self.close_conn(registry, key);
                 }
@@ -471,6 +500,30 @@ impl HostConn {
         }
     }
 
+    /// Runs the session over the socket. Returns true when the connection is over.
+    fn drive(
+        &mut self,
+        cx: &Context,
+        scratch: &mut [u8],
+        counters: &mut Counters,
+    ) -> io::Result<bool> {
+        if self.shut.is_some_and(|t| cx.now >= t + LINGER) {
+            return Ok(true);
+        }
+        let mut io = HostIo {
+            stream: &mut self.stream,
+            scratch,
+            counters,
+        };
+        let drive = driver::drive(cx, self.session.as_mut(), &mut self.state, &mut io)?;
+        if self.state.closing && self.shut.is_none() {
+            self.shut = Some(cx.now);
+        }
+        Ok(drive == Drive::Done)
+    }
+}
+
+impl HostStream {
     /// Writes `outbuf`; true when it is empty.
     fn flush(&mut self) -> io::Result<bool> {
         while !self.outbuf.is_empty() {
@@ -487,107 +540,81 @@ impl HostConn {
         }
         Ok(true)
     }
+}
 
-    /// Moves bytes both ways until nothing moves. Returns true when the connection is over.
-    fn drive(
-        &mut self,
-        cx: &Context,
-        scratch: &mut [u8],
-        counters: &mut Counters,
-    ) -> io::Result<bool> {
-        if let Some(t) = self.session.poll_timeout() {
-            if t <= cx.now {
-                self.session.handle_timeout(cx);
-            }
+/// A [`HostStream`] for the length of one drive, with the loop's scratch buffer and the counters.
+struct HostIo<'a> {
+    stream: &'a mut HostStream,
+    scratch: &'a mut [u8],
+    counters: &'a mut Counters,
+}
+
+/// Any socket error ends the connection (the caller drops it, and the kernel resets if it must).
+impl ByteStream for HostIo<'_> {
+    type Error = io::Error;
+
+    fn recv(&mut self, f: impl FnOnce(&[u8]) -> usize) -> io::Result<usize> {
+        let s = &mut *self.stream;
+        if !s.inbuf.is_empty() {
+            let n = f(&s.inbuf);
+            s.inbuf.drain(..n);
+            return Ok(n);
         }
-        if let Some(t) = self.shut {
-            if cx.now >= t + LINGER {
-                return Ok(true);
-            }
-        }
-        loop {
-            let mut progress = false;
-            // Input: what is left over first, then the socket, but only while the session keeps up.
-            if !self.inbuf.is_empty() && self.shut.is_none() {
-                let n = self.session.handle_input(cx, &self.inbuf);
-                if n > 0 {
-                    self.inbuf.drain(..n);
-                    progress = true;
+        // Only an empty inbuf lets more in: a session that stops consuming leaves the rest in the kernel.
+        while !s.fin {
+            match s.sock.read(self.scratch) {
+                Ok(0) => s.fin = true,
+                Ok(n) => {
+                    self.counters.bytes_in += n as u64;
+                    let used = f(&self.scratch[..n]);
+                    s.inbuf.extend_from_slice(&self.scratch[used..n]);
+                    return Ok(used);
                 }
-            }
-            if self.inbuf.is_empty() && !self.eof {
-                match self.sock.read(scratch) {
-                    Ok(0) => {
-                        self.eof = true;
-                        if self.shut.is_none() {
-                            self.session.handle_eof(cx);
-                        }
-                        progress = true;
-                    }
-                    Ok(n) => {
-                        progress = true;
-                        counters.bytes_in += n as u64;
-                        if self.shut.is_some() {
-                            // Closed by us: drain and drop, so the kernel does not answer with RST.
-                        } else {
-                            let used = self.session.handle_input(cx, &scratch[..n]);
-                            if used < n {
-                                self.inbuf.extend_from_slice(&scratch[used..n]);
-                            }
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(e) => return Err(e),
-                }
-            }
-            // Output: only produce more once the kernel took the last batch.
-            let flushed = self.flush()?;
-            counters.bytes_out += std::mem::take(&mut self.flushed);
-            if flushed && self.shut.is_none() {
-                let n = self.session.poll_output(cx, scratch);
-                if n > 0 {
-                    progress = true;
-                    let mut off = 0;
-                    while off < n {
-                        match self.sock.write(&scratch[off..n]) {
-                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                            Ok(w) => {
-                                off += w;
-                                counters.bytes_out += w as u64;
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if off < n {
-                        self.outbuf.extend_from_slice(&scratch[off..n]);
-                    }
-                }
-            }
-            if self.shut.is_none() && self.session.is_finished() && self.outbuf.is_empty() {
-                let _ = self.sock.shutdown(Shutdown::Write);
-                self.shut = Some(cx.now);
-                progress = true;
-            }
-            if self.shut.is_some() && self.eof {
-                return Ok(true);
-            }
-            if !progress {
-                break;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        // A peer that closed while we still have nothing to say and never will: done.
-        if self.eof
-            && self.shut.is_none()
-            && self.outbuf.is_empty()
-            && self.inbuf.is_empty()
-            && self.session.is_finished()
-        {
-            return Ok(true);
+        Ok(0)
+    }
+
+    /// New output is asked for only once the kernel took the last batch.
+    fn send(&mut self, f: impl FnOnce(&mut [u8]) -> usize) -> io::Result<usize> {
+        let s = &mut *self.stream;
+        let flushed = s.flush();
+        self.counters.bytes_out += std::mem::take(&mut s.flushed);
+        if !flushed? {
+            return Ok(0);
         }
-        Ok(false)
+        let n = f(self.scratch);
+        let mut off = 0;
+        while off < n {
+            match s.sock.write(&self.scratch[off..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => {
+                    off += w;
+                    self.counters.bytes_out += w as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        s.outbuf.extend_from_slice(&self.scratch[off..n]);
+        Ok(n)
+    }
+
+    fn peer_closed(&self) -> bool {
+        self.stream.fin && self.stream.inbuf.is_empty()
+    }
+
+    /// shutdown(Write) would strand what `outbuf` holds, so the FIN waits until the kernel has it all.
+    fn may_close(&self) -> bool {
+        self.stream.outbuf.is_empty()
+    }
+
+    fn close(&mut self) {
+        let _ = self.stream.sock.shutdown(Shutdown::Write);
     }
 }
 
@@ -616,12 +643,7 @@ fn drive_udp(
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }
-        // Echo mirrors the request's size; everything else answers at most 512 bytes.
-        let cap = if kind == ServiceKind::Echo {
-            len.min(reply.len())
-        } else {
-            UDP_REPLY_MAX
-        };
+        let cap = kind.udp_reply_cap(len, reply.len());
         if let Some(n) = service.handle_datagram(cx, from, &scratch[..len], &mut reply[..cap]) {
             match sock.send_to(&reply[..n.min(cap)], from) {
                 Ok(_) => {

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::reactor::App;
-use crate::service::http::{self, ChunkedDecoder, ChunkedStep};
 use crate::reactor::TracedStack;
+use crate::service::http::{self, ChunkedDecoder, ChunkedStep};
 
 use super::exchange::{Phase, TcpExchange};
 

@@ -6,8 +6,8 @@ use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
 use std::net::{IpAddr, SocketAddr};
 
 use crate::reactor::App;
-use crate::service::ServiceKind;
 use crate::reactor::TracedStack;
+use crate::service::ServiceKind;
 
 use super::exchange::{Phase, TcpExchange};
 use super::UdpAsk;

@@ -5,7 +5,6 @@
 //! ([`CHARGEN_PERIOD`] bytes), so a position within one period is all the state a session keeps.
 
 use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
 use std::net::SocketAddr;
 
 pub const LINE_CHARS: usize = 72;
@@ -58,10 +57,6 @@ impl ChargenSession {
 }
 
 impl StreamSession for ChargenSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
-    }
-
     fn handle_eof(&mut self, _cx: &Context) {
         self.eof = true;
     }
@@ -74,12 +69,6 @@ impl StreamSession for ChargenSession {
         self.pos = (self.pos + out.len() as u64) % CHARGEN_PERIOD;
         out.len()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
 
     fn is_finished(&self) -> bool {
         self.eof

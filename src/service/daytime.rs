@@ -3,9 +3,9 @@
 //! Also home of the calendar arithmetic the HTTP `Date` header uses: no date crate, just
 //! [`civil_from_days`].
 
+use super::fixed::{copy_prefix, FixedReply};
 use super::time::unix_seconds;
-use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
+use super::{Context, DatagramService};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -109,58 +109,17 @@ pub fn daytime_line(wall: SystemTime) -> String {
 }
 
 /// Sends the line as of the moment of connection, ignores input, then closes.
-pub struct DaytimeSession {
-    line: String,
-    sent: usize,
-}
-
-impl DaytimeSession {
-    pub fn new(cx: &Context) -> Self {
-        DaytimeSession {
-            line: daytime_line(cx.wall),
-            sent: 0,
-        }
-    }
-}
-
-impl StreamSession for DaytimeSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
-    }
-
-    fn handle_eof(&mut self, _cx: &Context) {}
-
-    fn poll_output(&mut self, _cx: &Context, out: &mut [u8]) -> usize {
-        let rest = &self.line.as_bytes()[self.sent..];
-        let n = rest.len().min(out.len());
-        out[..n].copy_from_slice(&rest[..n]);
-        self.sent += n;
-        n
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
-
-    fn is_finished(&self) -> bool {
-        self.sent == self.line.len()
-    }
+pub fn session(cx: &Context) -> FixedReply {
+    FixedReply::new(daytime_line(cx.wall).into_bytes())
 }
 
 /// Answers any datagram with the line (cut to `out` if the transport offers less room).
+#[derive(Debug, Default, Clone, Copy)]
 pub struct DaytimeDatagram;
 
 impl DaytimeDatagram {
     pub fn new() -> Self {
         DaytimeDatagram
-    }
-}
-
-impl Default for DaytimeDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -172,10 +131,7 @@ impl DatagramService for DaytimeDatagram {
         _request: &[u8],
         out: &mut [u8],
     ) -> Option<usize> {
-        let line = daytime_line(cx.wall);
-        let n = line.len().min(out.len());
-        out[..n].copy_from_slice(&line.as_bytes()[..n]);
-        Some(n)
+        Some(copy_prefix(daytime_line(cx.wall).as_bytes(), out))
     }
 }
 
@@ -183,6 +139,7 @@ impl DatagramService for DaytimeDatagram {
 mod tests {
     use super::*;
     use crate::service::testing::{cx, drain, settings};
+    use crate::service::StreamSession;
     use crate::status::Status;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -242,7 +199,7 @@ mod tests {
     fn test_session_sends_line_then_finishes() {
         let (st, se) = (Status::default(), settings());
         let c = cx(90_061_000, &st, &se); // one day, one hour, one minute, one second in
-        let mut s = DaytimeSession::new(&c);
+        let mut s = session(&c);
         assert!(!s.is_finished());
         assert_eq!(s.handle_input(&c, b"hi"), 2);
         let out = drain(&mut s, &c, 5, usize::MAX);

@@ -1,7 +1,6 @@
 //! Discard (RFC 863): everything received is thrown away; nothing is ever sent.
 
 use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
 use std::net::SocketAddr;
 
 /// Consumes all input at once (so the window never closes) and closes after the peer has closed.
@@ -16,23 +15,9 @@ impl DiscardSession {
 }
 
 impl StreamSession for DiscardSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
-    }
-
     fn handle_eof(&mut self, _cx: &Context) {
         self.eof = true;
     }
-
-    fn poll_output(&mut self, _cx: &Context, _out: &mut [u8]) -> usize {
-        0
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
 
     fn is_finished(&self) -> bool {
         self.eof
@@ -40,17 +25,12 @@ impl StreamSession for DiscardSession {
 }
 
 /// Never replies.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct DiscardDatagram;
 
 impl DiscardDatagram {
     pub fn new() -> Self {
         DiscardDatagram
-    }
-}
-
-impl Default for DiscardDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Echo (RFC 862): everything received is sent back.
 
+use super::fixed::copy_prefix;
 use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
 use std::net::SocketAddr;
 
 /// How much an echo session holds before it stops consuming input. A peer that sends but never reads
@@ -61,12 +61,6 @@ impl StreamSession for EchoSession {
         n
     }
 
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
-
     /// Echo closes after the peer closed and everything was sent back (a half-close echoes to the end).
     fn is_finished(&self) -> bool {
         self.eof && self.pending() == 0
@@ -84,9 +78,7 @@ impl DatagramService for EchoDatagram {
         out: &mut [u8],
     ) -> Option<usize> {
         // A reply never exceeds the request, so echo amplifies nothing.
-        let n = request.len().min(out.len());
-        out[..n].copy_from_slice(&request[..n]);
-        Some(n)
+        Some(copy_prefix(request, out))
     }
 }
 

@@ -3,14 +3,16 @@
 //! A service never sees a socket. The host transport ([`crate::host`]) and the smoltcp transport
 //! ([`crate::stack`]) drive the very same objects, and unit tests drive them by hand on a fake clock.
 //!
-//! A stream session is driven like this, every time its connection may have changed:
+//! A stream session is driven like this, every time its connection may have changed ([`driver`] does it
+//! once for both transports):
 //! 1. `handle_input` with whatever the transport has received; the session consumes what it can hold and
 //!    returns how much. Unconsumed bytes stay in the transport's receive buffer, so a full session closes
 //!    the TCP window instead of buffering without bound (backpressure).
 //! 2. `handle_eof` once, when the peer has sent FIN.
 //! 3. `poll_output` into the transport's send buffer, as long as there is room and output.
 //! 4. `handle_timeout` when the time from `poll_timeout` has come.
-//! 5. When `is_finished` and the output is flushed, the transport closes (FIN).
+//! 5. When `is_finished` and the output is flushed, the transport closes (FIN). From then on the session
+//!    is left alone; what still arrives is read and thrown away.
 
 use smoltcp::time::Instant;
 use std::net::SocketAddr;
@@ -21,7 +23,9 @@ use crate::status::{Proto, Status};
 pub mod chargen;
 pub mod daytime;
 pub mod discard;
+pub(crate) mod driver;
 pub mod echo;
+pub mod fixed;
 pub mod http;
 pub mod qotd;
 pub mod time;
@@ -71,19 +75,31 @@ pub const DEFAULT_QOTD: &str =
     "Hello from tapstack's qotd service (RFC 865): every packet of this greeting is in the log.\r\n";
 
 /// A TCP session of a service: one per connection.
+///
+/// Only `is_finished` must be written: by default a session ignores input (consumes all of it, so the
+/// peer's window stays open), says nothing, and wants no timer.
 pub trait StreamSession {
     /// Offers received bytes; returns how many were consumed (0 = full, try again after output drains).
-    fn handle_input(&mut self, cx: &Context, input: &[u8]) -> usize;
+    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
+        input.len()
+    }
     /// The peer will send nothing more (FIN received).
-    fn handle_eof(&mut self, cx: &Context);
+    fn handle_eof(&mut self, _cx: &Context) {}
     /// Writes pending output into `out`; returns the number of bytes written (0 = nothing now).
-    fn poll_output(&mut self, cx: &Context, out: &mut [u8]) -> usize;
+    fn poll_output(&mut self, _cx: &Context, _out: &mut [u8]) -> usize {
+        0
+    }
     /// When `handle_timeout` wants to be called next.
-    fn poll_timeout(&self) -> Option<Instant>;
-    fn handle_timeout(&mut self, cx: &Context);
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn handle_timeout(&mut self, _cx: &Context) {}
     /// No more output will come: the transport closes once what was written is flushed.
     fn is_finished(&self) -> bool;
 }
+
+/// A UDP reply is never larger than this (RFC 864 and friends; no amplification), except echo's.
+pub const UDP_REPLY_MAX: usize = 512;
 
 /// A UDP service: one request datagram in, at most one reply out.
 pub trait DatagramService {
@@ -161,12 +177,23 @@ impl ServiceKind {
         match self {
             ServiceKind::Echo => Box::new(echo::EchoSession::new()),
             ServiceKind::Discard => Box::new(discard::DiscardSession::new(cx)),
-            ServiceKind::Daytime => Box::new(daytime::DaytimeSession::new(cx)),
-            ServiceKind::Qotd => Box::new(qotd::QotdSession::new(cx)),
+            ServiceKind::Daytime => Box::new(daytime::session(cx)),
+            ServiceKind::Qotd => Box::new(qotd::session(cx)),
             ServiceKind::Chargen => Box::new(chargen::ChargenSession::new(cx)),
-            ServiceKind::Time => Box::new(time::TimeSession::new(cx)),
+            ServiceKind::Time => Box::new(time::session(cx)),
             ServiceKind::Http => Box::new(http::HttpSession::new(cx)),
         }
+    }
+
+    /// How long a UDP reply to a `request_len`-byte request may be, in a buffer of `buf_len`: echo
+    /// mirrors the request (a reply no larger than the request amplifies nothing); every other service
+    /// answers at most [`UDP_REPLY_MAX`] bytes, whatever it is asked.
+    pub fn udp_reply_cap(self, request_len: usize, buf_len: usize) -> usize {
+        let cap = match self {
+            ServiceKind::Echo => request_len,
+            _ => UDP_REPLY_MAX,
+        };
+        cap.min(buf_len)
     }
 
     /// The datagram side of the service, or `None` for TCP-only services.
@@ -186,6 +213,21 @@ impl ServiceKind {
 impl std::fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_udp_reply_cap_echo_mirrors_others_512() {
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(1400, 65_536), 1400);
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(0, 65_536), 0);
+        assert_eq!(ServiceKind::Echo.udp_reply_cap(1400, 1000), 1000);
+        assert_eq!(ServiceKind::Chargen.udp_reply_cap(0, 65_536), UDP_REPLY_MAX);
+        assert_eq!(ServiceKind::Qotd.udp_reply_cap(9000, 65_536), UDP_REPLY_MAX);
+        assert_eq!(ServiceKind::Daytime.udp_reply_cap(1, 100), 100);
     }
 }
 

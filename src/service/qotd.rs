@@ -1,7 +1,7 @@
 //! Quote of the Day (RFC 865): the configured message, then close.
 
-use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
+use super::fixed::{copy_prefix, FixedReply};
+use super::{Context, DatagramService};
 use std::net::SocketAddr;
 
 /// RFC 865 recommends messages of at most 512 characters. The config rejects longer ones; the
@@ -14,58 +14,17 @@ fn message<'a>(cx: &Context<'a>) -> &'a [u8] {
 }
 
 /// Sends the message as configured when the connection came up, ignores input, then closes.
-pub struct QotdSession {
-    message: Box<[u8]>,
-    sent: usize,
-}
-
-impl QotdSession {
-    pub fn new(cx: &Context) -> Self {
-        QotdSession {
-            message: message(cx).into(),
-            sent: 0,
-        }
-    }
-}
-
-impl StreamSession for QotdSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
-    }
-
-    fn handle_eof(&mut self, _cx: &Context) {}
-
-    fn poll_output(&mut self, _cx: &Context, out: &mut [u8]) -> usize {
-        let rest = &self.message[self.sent..];
-        let n = rest.len().min(out.len());
-        out[..n].copy_from_slice(&rest[..n]);
-        self.sent += n;
-        n
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
-
-    fn is_finished(&self) -> bool {
-        self.sent == self.message.len()
-    }
+pub fn session(cx: &Context) -> FixedReply {
+    FixedReply::new(message(cx))
 }
 
 /// Answers any datagram with the message (cut to `out` if the transport offers less room).
+#[derive(Debug, Default, Clone, Copy)]
 pub struct QotdDatagram;
 
 impl QotdDatagram {
     pub fn new() -> Self {
         QotdDatagram
-    }
-}
-
-impl Default for QotdDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -77,10 +36,7 @@ impl DatagramService for QotdDatagram {
         _request: &[u8],
         out: &mut [u8],
     ) -> Option<usize> {
-        let m = message(cx);
-        let n = m.len().min(out.len());
-        out[..n].copy_from_slice(&m[..n]);
-        Some(n)
+        Some(copy_prefix(message(cx), out))
     }
 }
 
@@ -88,6 +44,7 @@ impl DatagramService for QotdDatagram {
 mod tests {
     use super::*;
     use crate::service::testing::{cx, drain, settings};
+    use crate::service::StreamSession;
     use crate::service::DEFAULT_QOTD;
     use crate::status::Status;
 
@@ -95,7 +52,7 @@ mod tests {
     fn test_sends_default_message_then_finishes() {
         let (st, se) = (Status::default(), settings());
         let c = cx(0, &st, &se);
-        let mut s = QotdSession::new(&c);
+        let mut s = session(&c);
         assert!(DEFAULT_QOTD.len() <= QOTD_MAX);
         assert!(!s.is_finished());
         assert_eq!(s.handle_input(&c, b"ignored"), 7);
@@ -109,7 +66,7 @@ mod tests {
         let mut se = settings();
         se.message = "q".repeat(2000);
         let c = cx(0, &st, &se);
-        let mut s = QotdSession::new(&c);
+        let mut s = session(&c);
         assert_eq!(drain(&mut s, &c, 100, usize::MAX).len(), QOTD_MAX);
         assert!(s.is_finished());
         let from = "192.168.69.100:5000".parse().unwrap();
@@ -126,7 +83,7 @@ mod tests {
         let mut se = settings();
         se.message = String::new();
         let c = cx(0, &st, &se);
-        assert!(QotdSession::new(&c).is_finished());
+        assert!(session(&c).is_finished());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Time (RFC 868): four bytes, big-endian seconds since 1900-01-01T00:00:00Z, then close.
 
-use super::{Context, DatagramService, StreamSession};
-use smoltcp::time::Instant;
+use super::fixed::FixedReply;
+use super::{Context, DatagramService};
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,58 +26,17 @@ pub fn rfc868_time(wall: SystemTime) -> [u8; 4] {
 }
 
 /// Sends the four bytes as of the moment of connection, ignores input, then closes.
-pub struct TimeSession {
-    reply: [u8; 4],
-    sent: usize,
-}
-
-impl TimeSession {
-    pub fn new(cx: &Context) -> Self {
-        TimeSession {
-            reply: rfc868_time(cx.wall),
-            sent: 0,
-        }
-    }
-}
-
-impl StreamSession for TimeSession {
-    fn handle_input(&mut self, _cx: &Context, input: &[u8]) -> usize {
-        input.len()
-    }
-
-    fn handle_eof(&mut self, _cx: &Context) {}
-
-    fn poll_output(&mut self, _cx: &Context, out: &mut [u8]) -> usize {
-        let rest = &self.reply[self.sent..];
-        let n = rest.len().min(out.len());
-        out[..n].copy_from_slice(&rest[..n]);
-        self.sent += n;
-        n
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _cx: &Context) {}
-
-    fn is_finished(&self) -> bool {
-        self.sent == self.reply.len()
-    }
+pub fn session(cx: &Context) -> FixedReply {
+    FixedReply::new(rfc868_time(cx.wall))
 }
 
 /// Answers any datagram (RFC 868 asks for an empty one, but any will do) with the four bytes.
+#[derive(Debug, Default, Clone, Copy)]
 pub struct TimeDatagram;
 
 impl TimeDatagram {
     pub fn new() -> Self {
         TimeDatagram
-    }
-}
-
-impl Default for TimeDatagram {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -102,6 +61,7 @@ impl DatagramService for TimeDatagram {
 mod tests {
     use super::*;
     use crate::service::testing::{cx, drain, settings};
+    use crate::service::StreamSession;
     use crate::status::Status;
     use std::time::Duration;
 
@@ -129,7 +89,7 @@ mod tests {
     fn test_sends_four_bytes_then_finishes() {
         let (st, se) = (Status::default(), settings());
         let c = cx(0, &st, &se);
-        let mut s = TimeSession::new(&c);
+        let mut s = session(&c);
         assert!(!s.is_finished());
         assert_eq!(s.handle_input(&c, b"ignored"), 7);
         assert_eq!(

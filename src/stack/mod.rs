@@ -71,8 +71,6 @@ pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub const UDP_PACKETS: usize = 64;
 pub const UDP_BUFFER: usize = 64 * 1024;
-/// A UDP reply is never larger than this (RFC 864 and friends; no amplification).
-pub const UDP_REPLY_MAX: usize = 512;
 /// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
 
@@ -589,9 +587,10 @@ impl<O: StackObserver> Stack<O> {
                         }
                         _ => sock.close(),
                     }
-                    s.life = Life::Closing {
-                        was_open: s.life.was_open(),
-                    };
+                    match &mut s.life {
+                        Life::Open { stream, .. } => stream.closing = true,
+                        life => *life = Life::Closing,
+                    }
                     self.table.mark_ready(key);
                 }
                 Role::Listener { .. } => self.recycle(key, CloseCause::Closed),

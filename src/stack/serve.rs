@@ -9,7 +9,8 @@ use smoltcp::wire::IpAddress;
 use super::demux::to_socket_addr;
 use super::event::StackObserver;
 use super::table::{Life, Role, Served};
-use super::{Stack, UDP_REPLY_MAX};
+use super::Stack;
+use crate::service::driver::{self, StreamState};
 use crate::service::{Context, DatagramService, ServiceKind, Settings};
 use crate::status::{Counters, Status};
 
@@ -94,78 +95,18 @@ fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: 
         counters.conns_accepted += 1;
         conn.life = Life::Open {
             session: conn.kind.new_stream(cx),
-            eof: false,
+            stream: StreamState::default(),
         };
     }
-    let (session, eof) = match &mut conn.life {
-        Life::Open { session, eof } => (session, eof),
-        Life::Closing { .. } => {
-            // Closed by us: whatever still arrives is read and thrown away, so the window stays open.
-            while sock.can_recv() {
-                if sock.recv(|b| (b.len(), b.len())).unwrap_or(0) == 0 {
-                    break;
-                }
-            }
-            return;
+    match &mut conn.life {
+        // The socket's life after both FINs (TIME-WAIT, recycling) is the stack's: `Drive` is moot.
+        Life::Open { session, stream } => {
+            let Ok(_) = driver::drive(cx, session.as_mut(), stream, sock);
         }
-        Life::Handshake { .. } => return,
-    };
-    if let Some(t) = session.poll_timeout() {
-        if t <= cx.now {
-            session.handle_timeout(cx);
-        }
+        // Closed by us before it was served: what still arrives is thrown away.
+        Life::Closing => while driver::ByteStream::recv(sock, |b| b.len()).unwrap_or(0) > 0 {},
+        Life::Handshake { .. } => {}
     }
-    loop {
-        let mut progress = false;
-        while sock.can_recv() {
-            let n = sock
-                .recv(|b| {
-                    let n = session.handle_input(cx, b);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            progress = true;
-        }
-        if !*eof && !sock.may_recv() && peer_has_closed(sock.state()) {
-            *eof = true;
-            session.handle_eof(cx);
-            progress = true;
-        }
-        while sock.can_send() {
-            let n = sock
-                .send(|b| {
-                    let n = session.poll_output(cx, b);
-                    (n, n)
-                })
-                .unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            progress = true;
-        }
-        if !progress {
-            break;
-        }
-    }
-    if session.is_finished() {
-        // close() sends FIN after what is queued: nothing is cut off.
-        sock.close();
-        conn.life = Life::Closing { was_open: true };
-    }
-}
-
-fn peer_has_closed(s: tcp::State) -> bool {
-    matches!(
-        s,
-        tcp::State::CloseWait
-            | tcp::State::LastAck
-            | tcp::State::Closing
-            | tcp::State::TimeWait
-            | tcp::State::Closed
-    )
 }
 
 /// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are
@@ -206,12 +147,7 @@ fn drive_udp(
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }
-        // Echo mirrors the request's size; everything else answers at most 512 bytes.
-        let cap = if u.kind == ServiceKind::Echo {
-            len.min(reply.len())
-        } else {
-            UDP_REPLY_MAX.min(reply.len())
-        };
+        let cap = u.kind.udp_reply_cap(len, reply.len());
         let from = to_socket_addr(meta.endpoint);
         if let Some(n) = u
             .service

@@ -13,6 +13,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::IpEndpoint;
 use std::collections::BTreeSet;
 
+use crate::service::driver::StreamState;
 use crate::service::{ServiceKind, StreamSession};
 
 /// Buffers come from arenas this large: above glibc's largest mmap threshold (32 MiB), so each arena is
@@ -23,26 +24,19 @@ const ARENA: usize = 64 << 20;
 pub(super) enum Life {
     /// The SYN came at `since`; the handshake is not complete.
     Handshake { since: Instant },
-    /// Being served.
+    /// Being served (`stream.closing`: the session finished or a shutdown closed it, and what still
+    /// arrives is read and thrown away).
     Open {
         session: Box<dyn StreamSession>,
-        /// The peer's FIN was handed to the session.
-        eof: bool,
+        stream: StreamState,
     },
-    /// We closed (the session finished, or a shutdown): what still arrives is read and thrown away.
-    Closing {
-        /// It was served before (it counts as a closed connection when it goes).
-        was_open: bool,
-    },
+    /// Closed by a shutdown before it was ever served.
+    Closing,
 }
 
 impl Life {
     pub fn was_open(&self) -> bool {
-        match self {
-            Life::Handshake { .. } => false,
-            Life::Open { .. } => true,
-            Life::Closing { was_open } => *was_open,
-        }
+        matches!(self, Life::Open { .. })
     }
 }
 
