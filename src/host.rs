@@ -639,7 +639,7 @@ fn drive_udp(
         };
         counters.packets_in += 1;
         counters.bytes_in += len as u64;
-        if crate::stack::udp_source_unanswerable(from.ip().into()) {
+        if crate::service::udp_source_unanswerable(from.ip().into()) {
             counters.drop("udp: broadcast or multicast, not answered");
             continue;
         }

@@ -136,7 +136,7 @@ struct RxSlot {
 }
 
 /// Everything but the rx slot, so that smoltcp's rx and tx tokens can borrow disjoint parts of a port.
-struct Core<F: FrameIo, O: Observer> {
+struct Link<F: FrameIo, O: Observer> {
     io: F,
     observer: O,
     faults: Option<FaultInjector>,
@@ -153,7 +153,7 @@ struct Core<F: FrameIo, O: Observer> {
 /// `smoltcp::phy::Device` over any [`FrameIo`], with fault injection and an observer.
 pub struct Nic<F: FrameIo, O: Observer> {
     rx: RxSlot,
-    core: Core<F, O>,
+    link: Link<F, O>,
     max_frame: usize,
 }
 
@@ -166,7 +166,7 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
                 len: None,
                 observed: false,
             },
-            core: Core {
+            link: Link {
                 io,
                 observer,
                 faults: None,
@@ -182,56 +182,56 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
     }
 
     pub fn with_faults(mut self, faults: Option<FaultInjector>) -> Self {
-        self.core.faults = faults;
+        self.link.faults = faults;
         self
     }
 
     pub fn io(&self) -> &F {
-        &self.core.io
+        &self.link.io
     }
 
     pub fn io_mut(&mut self) -> &mut F {
-        &mut self.core.io
+        &mut self.link.io
     }
 
     pub fn observer(&self) -> &O {
-        &self.core.observer
+        &self.link.observer
     }
 
     pub fn observer_mut(&mut self) -> &mut O {
-        &mut self.core.observer
+        &mut self.link.observer
     }
 
     pub fn counters(&self) -> &Counters {
-        &self.core.counters
+        &self.link.counters
     }
 
     pub fn counters_mut(&mut self) -> &mut Counters {
-        &mut self.core.counters
+        &mut self.link.counters
     }
 
     /// Whether smoltcp may hand this port 64 KiB TCP segments (the link segments them, no faults).
     pub fn offloads(&self) -> bool {
-        self.core.offloads()
+        self.link.offloads()
     }
 
     /// The error that ended the link (device deleted), once.
     pub fn take_fatal(&mut self) -> Option<io::Error> {
-        self.core.fatal.take()
+        self.link.fatal.take()
     }
 
     pub fn is_dead(&self) -> bool {
-        self.core.fatal.is_some()
+        self.link.fatal.is_some()
     }
 
     /// When a held frame is due (the loop must wake then).
     pub fn poll_at(&self) -> Option<Instant> {
-        self.core.held.iter().map(|h| h.at).min()
+        self.link.held.iter().map(|h| h.at).min()
     }
 
     /// Sends the held outgoing frames that are due.
     pub fn flush_held(&mut self, now: Instant) {
-        self.core.flush_held(now)
+        self.link.flush_held(now)
     }
 
     /// Makes sure a received frame waits in the rx slot; returns whether one does. The observer sees
@@ -241,7 +241,7 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         if self.rx.len.is_some() {
             return true;
         }
-        match self.core.fill(now, &mut self.rx.buf) {
+        match self.link.fill(now, &mut self.rx.buf) {
             Some(n) => {
                 self.rx.len = Some(n);
                 self.rx.observed = false;
@@ -256,7 +256,7 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         if let Some(n) = self.rx.len {
             if !self.rx.observed {
                 self.rx.observed = true;
-                self.core
+                self.link
                     .observer
                     .frame(now, Direction::In, &self.rx.buf[..n]);
             }
@@ -272,12 +272,12 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
     pub fn discard_rx(&mut self, now: Instant, reason: &'static str) {
         self.observe_rx(now);
         if self.rx.len.take().is_some() {
-            self.core.counters.drop(reason);
+            self.link.counters.drop(reason);
         }
     }
 }
 
-impl<F: FrameIo, O: Observer> Core<F, O> {
+impl<F: FrameIo, O: Observer> Link<F, O> {
     /// Large TCP segments only where the link cuts them, and never under fault injection, whose
     /// faults must hit the frames a real wire would carry.
     fn offloads(&self) -> bool {
@@ -467,7 +467,7 @@ impl phy::RxToken for NicRxToken<'_> {
 }
 
 pub struct NicTxToken<'a, F: FrameIo, O: Observer> {
-    core: &'a mut Core<F, O>,
+    link: &'a mut Link<F, O>,
     now: Instant,
     /// smoltcp left TCP checksums to the device.
     offloaded: bool,
@@ -479,15 +479,15 @@ impl<F: FrameIo, O: Observer> phy::TxToken for NicTxToken<'_, F, O> {
         G: FnOnce(&mut [u8]) -> R,
     {
         // smoltcp never asks for more than the MTU we advertise; clamp anyway rather than panic.
-        let len = len.min(self.core.tx_buf.len());
-        let r = f(&mut self.core.tx_buf[..len]);
-        self.core.transmit(self.now, len, self.offloaded);
-        self.core.tx_segment = None;
+        let len = len.min(self.link.tx_buf.len());
+        let r = f(&mut self.link.tx_buf[..len]);
+        self.link.transmit(self.now, len, self.offloaded);
+        self.link.tx_segment = None;
         r
     }
 
     fn set_meta(&mut self, meta: phy::PacketMeta) {
-        self.core.tx_segment = meta.segmentation_offload_size.map(|n| n.get());
+        self.link.tx_segment = meta.segmentation_offload_size.map(|n| n.get());
     }
 }
 
@@ -501,7 +501,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Nic<F, O> {
     where
         Self: 'a;
 
-    /// Hands smoltcp the frame in the rx slot. It does not read the link: the reactor fills the slot
+    /// Hands smoltcp the frame in the rx slot. It does not read the link: the stack fills the slot
     /// with [`Nic::fill_rx`], one frame at a time, so that it can budget ingress and peek at SYNs.
     fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         self.rx.len?;
@@ -509,8 +509,8 @@ impl<F: FrameIo, O: Observer> phy::Device for Nic<F, O> {
         Some((
             NicRxToken { slot: &mut self.rx },
             NicTxToken {
-                offloaded: self.core.offloads(),
-                core: &mut self.core,
+                offloaded: self.link.offloads(),
+                link: &mut self.link,
                 now,
             },
         ))
@@ -518,8 +518,8 @@ impl<F: FrameIo, O: Observer> phy::Device for Nic<F, O> {
 
     fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
         Some(NicTxToken {
-            offloaded: self.core.offloads(),
-            core: &mut self.core,
+            offloaded: self.link.offloads(),
+            link: &mut self.link,
             now,
         })
     }
@@ -530,7 +530,7 @@ impl<F: FrameIo, O: Observer> phy::Device for Nic<F, O> {
         caps.max_transmission_unit = self.max_frame;
         // Large segments only where the link cuts them, and never under fault injection, whose faults
         // must hit the frames a real wire would carry.
-        if self.core.offloads() {
+        if self.link.offloads() {
             let frame = std::num::NonZeroUsize::new(self.max_frame);
             caps.segmentation.tcpv4 = frame;
             caps.segmentation.tcpv6 = frame;

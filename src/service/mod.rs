@@ -216,6 +216,17 @@ impl std::fmt::Display for ServiceKind {
     }
 }
 
+/// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are
+/// how reflection attacks start.
+pub fn udp_source_unanswerable(a: smoltcp::wire::IpAddress) -> bool {
+    match a {
+        smoltcp::wire::IpAddress::Ipv4(v4) => {
+            v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified()
+        }
+        smoltcp::wire::IpAddress::Ipv6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +239,22 @@ mod tests {
         assert_eq!(ServiceKind::Chargen.udp_reply_cap(0, 65_536), UDP_REPLY_MAX);
         assert_eq!(ServiceKind::Qotd.udp_reply_cap(9000, 65_536), UDP_REPLY_MAX);
         assert_eq!(ServiceKind::Daytime.udp_reply_cap(1, 100), 100);
+    }
+
+    #[test]
+    fn test_udp_reflection_sources_are_refused() {
+        assert!(udp_source_unanswerable(smoltcp::wire::IpAddress::Ipv4(
+            smoltcp::wire::Ipv4Address::BROADCAST
+        )));
+        assert!(udp_source_unanswerable(smoltcp::wire::IpAddress::Ipv4(
+            smoltcp::wire::Ipv4Address::new(224, 0, 0, 1)
+        )));
+        assert!(udp_source_unanswerable(smoltcp::wire::IpAddress::Ipv4(
+            smoltcp::wire::Ipv4Address::UNSPECIFIED
+        )));
+        assert!(!udp_source_unanswerable(smoltcp::wire::IpAddress::Ipv4(
+            smoltcp::wire::Ipv4Address::new(192, 168, 69, 100)
+        )));
     }
 }
 

@@ -73,12 +73,12 @@ impl<O: StackObserver> Stack<O> {
             listeners: Vec::new(),
         });
         let i = self.listen.pools.len() - 1;
-        self.refill(i);
+        self.replenish(i);
     }
 
     /// Moves listeners that took a SYN into service, then makes sure one listens again (unless the
     /// connection limit is reached).
-    pub(super) fn refill(&mut self, pool: usize) {
+    pub(super) fn replenish(&mut self, pool: usize) {
         let mut i = 0;
         while i < self.listen.pools[pool].listeners.len() {
             let key = self.listen.pools[pool].listeners[i];
@@ -155,12 +155,12 @@ impl<O: StackObserver> Stack<O> {
             self.refuse(now, p, Refusal::NoListener);
             return None;
         };
-        self.refill(pool);
+        self.replenish(pool);
         let mut key = self.listen.pools[pool].listeners.first().copied();
         // At the limit: a half-open connection gives way (as a kernel's full SYN queue drops its
         // oldest), so a flood of SYNs that are never answered cannot lock real clients out.
         if key.is_none() && self.evict_half_open() {
-            self.refill(pool);
+            self.replenish(pool);
             key = self.listen.pools[pool].listeners.first().copied();
         }
         let Some(key) = key else {
@@ -222,7 +222,7 @@ impl<O: StackObserver> Stack<O> {
     pub(super) fn slot_freed(&mut self) {
         for i in 0..self.listen.pools.len() {
             if self.listen.pools[i].listeners.is_empty() {
-                self.refill(i);
+                self.replenish(i);
             }
         }
     }

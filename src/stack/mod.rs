@@ -44,7 +44,7 @@ pub use event::{
     Timeout,
 };
 pub use ports::EPHEMERAL;
-pub use serve::udp_source_unanswerable;
+
 pub use sockets::{ConnectError, StaleHandle, TcpHandle};
 
 use demux::Demux;
@@ -283,11 +283,11 @@ impl<O: StackObserver> Stack<O> {
                     self.iface
                         .poll_ingress_single(now, &mut self.nic, &mut e.set);
                     if let Role::Listener { pool } = e.role {
-                        self.refill(pool);
+                        self.replenish(pool);
                     }
                     self.table.mark_ready(key);
                     // Right after the frame that caused it, so that no state is skipped.
-                    self.sync(now, key, false);
+                    self.settle(now, key, false);
                     self.rst_for = None;
                 }
                 _ => {
@@ -390,7 +390,7 @@ impl<O: StackObserver> Stack<O> {
             while self.iface.poll_egress(now, &mut self.nic, &mut e.set)
                 != smoltcp::iface::PollResult::None
             {}
-            self.sync(now, key, true);
+            self.settle(now, key, true);
             self.schedule(now, key);
         }
         self.table.return_queue(ready);
@@ -424,66 +424,85 @@ impl<O: StackObserver> Stack<O> {
         self.table.schedule(key, t);
     }
 
-    /// Reports a state change of one entry; enforces our timeouts; removes the entry once it is
-    /// over. TIME-WAIT is cut short: the socket goes once the final ACK has left (`after_egress`), so
-    /// sockets do not pile up for 10 s each under a high connection rate. A peer whose final ACK was
-    /// lost and who repeats its FIN then gets an RST, which ends its LAST-ACK just as well.
-    fn sync(&mut self, now: Instant, key: usize, after_egress: bool) {
+    /// After a frame or an egress touched entry `key`: reports its state change, enforces our
+    /// timeouts, and removes it once it is over.
+    fn settle(&mut self, now: Instant, key: usize, after_egress: bool) {
+        self.report_state(now, key);
+        if !self.enforce_timeouts(now, key) {
+            self.remove_if_over(key, after_egress);
+        }
+    }
+
+    /// Tells the observer (and the status table) when an entry's TCP state changed.
+    fn report_state(&mut self, now: Instant, key: usize) {
         let Some(e) = self.table.get_mut(key) else {
             return;
         };
         let state = e.state_now();
-        let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
-        if state != e.state && !matches!(e.role, Role::Listener { .. }) {
-            let ev = StackEvent::State {
-                conn: e.id,
-                local,
-                remote,
-                from: e.state,
-                to: state,
-                service: e.service(),
-            };
-            e.state = state;
-            e.state_since = now;
-            self.emit(ev);
-        }
-        let Some(e) = self.table.get(key) else {
+        if state == e.state || matches!(e.role, Role::Listener { .. }) {
             return;
+        }
+        let ev = StackEvent::State {
+            conn: e.id,
+            local: to_socket_addr(e.local),
+            remote: to_socket_addr(e.remote),
+            from: e.state,
+            to: state,
+            service: e.service(),
         };
-        let since = match &e.role {
-            Role::Served(s) => match s.life {
-                Life::Handshake { since } => Some(since),
-                _ => None,
-            },
-            _ => None,
+        e.state = state;
+        e.state_since = now;
+        self.emit(ev);
+    }
+
+    /// Our own timers on served connections (smoltcp has none for these): a handshake the peer
+    /// never completes, and a FIN-WAIT-2 the peer never ends. Returns whether the entry was removed.
+    fn enforce_timeouts(&mut self, now: Instant, key: usize) -> bool {
+        let Some(e) = self.table.get(key) else {
+            return true;
         };
-        if state == tcp::State::SynReceived && since.is_some_and(|s| now >= s + HANDSHAKE_TIMEOUT) {
+        let Role::Served(s) = &e.role else {
+            return false;
+        };
+        let handshake_over = match s.life {
+            Life::Handshake { since } => now >= since + HANDSHAKE_TIMEOUT,
+            _ => false,
+        };
+        if e.state == tcp::State::SynReceived && handshake_over {
             self.counters
                 .drop("tcp: handshake timed out (no answer to SYN-ACK)");
             self.remove_served(key, CloseCause::TimedOut(Timeout::Handshake));
-            return;
+            return true;
         }
-        let served = matches!(e.role, Role::Served(_));
-        if served && state == tcp::State::FinWait2 && now >= e.state_since + FIN_WAIT2_TIMEOUT {
+        if e.state == tcp::State::FinWait2 && now >= e.state_since + FIN_WAIT2_TIMEOUT {
             // Like Linux, without an RST: the peer's later segments meet no socket and get one then.
             self.counters
                 .drop("tcp: FIN-WAIT-2 timed out (the peer never sent its FIN)");
             let ev = StackEvent::State {
                 conn: e.id,
-                local,
-                remote,
+                local: to_socket_addr(e.local),
+                remote: to_socket_addr(e.remote),
                 from: tcp::State::FinWait2,
                 to: tcp::State::Closed,
                 service: e.service(),
             };
             self.emit(ev);
             self.remove_served(key, CloseCause::TimedOut(Timeout::FinWait2));
-            return;
+            return true;
         }
-        // An RST in SYN-RECEIVED puts a smoltcp socket back in LISTEN: for a served connection that is
-        // the end too (the port's own listeners are in the pool).
-        let over = matches!(state, tcp::State::Closed | tcp::State::Listen)
-            || (state == tcp::State::TimeWait && after_egress);
+        false
+    }
+
+    /// Removes an entry whose connection is over. TIME-WAIT is cut short: the socket goes once the
+    /// final ACK has left (`after_egress`), so sockets do not pile up for 10 s each under a high
+    /// connection rate. A peer whose final ACK was lost and who repeats its FIN then gets an RST,
+    /// which ends its LAST-ACK just as well.
+    fn remove_if_over(&mut self, key: usize, after_egress: bool) {
+        let Some(e) = self.table.get(key) else {
+            return;
+        };
+        let state = e.state;
+        let time_wait_done = state == tcp::State::TimeWait && after_egress;
         let cause = if self.rst_for == Some(key) {
             CloseCause::ResetByPeer
         } else if e.aborted {
@@ -492,12 +511,15 @@ impl<O: StackObserver> Stack<O> {
             CloseCause::Closed
         };
         match &e.role {
-            Role::Served(_) if over => self.remove_served(key, cause),
-            Role::Client { released: true }
-                if state == tcp::State::Closed
-                    || (after_egress && state == tcp::State::TimeWait) =>
+            // An RST in SYN-RECEIVED puts a smoltcp socket back in LISTEN: for a served connection
+            // that is the end too (the port's own listeners are in the pool).
+            Role::Served(_)
+                if matches!(state, tcp::State::Closed | tcp::State::Listen) || time_wait_done =>
             {
-                self.recycle(key, cause);
+                self.remove_served(key, cause)
+            }
+            Role::Client { released: true } if state == tcp::State::Closed || time_wait_done => {
+                self.recycle(key, cause)
             }
             _ => {}
         }

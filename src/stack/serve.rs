@@ -11,7 +11,7 @@ use super::event::StackObserver;
 use super::table::{Life, Role, Served};
 use super::Stack;
 use crate::service::driver::{self, StreamState};
-use crate::service::{Context, DatagramService, ServiceKind, Settings};
+use crate::service::{udp_source_unanswerable, Context, DatagramService, ServiceKind, Settings};
 use crate::status::{Counters, Status};
 
 pub(super) struct UdpService {
@@ -109,15 +109,6 @@ fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: 
     }
 }
 
-/// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are
-/// how reflection attacks start.
-pub fn udp_source_unanswerable(a: IpAddress) -> bool {
-    match a {
-        IpAddress::Ipv4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
-        IpAddress::Ipv6(v6) => v6.is_multicast() || v6.is_unspecified(),
-    }
-}
-
 fn drive_udp(
     cx: &Context,
     u: &mut UdpService,
@@ -159,27 +150,5 @@ fn drive_udp(
                 counters.drop("udp: reply dropped, send buffer full");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use smoltcp::wire::Ipv4Address;
-
-    #[test]
-    fn test_udp_reflection_sources_are_refused() {
-        assert!(udp_source_unanswerable(IpAddress::Ipv4(
-            Ipv4Address::BROADCAST
-        )));
-        assert!(udp_source_unanswerable(IpAddress::Ipv4(Ipv4Address::new(
-            224, 0, 0, 1
-        ))));
-        assert!(udp_source_unanswerable(IpAddress::Ipv4(
-            Ipv4Address::UNSPECIFIED
-        )));
-        assert!(!udp_source_unanswerable(IpAddress::Ipv4(Ipv4Address::new(
-            192, 168, 69, 100
-        ))));
     }
 }
