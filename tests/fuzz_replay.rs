@@ -119,15 +119,15 @@ fn capture(
 
 fn tcp_exchange(h: &mut tapstack::harness::Harness, port: u16, send: &[u8]) {
     let s = h.connect(port).unwrap();
-    h.run_until(SmolDuration::from_secs(5), |h| h.is_established(s));
+    h.run_until(StdDuration::from_secs(5), |h| h.is_established(s));
     h.send(s, send);
     let mut got = 0;
-    h.run_until(SmolDuration::from_secs(5), |h| {
+    h.run_until(StdDuration::from_secs(5), |h| {
         got += h.recv(s).len();
         got >= send.len().max(1)
     });
     h.close(s);
-    h.run_until(SmolDuration::from_secs(5), |h| {
+    h.run_until(StdDuration::from_secs(5), |h| {
         h.recv(s);
         h.is_closed(s)
     });
@@ -154,7 +154,7 @@ fn write_corpus() {
         let frames = capture(kind, 1, |h| {
             tcp_exchange(h, port, payload);
             if kind != ServiceKind::Http {
-                let _ = h.udp_request(port, b"udp hello", SmolDuration::from_secs(1));
+                let _ = h.udp_request(port, b"udp hello", StdDuration::from_secs(1));
             }
         });
         sessions.push((format!("{i}-{}", kind.name()), frames));

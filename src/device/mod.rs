@@ -183,6 +183,12 @@ impl<F: FrameIo, O: Observer> Port<F, O> {
         self
     }
 
+    /// Changes the faults mid-run. Frames already held back (latency, reordering) still arrive when
+    /// they were due.
+    pub fn set_faults(&mut self, faults: Option<FaultInjector>) {
+        self.core.faults = faults;
+    }
+
     pub fn io(&self) -> &F {
         &self.core.io
     }
