@@ -884,4 +884,23 @@ mod tests {
         );
         assert!(h.now() - before < Duration::from_secs(1), "{:?}", h.now());
     }
+
+    #[test]
+    fn test_frame_injected_towards_the_client_is_answered_across_the_wire() {
+        use crate::frames::{Arp, Eth, BROADCAST_MAC, SERVER_MAC};
+        let mut h = echo_harness(14);
+        let who_has = Arp::request(SERVER_MAC, SERVER, CLIENT);
+        h.inject(
+            Side::Client,
+            &Eth::new(SERVER_MAC, BROADCAST_MAC).arp(&who_has),
+        );
+        h.run_for(Duration::from_millis(10));
+        let answered = h.packets().iter().any(|r| {
+            r.dir == Direction::In
+                && r.decoded
+                    .arp
+                    .is_some_and(|a| a.op == "reply" && a.sender_ip == CLIENT)
+        });
+        assert!(answered, "{:?}", h.packet_lines());
+    }
 }
