@@ -118,6 +118,15 @@ impl PartialEq<u16> for TcpFlags {
     }
 }
 
+/// Lets a test compare flags with what they print as: `flags == "SYN,ACK"` (tests written when
+/// [`Harness::tcp_flags`] returned strings keep working).
+impl PartialEq<&str> for TcpFlags {
+    fn eq(&self, shown: &&str) -> bool {
+        let printed = self.to_string();
+        printed == *shown
+    }
+}
+
 /// How to build a [`Harness`].
 pub struct HarnessBuilder {
     services: Vec<(ServiceKind, u16)>,
@@ -696,8 +705,7 @@ mod tests {
             h.is_closed(s)
         });
         let flags = h.tcp_flags(13);
-        let names: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        assert_eq!(&names[..3], ["SYN", "SYN,ACK", "ACK"]);
+        assert_eq!(&flags[..3], ["SYN", "SYN,ACK", "ACK"]);
         assert_eq!(
             flags[..3],
             [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK]

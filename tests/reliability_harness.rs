@@ -19,10 +19,6 @@ use tapstack::service::ServiceKind;
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn inject(h: &mut Harness, frame: &[u8]) {
-    h.inject(Side::Server, frame);
-}
-
 fn tcp_states(h: &Harness) -> Vec<String> {
     h.tcp_states().iter().map(|s| s.to_string()).collect()
 }
@@ -136,8 +132,8 @@ fn syn_flood(h: &mut Harness, n: u32, limit: usize) -> usize {
     for i in 0..n {
         // On-link sources nobody answers ARP for: the worst case, the SYN-ACK can never leave.
         let src = Ipv4Addr::new(192, 168, 69, (2 + i % 90) as u8);
-        inject(
-            h,
+        h.inject(
+            Side::Server,
             &tcp_frame(src, &syn(1024 + (i % 60000) as u16, 7, i * 7919)),
         );
         if i % 16 == 15 {
@@ -206,12 +202,12 @@ fn h_rst_in_syn_received_releases_the_slot() {
         .build();
     let src = Ipv4Addr::new(192, 168, 69, 50);
     for i in 0..8u16 {
-        inject(&mut h, &tcp_frame(src, &syn(3000 + i, 7, 7000)));
+        h.inject(Side::Server, &tcp_frame(src, &syn(3000 + i, 7, 7000)));
     }
     h.run_for(Duration::from_millis(5));
     for i in 0..8u16 {
         let r = Tcp::new(3000 + i, 7, 7001).rst();
-        inject(&mut h, &tcp_frame(src, &r));
+        h.inject(Side::Server, &tcp_frame(src, &r));
     }
     h.run_for(Duration::from_secs(5));
     eprintln!(
@@ -338,8 +334,14 @@ fn rst_scenario(inexact: bool) {
     let mark = h.packet_mark();
     // Out of window: far ahead and far behind. Silently ignored.
     for k in 0..50u32 {
-        inject(&mut h, &rst(rcv_nxt.wrapping_add(1_000_000 + k * 4096)));
-        inject(&mut h, &rst(rcv_nxt.wrapping_sub(1_000_000 + k * 4096)));
+        h.inject(
+            Side::Server,
+            &rst(rcv_nxt.wrapping_add(1_000_000 + k * 4096)),
+        );
+        h.inject(
+            Side::Server,
+            &rst(rcv_nxt.wrapping_sub(1_000_000 + k * 4096)),
+        );
     }
     h.run_for(Duration::from_millis(10));
     let replies_oow = server_out_count(&h, cport, mark);
@@ -356,7 +358,7 @@ fn rst_scenario(inexact: bool) {
     let mark = h.packet_mark();
     for k in 1..=50u32 {
         if inexact {
-            inject(&mut h, &rst(rcv_nxt.wrapping_add(k * 100)));
+            h.inject(Side::Server, &rst(rcv_nxt.wrapping_add(k * 100)));
         }
     }
     h.run_for(Duration::from_millis(10));
@@ -385,7 +387,7 @@ fn rst_scenario(inexact: bool) {
     assert!(got == data, "echo stream corrupted by injected RSTs");
     // The exact RST closes.
     let (_, rcv_nxt, _) = last_server_seg(&h, cport);
-    inject(&mut h, &rst(rcv_nxt));
+    h.inject(Side::Server, &rst(rcv_nxt));
     h.run_for(Duration::from_millis(10));
     let closed = h.connection_count() == 0;
     eprintln!(
@@ -435,14 +437,14 @@ fn h_syn_option_abuse_answered_or_counted_then_echo_works() {
         .seed(5)
         .build();
     let mut report = Vec::new();
-    inject(&mut h, &spoof_arp());
+    h.inject(Side::Server, &spoof_arp());
     h.run_for(Duration::from_millis(5));
     for (i, (name, opts)) in abusive_options().into_iter().enumerate() {
         let port = 5000 + i as u16;
         let before = h.counters().drops_total();
         let mark = h.packet_mark();
         let seg = Tcp::new(port, 7, 1000).syn().option_bytes(&opts);
-        inject(&mut h, &tcp_frame(SPOOF_IP, &seg));
+        h.inject(Side::Server, &tcp_frame(SPOOF_IP, &seg));
         h.run_for(Duration::from_millis(50));
         let synack = h.packets_since(mark).iter().any(|r| {
             r.dir == Direction::Out
@@ -467,7 +469,7 @@ fn h_syn_option_abuse_answered_or_counted_then_echo_works() {
                 .ack(sseq.wrapping_add(1))
                 .data(b"tiny segments");
             let mark = h.packet_mark();
-            inject(&mut h, &tcp_frame(SPOOF_IP, &ack));
+            h.inject(Side::Server, &tcp_frame(SPOOF_IP, &ack));
             h.run_for(Duration::from_millis(20));
             let lens: Vec<u32> = h
                 .packets_since(mark)
@@ -533,7 +535,10 @@ fn h_udp_no_reflection_no_amplification() {
         (CLIENT_V4, Ipv4Addr::BROADCAST),
     ] {
         for port in [7u16, 19, 17] {
-            inject(&mut h, &udp_frame(src, 4000, dst, port, b"reflect me"));
+            h.inject(
+                Side::Server,
+                &udp_frame(src, 4000, dst, port, b"reflect me"),
+            );
         }
     }
     h.run_for(Duration::from_millis(100));
@@ -565,7 +570,7 @@ fn h_udp_directed_broadcast_not_answered() {
             port,
             b"x",
         );
-        inject(&mut h, &f);
+        h.inject(Side::Server, &f);
     }
     h.run_for(Duration::from_millis(100));
     let out = h.counters().packets_out - before;
