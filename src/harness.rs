@@ -489,8 +489,9 @@ impl Harness {
     // ---- The wire's verbs.
 
     /// Puts a raw Ethernet frame (see [`crate::frames`]) on the wire towards `to`, as if the other
-    /// stack had sent it; it arrives on the next turn, through the faults like any frame. A frame the
-    /// wire cannot take (partitioned, or its queue full) is counted and traced as a drop.
+    /// stack had sent it; it arrives on the next turn, through the faults like any frame. A frame for
+    /// the server that the wire cannot take (partitioned, or its queue full) is counted and traced as
+    /// a drop on the way in.
     pub fn inject(&mut self, to: Side, frame: &[u8]) {
         let end = match to {
             Side::Server => End::A,
@@ -910,5 +911,27 @@ mod tests {
                     .is_some_and(|a| a.op == "reply" && a.sender_ip == CLIENT)
         });
         assert!(answered, "{:?}", h.packet_lines());
+    }
+
+    #[test]
+    fn test_frame_injected_into_a_partition_is_a_drop_on_the_way_in() {
+        let mut h = echo_harness(16);
+        h.partition();
+        let syn = crate::frames::Tcp::new(45000, 7, 1).syn().to_server();
+        h.inject(Side::Server, &syn);
+        h.run_for(Duration::from_millis(10));
+        let p = h.packets();
+        assert_eq!(p.len(), 1, "{:?}", h.packet_lines());
+        assert_eq!((p[0].dir, p[0].dropped), (Direction::In, Some(PARTITIONED)));
+        assert_eq!(h.counters().drops.get(PARTITIONED), Some(&1));
+        h.repair();
+        let mark = h.packet_mark();
+        h.inject(Side::Server, &syn);
+        h.run_for(Duration::from_millis(10));
+        let answered = h
+            .packets_since(mark)
+            .iter()
+            .any(|r| r.dir == Direction::Out && r.decoded.tcp.is_some_and(|t| t.flags.syn()));
+        assert!(answered, "answered once the wire is mended");
     }
 }
