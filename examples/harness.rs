@@ -1,11 +1,15 @@
 //! Embedding tapstack in a test: two userspace stacks on an in-memory wire with 20% loss, a 64 KiB
-//! echo, and assertions on the recorded packets. Runs in milliseconds on the virtual clock.
+//! echo, and assertions on the recorded packets; then the loss lifted and the wire cut and mended.
+//! Runs in milliseconds on the virtual clock.
 //!
 //! `cargo run --release --example harness`
 
-use smoltcp::time::Duration;
+use std::time::Duration;
+use tapstack::device::wire::PARTITIONED;
+use tapstack::device::{Direction, FaultConfig};
 use tapstack::harness::Harness;
 use tapstack::service::ServiceKind;
+use tapstack::trace::TcpFlags;
 
 fn main() {
     let mut h = Harness::builder()
@@ -13,29 +17,40 @@ fn main() {
         .seed(42)
         .drop_chance(0.2)
         .build();
-    let sock = h.connect(7).expect("a client socket");
     let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
-    let (mut sent, mut got) = (0, Vec::new());
-    let done = h.run_until(Duration::from_secs(3600), |h| {
-        if sent < data.len() {
-            sent += h.send(sock, &data[sent..]);
-        }
-        got.extend(h.recv(sock));
-        got.len() == data.len()
-    });
-    assert!(done && got == data, "the echo must come back whole");
-    h.close(sock);
-    h.run_until(Duration::from_secs(60), |h| h.is_closed(sock));
+    let got = h
+        .echo(7, &data, Duration::from_secs(3600))
+        .expect("the echo must come back");
+    assert!(got == data, "the echo must come back whole");
     let flags = h.tcp_flags(7);
-    assert_eq!(&flags[..3], ["SYN", "SYN,ACK", "ACK"]);
+    assert_eq!(
+        flags[..3],
+        [TcpFlags::SYN, TcpFlags::SYN | TcpFlags::ACK, TcpFlags::ACK]
+    );
     println!(
         "64 KiB echoed through 20% loss in {:.1} s of virtual time: {} segments, {} retransmissions, {} frames dropped",
-        h.now().total_millis() as f64 / 1000.0,
+        h.now().as_secs_f64(),
         flags.len(),
         h.retransmissions(),
-        h.dropped(tapstack::device::Direction::In) + h.dropped(tapstack::device::Direction::Out),
+        h.dropped(Direction::In) + h.dropped(Direction::Out),
     );
     for line in h.packet_lines().iter().take(6) {
         println!("{line}");
     }
+
+    // The loss lifted, then the wire cut: nothing gets through until it is mended.
+    h.set_faults(FaultConfig::default());
+    h.partition();
+    let cut = h
+        .echo(7, b"into the void", Duration::from_secs(10))
+        .expect_err("nothing crosses a partition");
+    h.repair();
+    let mended = h
+        .echo(7, b"mended", Duration::from_secs(10))
+        .expect("the wire is mended");
+    assert_eq!(mended, b"mended");
+    println!(
+        "partitioned: {cut}; {} frames lost to it; after repair the echo came back",
+        h.counters().drops.get(PARTITIONED).copied().unwrap_or(0)
+    );
 }

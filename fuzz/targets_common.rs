@@ -82,6 +82,98 @@ pub fn fuzz_decode(data: &[u8]) {
     assert!(tracer.flow_count() <= 65536);
 }
 
+/// Crafted frames for the seed corpora, from the crate's one set of frame builders
+/// (`tapstack::frames`): the malformed kinds the TAP test sends, and a few well-formed rarities, so
+/// that the fuzzer starts at every drop path of the decoder and the stack.
+pub fn fuzz_crafted_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use tapstack::frames::*;
+    use tapstack::trace::TcpFlags;
+    let v4 = || Eth::to_server().ipv4(CLIENT_V4, SERVER_V4);
+    let v6 = || Eth::to_server().ipv6(CLIENT_V6, SERVER_V6);
+    let syn = |port: u16| Tcp::new(port, 7, 1000).syn().mss(1460);
+    vec![
+        (
+            "ipv4-bad-checksum",
+            v4().bad_checksum().udp(&Udp::new(2000, 9, b"abc")),
+        ),
+        (
+            "ipv4-ihl-below-5",
+            v4().header_words(4).packet(PROTO_UDP, &[0; 8]),
+        ),
+        (
+            "ipv4-ihl-past-frame",
+            v4().header_words(12).packet(PROTO_UDP, &[0; 8]),
+        ),
+        (
+            "ipv4-total-past-frame",
+            v4().total_len(200).udp(&Udp::new(1, 9, b"abc")),
+        ),
+        (
+            "ipv4-total-below-header",
+            v4().total_len(12).udp(&Udp::new(1, 9, b"abc")),
+        ),
+        ("tcp-bad-checksum", syn(40000).bad_checksum().to_server()),
+        (
+            "tcp-offset-below-5",
+            Tcp::new(41000, 7, 1).data_offset(3).to_server(),
+        ),
+        (
+            "tcp-offset-past-segment",
+            Tcp::new(42000, 7, 1).data_offset(12).to_server(),
+        ),
+        ("tcp-syn-fin", syn(43000).fin().to_server()),
+        ("tcp-syn-rst", syn(43100).rst().to_server()),
+        (
+            "tcp-fin-rst",
+            Tcp::new(43200, 7, 1)
+                .flags(TcpFlags::FIN | TcpFlags::RST)
+                .ack(1)
+                .to_server(),
+        ),
+        ("tcp-port-0", syn(0).to_server()),
+        (
+            "tcp-option-length-0",
+            Tcp::new(44000, 7, 1)
+                .syn()
+                .option_bytes(&[2, 0, 5, 180])
+                .to_server(),
+        ),
+        (
+            "tcp-option-overrun",
+            Tcp::new(44200, 7, 1)
+                .syn()
+                .option_bytes(&[3, 30, 7, 1])
+                .to_server(),
+        ),
+        (
+            "tcp-syn-every-option",
+            syn(45000)
+                .wscale(14)
+                .sack_permitted()
+                .timestamp(1, 0)
+                .to_server(),
+        ),
+        ("tcp-syn-v6", v6().tcp(&syn(45100))),
+        (
+            "udp-bad-checksum",
+            Udp::new(3000, 7, b"abc").bad_checksum().to_server(),
+        ),
+        (
+            "udp-length-below-8",
+            Udp::new(1, 9, b"abc").length(4).to_server(),
+        ),
+        (
+            "ipv6-payload-past-frame",
+            v6().payload_len(100).udp(&Udp::new(1, 7, b"x")),
+        ),
+        (
+            "arp-request",
+            Eth::new(CLIENT_MAC, BROADCAST_MAC)
+                .arp(&Arp::request(CLIENT_MAC, CLIENT_V4, SERVER_V4)),
+        ),
+    ]
+}
+
 /// The server stack of the harness (same MAC, addresses and seed), on one end of an in-memory wire;
 /// returns it with the other end, where the fuzzer's frames go in.
 pub fn fuzz_server_stack(seed: u64) -> (Stack<Tracer>, tapstack::device::wire::WireEnd) {

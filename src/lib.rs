@@ -21,6 +21,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod device;
+pub mod frames;
 pub mod harness;
 pub mod host;
 mod key;

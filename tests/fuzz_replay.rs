@@ -4,7 +4,8 @@
 //! a regression fails CI.
 //!
 //! `cargo test --release --test fuzz_replay -- --ignored write_corpus` regenerates the seed files
-//! (those named `seed-*`) from real exchanges on the in-process harness.
+//! (those named `seed-*`) from real exchanges on the in-process harness and from crafted frames
+//! (`fuzz_crafted_frames`, built with `tapstack::frames`).
 
 include!("../fuzz/targets_common.rs");
 
@@ -119,15 +120,15 @@ fn capture(
 
 fn tcp_exchange(h: &mut tapstack::harness::Harness, port: u16, send: &[u8]) {
     let s = h.connect(port).unwrap();
-    h.run_until(SmolDuration::from_secs(5), |h| h.is_established(s));
+    h.run_until(StdDuration::from_secs(5), |h| h.is_established(s));
     h.send(s, send);
     let mut got = 0;
-    h.run_until(SmolDuration::from_secs(5), |h| {
+    h.run_until(StdDuration::from_secs(5), |h| {
         got += h.recv(s).len();
         got >= send.len().max(1)
     });
     h.close(s);
-    h.run_until(SmolDuration::from_secs(5), |h| {
+    h.run_until(StdDuration::from_secs(5), |h| {
         h.recv(s);
         h.is_closed(s)
     });
@@ -154,7 +155,7 @@ fn write_corpus() {
         let frames = capture(kind, 1, |h| {
             tcp_exchange(h, port, payload);
             if kind != ServiceKind::Http {
-                let _ = h.udp_request(port, b"udp hello", SmolDuration::from_secs(1));
+                let _ = h.udp_request(port, b"udp hello", StdDuration::from_secs(1));
             }
         });
         sessions.push((format!("{i}-{}", kind.name()), frames));
@@ -201,6 +202,15 @@ fn write_corpus() {
             fuzz_encode(&paused),
         );
     }
+    // Frames no harness exchange produces: one file each, into the decoder and into the stack.
+    for (name, f) in fuzz_crafted_frames() {
+        write("decode", format!("crafted-{name}"), f.clone());
+        write(
+            "stack_ingress",
+            format!("crafted-{name}"),
+            fuzz_encode(&[(1, &f)]),
+        );
+    }
     let requests: [&[u8]; 14] = [
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET /netstat.json HTTP/1.1\r\n\r\n",
@@ -237,4 +247,38 @@ fn write_corpus() {
         "idle-timeout".into(),
         fuzz_encode(&[(60, b"GET / HT"), (0x7f, b"")]),
     );
+}
+
+/// The crafted seeds are what their names say: each malformed one trips exactly the decoder's check
+/// for it (the reasons the stack counts its drops under), the others decode clean.
+#[test]
+fn crafted_seeds_are_what_they_say() {
+    let expect = |name: &str| -> Option<&str> {
+        Some(match name {
+            "ipv4-bad-checksum" => "bad IPv4 checksum",
+            "ipv4-ihl-below-5" => "IPv4 header length below 20 bytes",
+            "ipv4-ihl-past-frame" => "IPv4 header length beyond frame",
+            "ipv4-total-past-frame" => "IPv4 total length beyond frame",
+            "ipv4-total-below-header" => "IPv4 total length shorter than header",
+            "tcp-bad-checksum" => "bad TCP checksum",
+            "tcp-offset-below-5" => "TCP data offset below 5",
+            "tcp-offset-past-segment" => "TCP data offset beyond packet",
+            "tcp-syn-fin" => "impossible TCP flags SYN+FIN",
+            "tcp-syn-rst" => "impossible TCP flags SYN+RST",
+            "tcp-fin-rst" => "impossible TCP flags FIN+RST",
+            "tcp-port-0" => "TCP port 0",
+            "tcp-option-length-0" => "TCP option length 0",
+            "tcp-option-overrun" => "TCP option overruns header",
+            "udp-bad-checksum" => "bad UDP checksum",
+            "udp-length-below-8" => "UDP length below 8",
+            "ipv6-payload-past-frame" => "IPv6 payload length beyond frame",
+            _ => return None,
+        })
+    };
+    let frames = fuzz_crafted_frames();
+    assert!(frames.len() >= 20);
+    for (name, f) in frames {
+        let d = tapstack::trace::decode::decode(&f);
+        assert_eq!(d.problem(), expect(name), "{name}");
+    }
 }

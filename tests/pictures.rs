@@ -285,7 +285,7 @@ fn chromium_shows_a_curl_connection_on_conn_and_live() {
         .status()
         .is_ok_and(|s| s.success());
     if !have_chromium {
-        skip("chromium is not installed (apt-get install chromium)");
+        skip("needs chromium, which is not installed (apt-get install chromium)");
         return;
     }
     let Some(ns) = Netns::with_tap("chrome") else {

@@ -118,7 +118,6 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
 /// tracer that the TAP figures bury in kernel time. Both stacks are tapstack's (the client's tracer is
 /// silent, the server's follows flows as `-q` does); virtual time.
 pub fn wire_conns(total: usize) -> Result<(usize, Duration), String> {
-    use smoltcp::time::Duration as VDuration;
     use tapstack::harness::Harness;
     let mut h = Harness::builder()
         .serve(ServiceKind::Echo, 7)
@@ -138,7 +137,7 @@ pub fn wire_conns(total: usize) -> Result<(usize, Duration), String> {
             .collect::<Result<_, _>>()?;
         let mut got = vec![0usize; batch.len()];
         let mut sent = vec![false; batch.len()];
-        let ok = h.run_until(VDuration::from_secs(10), |h| {
+        let ok = h.run_until(Duration::from_secs(10), |h| {
             for (i, &c) in batch.iter().enumerate() {
                 if !sent[i] && h.is_established(c) {
                     sent[i] = h.send(c, &msg) == msg.len();
@@ -153,8 +152,8 @@ pub fn wire_conns(total: usize) -> Result<(usize, Duration), String> {
         for &c in &batch {
             h.close(c);
         }
-        if !h.run_until(VDuration::from_secs(10), |h| {
-            batch.iter().all(|&c| h.is_closed(c)) && h.server.connection_count() == 0
+        if !h.run_until(Duration::from_secs(10), |h| {
+            batch.iter().all(|&c| h.is_closed(c)) && h.connection_count() == 0
         }) {
             return Err("wire connections: did not close".into());
         }

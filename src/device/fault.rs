@@ -17,6 +17,12 @@ pub struct FaultConfig {
 }
 
 impl FaultConfig {
+    /// This config with a one-way latency given as a `std` duration (what test code has at hand).
+    pub fn with_latency(mut self, d: std::time::Duration) -> Self {
+        self.latency = Duration::from_micros(d.as_micros().min(u64::MAX as u128) as u64);
+        self
+    }
+
     /// Whether any fault (or latency) is configured at all.
     pub fn is_active(&self) -> bool {
         self.drop > 0.0

@@ -186,6 +186,12 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         self
     }
 
+    /// Changes the faults mid-run. Frames already held back (latency, reordering) still arrive when
+    /// they were due.
+    pub fn set_faults(&mut self, faults: Option<FaultInjector>) {
+        self.link.faults = faults;
+    }
+
     pub fn io(&self) -> &F {
         &self.link.io
     }
@@ -213,6 +219,13 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
     /// Whether smoltcp may hand this port 64 KiB TCP segments (the link segments them, no faults).
     pub fn offloads(&self) -> bool {
         self.link.offloads()
+    }
+
+    /// A frame was lost between this device and the other end without the link noticing (a cut
+    /// cable): counted, and shown to the observer like any other loss.
+    pub fn lost(&mut self, now: Instant, dir: Direction, frame: &[u8], reason: &'static str) {
+        self.link.counters.drop(reason);
+        self.link.observer.dropped(now, dir, frame, reason);
     }
 
     /// The error that ended the link (device deleted), once.

@@ -24,12 +24,21 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Says loudly that a test cannot run here; under CI=true that is a failure instead.
+/// Says where a person sees it that the calling test cannot run here (libtest still reports it
+/// "ok"); under `CI=true` that is a failure instead, since CI runs as root and a skip there means
+/// something is broken.
 pub fn skip(why: &str) {
+    // libtest names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let why = why.trim();
     if in_ci() {
-        panic!("CI=true: this test must run, but {why}");
+        panic!("CI=true: {test} must run here, but it {why}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED: {why} !!!!!!!!\n");
+    // libtest captures what `eprint!` writes; a write on the stderr handle itself goes past the
+    // capture, so the notice shows in plain `cargo test` output.
+    let line = format!("SKIPPED {test}: {why}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 pub fn tapstack_bin() -> PathBuf {
@@ -64,7 +73,7 @@ impl Netns {
                 .status()
                 .is_ok_and(|s| s.success());
             if !ok {
-                skip("`ip netns add` failed (is iproute2 installed?)");
+                skip("needs `ip netns add` to create a network namespace, and it failed (is iproute2 installed?)");
                 return None;
             }
             Netns {
@@ -77,7 +86,7 @@ impl Netns {
                 .stdin(Stdio::null())
                 .spawn();
             let Ok(child) = child else {
-                skip("not root, and `unshare -Urn` is not available");
+                skip("needs root (CAP_NET_ADMIN) to create a network namespace; not root, and `unshare -Urn` (an unprivileged one) is not available");
                 return None;
             };
             std::thread::sleep(Duration::from_millis(100));
@@ -86,7 +95,7 @@ impl Netns {
                 name,
             };
             if !ns.sh("true").status.success() {
-                skip("not root, and unprivileged user namespaces are not allowed here");
+                skip("needs root (CAP_NET_ADMIN) to create a network namespace; not root, and unprivileged user namespaces are not allowed here");
                 return None;
             }
             ns
@@ -105,8 +114,8 @@ impl Netns {
              ip link set tap0 up");
         if !out.status.success() {
             skip(&format!(
-                "cannot create a TAP device in a namespace: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "needs a TAP device in its network namespace, and creating one failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
             ));
             return None;
         }
