@@ -5,10 +5,10 @@
 //! `cargo run --release --example harness`
 
 use std::time::Duration;
-use tapstack::device::wire::PARTITIONED;
-use tapstack::device::{Direction, FaultConfig};
+use tapstack::harness::PARTITIONED;
+use tapstack::{Direction, FaultConfig};
 use tapstack::harness::Harness;
-use tapstack::service::ServiceKind;
+use tapstack::ServiceKind;
 use tapstack::trace::TcpFlags;
 
 fn main() {

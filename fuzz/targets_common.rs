@@ -9,15 +9,18 @@ use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 #[allow(unused_imports)]
 use std::time::{Duration as StdDuration, UNIX_EPOCH};
 #[allow(unused_imports)]
-use tapstack::device::{Direction, FrameIo, Nic, Observer};
+use tapstack::internals::{FrameIo, Nic, Observer};
+use tapstack::Direction;
 #[allow(unused_imports)]
-use tapstack::service::{Context, ServiceKind, Settings, StreamSession};
+use tapstack::internals::{Context, StreamSession};
+use tapstack::{ServiceKind, Settings};
 #[allow(unused_imports)]
-use tapstack::stack::{Stack, StackConfig};
+use tapstack::internals::{Stack, StackConfig};
 #[allow(unused_imports)]
-use tapstack::status::Status;
+use tapstack::internals::Status;
 #[allow(unused_imports)]
-use tapstack::trace::{TraceConfig, Tracer};
+use tapstack::internals::Tracer;
+use tapstack::trace::TraceConfig;
 
 /// Splits fuzz input into records: `[u8 tag][u16 le length][bytes]`, repeated; a short tail is the
 /// last record. The tag is the target's to interpret (a time step, a direction, a split size).
@@ -53,7 +56,7 @@ pub fn fuzz_encode(records: &[(u8, &[u8])]) -> Vec<u8> {
 /// each record as a frame (tag bit 0: direction, bit 1: reported as dropped; the tag also advances
 /// the clock), with packet lines rendered for every record kept.
 pub fn fuzz_decode(data: &[u8]) {
-    let d = tapstack::trace::decode::decode(data);
+    let d = tapstack::trace::decode(data);
     assert_eq!(d.len, data.len());
     let _ = d.problem();
     let mut tracer = Tracer::new(TraceConfig::silent(), UNIX_EPOCH).expect("silent tracer");
@@ -65,7 +68,7 @@ pub fn fuzz_decode(data: &[u8]) {
         } else {
             Direction::Out
         };
-        let d = tapstack::trace::decode::decode(frame);
+        let d = tapstack::trace::decode(frame);
         assert_eq!(d.len, frame.len());
         if tag & 2 != 0 {
             tracer.dropped(now, dir, frame, "fuzz: dropped");
@@ -77,7 +80,7 @@ pub fn fuzz_decode(data: &[u8]) {
         let _ = tracer.packet_line(rec);
         let _ = rec.summary(true);
     }
-    let mut c = tapstack::status::Counters::default();
+    let mut c = tapstack::Counters::default();
     tracer.merge_into(&mut c);
     assert!(tracer.flow_count() <= 65536);
 }
@@ -176,15 +179,15 @@ pub fn fuzz_crafted_frames() -> Vec<(&'static str, Vec<u8>)> {
 
 /// The server stack of the harness (same MAC, addresses and seed), on one end of an in-memory wire;
 /// returns it with the other end, where the fuzzer's frames go in.
-pub fn fuzz_server_stack(seed: u64) -> (Stack<Tracer>, tapstack::device::wire::WireEnd) {
-    let (a, b) = tapstack::device::wire::wire();
+pub fn fuzz_server_stack(seed: u64) -> (Stack<Tracer>, tapstack::internals::WireEnd) {
+    let (a, b) = tapstack::internals::wire();
     let tracer = Tracer::new(TraceConfig::silent(), UNIX_EPOCH).expect("silent tracer");
     let port = Nic::new(Box::new(a) as Box<dyn FrameIo>, tracer);
     let cfg = StackConfig {
-        mac: tapstack::config::parse_mac("02:00:00:00:00:01").expect("constant MAC"),
-        addrs: tapstack::config::DEFAULT_ADDRS
+        mac: tapstack::internals::parse_mac("02:00:00:00:00:01").expect("constant MAC"),
+        addrs: tapstack::internals::SERVER_ADDRS
             .iter()
-            .map(|c| tapstack::config::parse_cidr(c).expect("constant CIDR"))
+            .map(|c| tapstack::internals::parse_cidr(c).expect("constant CIDR"))
             .collect(),
         gateway_v4: None,
         gateway_v6: None,
@@ -256,7 +259,7 @@ pub fn fuzz_http(data: &[u8]) {
         settings: &settings,
         trace: None,
     };
-    let mut s = tapstack::service::http::HttpSession::new(&cx_at(now));
+    let mut s = tapstack::internals::HttpSession::new(&cx_at(now));
     let mut pending: Vec<u8> = Vec::new();
     let mut out = vec![0u8; 64];
     let mut total_out = 0usize;
@@ -279,8 +282,8 @@ pub fn fuzz_http(data: &[u8]) {
             total_out += n;
             assert!(
                 s.pending()
-                    <= tapstack::service::http::MAX_BODY as usize
-                        + tapstack::service::http::PENDING_CAP
+                    <= tapstack::internals::MAX_BODY as usize
+                        + tapstack::internals::PENDING_CAP
                         + 16 * 1024,
                 "queued output past its cap: {}",
                 s.pending()

@@ -14,7 +14,7 @@
 //! ```
 //! use std::time::Duration;
 //! use tapstack::harness::Harness;
-//! use tapstack::service::ServiceKind;
+//! use tapstack::ServiceKind;
 //! use tapstack::trace::TcpFlags;
 //!
 //! let mut h = Harness::builder().serve(ServiceKind::Echo, 7).seed(1).build();
@@ -47,7 +47,8 @@ use std::time::Duration;
 
 use crate::addr::{parse_cidr, parse_mac};
 use crate::clock::Clock;
-use crate::device::wire::{wire, End, WireControl, PARTITIONED};
+use crate::device::wire::{wire, End, WireControl};
+pub use crate::device::wire::PARTITIONED;
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Nic, TxOutcome};
 use crate::service::{ServiceKind, Settings};
 use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};

@@ -3,8 +3,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use tapstack::commands;
-use tapstack::config::{Cli, CliError};
+use tapstack::internals::{run, Cli, CliError};
 
 fn init_logging(quiet: bool) {
     let mut b = env_logger::Builder::new();
@@ -19,7 +18,7 @@ fn init_logging(quiet: bool) {
     }
     b.write_style(env_logger::WriteStyle::Never);
     b.target(env_logger::Target::Pipe(Box::new(
-        tapstack::logbuf::Buffered,
+        tapstack::internals::BufferedLog,
     )));
     b.format(|f, r| {
         let target = r.target().strip_prefix("tapstack::").unwrap_or(r.target());
@@ -40,20 +39,20 @@ fn main() -> ExitCode {
     init_logging(cli.log.quiet);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        tapstack::logbuf::flush();
+        tapstack::internals::flush_log();
         default_hook(info);
     }));
-    let code = match commands::run(&cli) {
+    let code = match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e, e.exit_code()),
     };
-    tapstack::logbuf::flush();
+    tapstack::internals::flush_log();
     code
 }
 
 /// The one line a failure gets, after whatever the log still holds.
 fn fail(e: &dyn std::fmt::Display, code: u8) -> ExitCode {
-    tapstack::logbuf::flush();
+    tapstack::internals::flush_log();
     eprintln!("error: {e}");
     ExitCode::from(code)
 }

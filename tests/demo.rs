@@ -146,7 +146,7 @@ fn demo_connect_and_get_replace_the_tour() {
     let (code, out, err) = demo_bytes(&ns, &["demo", "--get", "http://192.168.69.1/bytes/5000"]);
     assert_eq!(code, Some(0), "{err}");
     let want: Vec<u8> = (0..5000u64)
-        .map(tapstack::service::http::bytes_pattern)
+        .map(tapstack::internals::bytes_pattern)
         .collect();
     assert!(
         out == want,

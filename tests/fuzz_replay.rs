@@ -278,7 +278,7 @@ fn crafted_seeds_are_what_they_say() {
     let frames = fuzz_crafted_frames();
     assert!(frames.len() >= 20);
     for (name, f) in frames {
-        let d = tapstack::trace::decode::decode(&f);
+        let d = tapstack::trace::decode(&f);
         assert_eq!(d.problem(), expect(name), "{name}");
     }
 }

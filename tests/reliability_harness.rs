@@ -11,10 +11,10 @@ mod frames;
 use frames::*;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tapstack::device::Direction;
+use tapstack::Direction;
 use tapstack::frames::{Tcp, CLIENT_V4, SERVER_V4};
 use tapstack::harness::{Harness, Side};
-use tapstack::service::ServiceKind;
+use tapstack::ServiceKind;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -9,15 +9,12 @@ use smoltcp::time::Instant as SInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use std::time::{Duration, Instant, SystemTime};
 
-use tapstack::addr::parse_mac;
-use tapstack::device::wire::wire;
-use tapstack::device::{FrameIo, Nic};
-use tapstack::reactor::INGRESS_BUDGET;
-use tapstack::service::{ServiceKind, Settings};
-use tapstack::stack::{Stack, StackConfig, TCP_BUFFER};
-use tapstack::status::Status;
-use tapstack::topology::{self, SERVER};
-use tapstack::trace::{TraceConfig, Tracer};
+use tapstack::internals::{
+    client_stack_config, parse_mac, wire, FrameIo, Nic, Stack, StackConfig, Status, Tracer,
+    INGRESS_BUDGET, SERVER, SERVER_MAC, TCP_BUFFER,
+};
+use tapstack::{ServiceKind, Settings};
+use tapstack::trace::TraceConfig;
 
 use crate::peers::{Limit, Transfer};
 
@@ -38,7 +35,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
     .map_err(|e| format!("tracer: {e}"))?;
     let sport = Nic::new(Box::new(server_end) as Box<dyn FrameIo>, tracer);
     let scfg = StackConfig {
-        mac: parse_mac(topology::SERVER_MAC).map_err(|e| e.to_string())?,
+        mac: parse_mac(SERVER_MAC).map_err(|e| e.to_string())?,
         addrs: vec![IpCidr::new(IpAddress::Ipv4(SERVER), 24)],
         gateway_v4: None,
         gateway_v6: None,
@@ -53,7 +50,7 @@ pub fn wire_transfer(limit: Limit) -> Result<Transfer, String> {
 
     // The client: bare smoltcp with the same buffer size, where the demo's client stack would sit.
     // Its IPv4 address alone: the transfer runs over IPv4.
-    let demo_client = topology::client_stack_config(scfg.random_seed);
+    let demo_client = client_stack_config(scfg.random_seed);
     let mut cport = Nic::new(client_end, ());
     let mut ccfg = Config::new(HardwareAddress::Ethernet(demo_client.mac));
     ccfg.random_seed = demo_client.random_seed;

@@ -6,6 +6,8 @@
 //! the loop keeps running and recovers when the link comes back, and only a device that is gone for
 //! good (deleted under us) ends the run, with its name in the error.
 
+#![allow(unsafe_code)] // The one module that talks to /dev/net/tun: ioctl, read, write on its fd.
+
 use std::ffi::CString;
 use std::fmt;
 use std::io;
