@@ -5,11 +5,11 @@
 //! `cargo run --release --example harness`
 
 use std::time::Duration;
-use tapstack::harness::PARTITIONED;
-use tapstack::{Direction, FaultConfig};
 use tapstack::harness::Harness;
-use tapstack::ServiceKind;
+use tapstack::harness::PARTITIONED;
 use tapstack::trace::TcpFlags;
+use tapstack::ServiceKind;
+use tapstack::{Direction, FaultConfig};
 
 fn main() {
     let mut h = Harness::builder()

@@ -8,10 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The wall-clock moment a virtual clock starts at: 2024-01-01T00:00:00Z. Fixed so that deterministic
 /// runs write identical pcap timestamps and identical daytime/time answers.
-pub const VIRTUAL_EPOCH_UNIX_SECS: u64 = 1_704_067_200;
+pub(crate) const VIRTUAL_EPOCH_UNIX_SECS: u64 = 1_704_067_200;
 
 #[derive(Debug, Clone)]
-pub enum Clock {
+pub(crate) enum Clock {
     Real {
         start: std::time::Instant,
         wall_start: SystemTime,
@@ -22,23 +22,23 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn real() -> Clock {
+    pub(crate) fn real() -> Clock {
         Clock::Real {
             start: std::time::Instant::now(),
             wall_start: SystemTime::now(),
         }
     }
 
-    pub fn virtual_at_zero() -> Clock {
+    pub(crate) fn virtual_at_zero() -> Clock {
         Clock::Virtual { now: Instant::ZERO }
     }
 
-    pub fn is_virtual(&self) -> bool {
+    pub(crate) fn is_virtual(&self) -> bool {
         matches!(self, Clock::Virtual { .. })
     }
 
     /// Monotonic time since the clock started.
-    pub fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         match self {
             Clock::Real { start, .. } => {
                 Instant::from_micros(start.elapsed().as_micros().min(i64::MAX as u128) as i64)
@@ -48,7 +48,7 @@ impl Clock {
     }
 
     /// Wall-clock time matching `now()`.
-    pub fn wall(&self) -> SystemTime {
+    pub(crate) fn wall(&self) -> SystemTime {
         match self {
             Clock::Real { wall_start, start } => *wall_start + start.elapsed(),
             Clock::Virtual { now } => {
@@ -60,7 +60,7 @@ impl Clock {
     }
 
     /// Wall-clock time of a given monotonic instant of this clock.
-    pub fn wall_at(&self, t: Instant) -> SystemTime {
+    pub(crate) fn wall_at(&self, t: Instant) -> SystemTime {
         let base = match self {
             Clock::Real { wall_start, .. } => *wall_start,
             Clock::Virtual { .. } => {
@@ -76,7 +76,11 @@ impl Clock {
     /// no deadline, a run bounded by `limit` (the harness, whose test may act at any moment) steps a
     /// millisecond too, and an unbounded one stays: only outside events can bring work. Never past
     /// `limit`. Returns whether time moved.
-    pub fn advance_idle(&mut self, deadline: Option<Instant>, limit: Option<Instant>) -> bool {
+    pub(crate) fn advance_idle(
+        &mut self,
+        deadline: Option<Instant>,
+        limit: Option<Instant>,
+    ) -> bool {
         let now = self.now();
         let step = match deadline {
             Some(t) if t > now => Some(t),
@@ -96,7 +100,7 @@ impl Clock {
         true
     }
 
-    pub fn advance_to(&mut self, t: Instant) {
+    pub(crate) fn advance_to(&mut self, t: Instant) {
         if let Clock::Virtual { now } = self {
             if t > *now {
                 *now = t;
@@ -106,7 +110,7 @@ impl Clock {
 
     /// Leaves virtual time for real time, going on from the current instant (the demo does this after
     /// a deterministic tour, to keep serving the host sockets in real time).
-    pub fn make_real(&mut self) {
+    pub(crate) fn make_real(&mut self) {
         if let Clock::Virtual { now } = *self {
             let elapsed = std::time::Duration::from_micros(now.total_micros().max(0) as u64);
             let start = std::time::Instant::now()
@@ -119,7 +123,8 @@ impl Clock {
         }
     }
 
-    pub fn advance_by(&mut self, d: Duration) {
+    #[cfg(test)]
+    fn advance_by(&mut self, d: Duration) {
         if let Clock::Virtual { now } = self {
             *now += d;
         }

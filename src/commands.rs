@@ -11,7 +11,7 @@ use crate::config::{Cli, Command, ConfigError, DemoArgs, LogArgs, ServeConfig};
 use crate::device::tap::TapDevice;
 use crate::device::wire::wire;
 use crate::device::{FrameIo, Nic};
-use crate::reactor::{App, Reactor, RunError, Summary};
+use crate::reactor::{App, Reactor, RunError};
 use crate::stack::{entropy_seed, Stack};
 use crate::topology::{self, CLIENT, SERVER};
 use crate::trace::{ExplainError, TraceConfig, Tracer};
@@ -98,7 +98,7 @@ fn run_demo(args: &DemoArgs, log: LogArgs) -> Result<(), CommandError> {
 }
 
 /// `tapstack serve`: attach to the TAP device, serve, run until told to stop.
-pub fn serve(cfg: &ServeConfig) -> Result<Summary, RunError> {
+pub(crate) fn serve(cfg: &ServeConfig) -> Result<(), RunError> {
     let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
     log::info!(
         target: "tapstack",
@@ -125,7 +125,11 @@ pub enum DemoMode {
 
 /// Builds the demo's loop: the server stack from `cfg` on one end of an in-memory wire, a client
 /// stack on the other, on the virtual clock when a seed is given. Exposed for tests and benchmarks.
-pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Reactor, RunError> {
+pub(crate) fn demo_reactor(
+    cfg: &ServeConfig,
+    mode: DemoMode,
+    exit: bool,
+) -> Result<Reactor, RunError> {
     let clock = if cfg.seed.is_some() {
         Clock::virtual_at_zero()
     } else {
@@ -167,7 +171,7 @@ pub fn demo_reactor(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Rea
 }
 
 /// `tapstack` / `tapstack demo`.
-pub fn demo(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Summary, RunError> {
+pub(crate) fn demo(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<(), RunError> {
     let mut reactor = demo_reactor(cfg, mode, exit)?;
     log::info!(
         target: "tapstack",
@@ -179,12 +183,12 @@ pub fn demo(cfg: &ServeConfig, mode: DemoMode, exit: bool) -> Result<Summary, Ru
 }
 
 /// `tapstack connect`: a smoltcp client on the TAP device.
-pub fn connect(
+pub(crate) fn connect(
     cfg: &ServeConfig,
     target: SocketAddr,
     udp: bool,
     input: Input,
-) -> Result<Summary, RunError> {
+) -> Result<(), RunError> {
     let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;
     reactor.set_app(Box::new(Connect::new(target, udp, input)), true);
@@ -192,7 +196,7 @@ pub fn connect(
 }
 
 /// `tapstack get`: HTTP GET through the userspace stack on the TAP device.
-pub fn get(cfg: &ServeConfig, url: &str) -> Result<Summary, RunError> {
+pub(crate) fn get(cfg: &ServeConfig, url: &str) -> Result<(), RunError> {
     let app = Get::new(url).map_err(|e| RunError::App(e.to_string()))?;
     let tap = TapDevice::open_with(&cfg.tap, cfg.offload)?;
     let mut reactor = Reactor::new(cfg, Box::new(tap), Clock::real())?;

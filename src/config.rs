@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-pub use crate::addr::{parse_cidr, parse_mac, AddrError};
+pub(crate) use crate::addr::{parse_cidr, parse_mac, AddrError};
 use crate::client::{parse_url, Input, UrlError};
 use crate::commands::DemoMode;
 use crate::device::FaultConfig;
@@ -22,11 +22,8 @@ use crate::status::Proto;
 use crate::topology::{SERVER_ADDRS, SERVER_GATEWAYS};
 use crate::trace::{EventsTarget, TraceConfig};
 
-/// `--addr`'s default under its older name, which the fuzz targets use.
-pub use crate::topology::SERVER_ADDRS as DEFAULT_ADDRS;
-
 /// TCP connections per stack at most, unless `--max-connections` says otherwise.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -334,7 +331,7 @@ impl Cli {
 }
 
 /// Parses `192.168.69.1:7` or `[fdaa::1]:7`.
-pub fn parse_target(s: &str) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_target(s: &str) -> Result<SocketAddr, ConfigError> {
     match s.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 => Ok(a),
         _ => Err(ConfigError::BadTarget(s.to_string())),
@@ -459,7 +456,7 @@ impl From<UrlError> for ConfigError {
 }
 
 /// Parses `echo,http:8080,qotd`. Two services on one port and protocol is an error.
-pub fn parse_services(list: Option<&str>) -> Result<Vec<ServiceSpec>, ConfigError> {
+pub(crate) fn parse_services(list: Option<&str>) -> Result<Vec<ServiceSpec>, ConfigError> {
     let specs: Vec<ServiceSpec> = match list {
         None => ServiceKind::ALL
             .iter()

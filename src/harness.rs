@@ -35,7 +35,7 @@
 //! // Cut the wire: nothing gets through, and the trace shows what was lost.
 //! h.partition();
 //! assert!(h.echo(7, b"lost", Duration::from_secs(2)).is_err());
-//! assert!(h.dropped(tapstack::device::Direction::In) > 0, "the SYNs towards the server");
+//! assert!(h.dropped(tapstack::Direction::In) > 0, "the SYNs towards the server");
 //! ```
 
 use smoltcp::socket::tcp;
@@ -47,8 +47,8 @@ use std::time::Duration;
 
 use crate::addr::{parse_cidr, parse_mac};
 use crate::clock::Clock;
-use crate::device::wire::{wire, End, WireControl};
 pub use crate::device::wire::PARTITIONED;
+use crate::device::wire::{wire, End, WireControl};
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Nic, TxOutcome};
 use crate::service::{ServiceKind, Settings};
 use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};

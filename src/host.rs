@@ -19,7 +19,7 @@ use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
 
 /// Tokens from here up belong to host sockets; the reactor's fixed tokens sit below.
-pub const TOKEN_BASE: usize = 16;
+pub(crate) const TOKEN_BASE: usize = 16;
 
 /// Bytes read or written in one system call.
 const IO_CHUNK: usize = 64 * 1024;
@@ -122,7 +122,7 @@ struct HostStream {
     flushed: u64,
 }
 
-pub struct Host {
+pub(crate) struct Host {
     sources: Slab<Source>,
     conns: usize,
     max_connections: usize,
@@ -137,7 +137,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(max_connections: usize) -> Host {
+    pub(crate) fn new(max_connections: usize) -> Host {
         Host {
             sources: Slab::new(),
             conns: 0,
@@ -151,25 +151,25 @@ impl Host {
         }
     }
 
-    pub fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.counters
     }
 
-    pub fn endpoints(&self) -> &[Endpoint] {
+    pub(crate) fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
     }
 
     /// Open connections.
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.conns
     }
 
     /// All registered sources (listeners, UDP sockets, connections): for leak accounting.
-    pub fn source_count(&self) -> usize {
+    pub(crate) fn source_count(&self) -> usize {
         self.sources.len()
     }
 
-    pub fn serve_tcp(
+    pub(crate) fn serve_tcp(
         &mut self,
         registry: &Registry,
         kind: ServiceKind,
@@ -185,7 +185,7 @@ impl Host {
         })
     }
 
-    pub fn serve_udp(
+    pub(crate) fn serve_udp(
         &mut self,
         registry: &Registry,
         kind: ServiceKind,
@@ -238,7 +238,7 @@ impl Host {
     }
 
     /// Handles readiness of one host token. Returns false for tokens that are not ours.
-    pub fn ready(
+    pub(crate) fn ready(
         &mut self,
         registry: &Registry,
         token: Token,
@@ -427,7 +427,7 @@ impl Host {
     }
 
     /// Applies the connection-table changes to the status model.
-    pub fn apply_rows(&mut self, status: &mut Status) {
+    pub(crate) fn apply_rows(&mut self, status: &mut Status) {
         for (id, row) in self.rows.drain(..) {
             match row {
                 Some(r) => {
@@ -441,7 +441,7 @@ impl Host {
     }
 
     /// Runs the timers of host sessions and connections that wait for something other than readiness.
-    pub fn run_timers(&mut self, registry: &Registry, cx: &Context) {
+    pub(crate) fn run_timers(&mut self, registry: &Registry, cx: &Context) {
         let due: Vec<usize> = self
             .sources
             .iter()
@@ -455,7 +455,7 @@ impl Host {
         }
     }
 
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
         self.sources
             .iter()
             .filter_map(|(_, s)| match s {
@@ -466,7 +466,7 @@ impl Host {
     }
 
     /// Starts closing every connection (FIN) and stops listening.
-    pub fn close_all(&mut self, registry: &Registry) {
+    pub(crate) fn close_all(&mut self, registry: &Registry) {
         let keys: Vec<usize> = self.sources.iter().map(|(k, _)| k).collect();
         for key in keys {
             match self.sources.get_mut(key) {

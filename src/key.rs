@@ -11,7 +11,7 @@ const MAX: usize = 1 + 2 * (16 + 2);
 
 /// Writes `tag`, then both ends, into `h` in a single `write`. Equal tuples give equal bytes, and the
 /// bytes are unambiguous (the address family is in the length), as `Hash` must be with `Eq`.
-pub fn hash_tuple<H: Hasher>(h: &mut H, tag: u8, a: (IpAddr, u16), b: (IpAddr, u16)) {
+pub(crate) fn hash_tuple<H: Hasher>(h: &mut H, tag: u8, a: (IpAddr, u16), b: (IpAddr, u16)) {
     let mut buf = [0u8; MAX];
     buf[0] = tag;
     let mut n = 1;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 static BUF: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 /// How long a line may wait in the buffer.
-pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+pub(crate) const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Past this much, a record writes the buffer out at once (a turn that logs a lot).
 const HIGH_WATER: usize = 64 * 1024;
@@ -42,7 +42,7 @@ fn write_out(buf: &mut Vec<u8>) {
 }
 
 /// Whether anything waits to be written.
-pub fn is_empty() -> bool {
+pub(crate) fn is_empty() -> bool {
     BUF.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
 }
 

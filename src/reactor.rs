@@ -28,7 +28,7 @@ use crate::service::{Context, Settings};
 use crate::stack::{
     entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD,
 };
-use crate::status::{Counters, Status};
+use crate::status::Status;
 use crate::trace::Tracer;
 
 const SIGNALS: Token = Token(0);
@@ -39,13 +39,13 @@ const STDIN: Token = Token(2);
 pub const INGRESS_BUDGET: usize = 64;
 
 /// How long a clean shutdown waits for connections to finish their FIN exchange.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// The userspace stack as the loop runs it: watched by the tracer.
-pub type TracedStack = Stack<Tracer>;
+pub(crate) type TracedStack = Stack<Tracer>;
 
 /// Something that runs on the loop beside the services: the demo's tour, `connect`, `get`.
-pub trait App {
+pub(crate) trait App {
     /// Does what it can now on `stack` (the stack it was given: the TAP stack for `connect`, the
     /// client stack on the wire in the demo). Returns whether it made progress.
     fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool;
@@ -95,15 +95,8 @@ impl From<BindError> for RunError {
     }
 }
 
-/// What a finished loop reports: final counters of both stacks.
-#[derive(Debug, Clone, Default)]
-pub struct Summary {
-    pub stack: Counters,
-    pub host: Counters,
-}
-
 /// The loop and everything it drives.
-pub struct Reactor {
+pub(crate) struct Reactor {
     poll: Poll,
     clock: Clock,
     pub stack: TracedStack,
@@ -137,7 +130,11 @@ pub struct Reactor {
 
 impl Reactor {
     /// Builds the stack on `io`, binds the host sockets, registers everything. Logs nothing yet.
-    pub fn new(cfg: &ServeConfig, io: Box<dyn FrameIo>, clock: Clock) -> Result<Reactor, RunError> {
+    pub(crate) fn new(
+        cfg: &ServeConfig,
+        io: Box<dyn FrameIo>,
+        clock: Clock,
+    ) -> Result<Reactor, RunError> {
         let poll = Poll::new().map_err(|e| RunError::Io("cannot create the event loop", e))?;
         let now = clock.now();
         let tracer = Tracer::new(cfg.trace.clone(), clock.wall_at(Instant::ZERO))
@@ -240,18 +237,14 @@ impl Reactor {
     }
 
     /// Puts a client stack on the loop (the other end of the demo's wire).
-    pub fn set_peer(&mut self, peer: TracedStack) {
+    pub(crate) fn set_peer(&mut self, peer: TracedStack) {
         self.peer = Some(peer);
     }
 
     /// Runs `app` on the loop; with `exit_with_app` the run ends when it finishes, with its result.
-    pub fn set_app(&mut self, app: Box<dyn App>, exit_with_app: bool) {
+    pub(crate) fn set_app(&mut self, app: Box<dyn App>, exit_with_app: bool) {
         self.app = Some(app);
         self.exit_with_app = exit_with_app;
-    }
-
-    pub fn clock_mut(&mut self) -> &mut Clock {
-        &mut self.clock
     }
 
     fn frames_seen(&self) -> u64 {
@@ -264,12 +257,12 @@ impl Reactor {
         n
     }
 
-    pub fn clock(&self) -> &Clock {
+    pub(crate) fn clock(&self) -> &Clock {
         &self.clock
     }
 
     /// The ready line (and the `ready` event): every endpoint, once everything is bound.
-    pub fn announce_ready(&mut self) {
+    pub(crate) fn announce_ready(&mut self) {
         let list: Vec<String> = self
             .status
             .endpoints
@@ -282,7 +275,7 @@ impl Reactor {
     }
 
     /// Begins a clean shutdown: FIN on every connection, then the loop ends within the grace time.
-    pub fn begin_shutdown(&mut self, why: &str) {
+    pub(crate) fn begin_shutdown(&mut self, why: &str) {
         if self.shutdown_at.is_some() {
             return;
         }
@@ -296,7 +289,7 @@ impl Reactor {
         }
     }
 
-    pub fn connection_count(&self) -> usize {
+    pub(crate) fn connection_count(&self) -> usize {
         self.stack.connection_count() + self.host.as_ref().map_or(0, |h| h.connection_count())
     }
 
@@ -336,7 +329,7 @@ impl Reactor {
 
     /// One loop turn's work without waiting: each stack's turn (ingress, services or the app,
     /// egress), the host sockets' timers in between. Returns whether work was left waiting.
-    pub fn turn(&mut self) -> bool {
+    pub(crate) fn turn(&mut self) -> bool {
         let now = self.clock.now();
         let wall = self.clock.wall();
         let registry = self.poll.registry();
@@ -401,7 +394,7 @@ impl Reactor {
     }
 
     /// The time the loop must wake at, at the latest.
-    pub fn deadline(&mut self) -> Option<Instant> {
+    pub(crate) fn deadline(&mut self) -> Option<Instant> {
         let now = self.clock.now();
         let mut t = self.stack.poll_at(now);
         let mut min = |x: Option<Instant>| {
@@ -423,7 +416,7 @@ impl Reactor {
     }
 
     /// Runs until a signal, `q` in step mode, stdin closing (with `--stdin-exit`), or a fatal link error.
-    pub fn run(&mut self) -> Result<Summary, RunError> {
+    pub(crate) fn run(&mut self) -> Result<(), RunError> {
         let mut events = Events::with_capacity(1024);
         loop {
             let more = self.turn();
@@ -466,10 +459,10 @@ impl Reactor {
                         self.stack.abort_all();
                         self.stack.turn(now, 0, &mut self.status, |_, _| {});
                     }
-                    let summary = self.finish();
+                    self.finish();
                     return match self.app_result.take() {
                         Some(Err(e)) => Err(RunError::App(e)),
-                        _ => Ok(summary),
+                        _ => Ok(()),
                     };
                 }
             }
@@ -567,7 +560,8 @@ impl Reactor {
         }
     }
 
-    fn finish(&mut self) -> Summary {
+    /// The final counters (logged, and in the `shutdown` event), then goodbye.
+    fn finish(&mut self) {
         self.refresh_counters();
         self.log_stats();
         let now = self.clock.now();
@@ -576,10 +570,6 @@ impl Reactor {
         tracer.shutdown(now, &status);
         tracer.flush();
         log::info!(target: "tapstack", "bye");
-        Summary {
-            stack: status.stack,
-            host: status.host,
-        }
     }
 }
 

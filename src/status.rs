@@ -131,7 +131,7 @@ pub struct Resources {
 }
 
 /// Resident memory of this process in KiB, from /proc/self/status (0 where that is unavailable).
-pub fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
         return 0;
     };

@@ -19,14 +19,14 @@ pub const SERVER_MAC: &str = "02:00:00:00:00:01";
 /// The server stack's addresses (`--addr`'s default).
 pub const SERVER_ADDRS: [&str; 3] = ["192.168.69.1/24", "fdaa::1/64", "fe80::1/64"];
 /// The server stack's gateways (`--gateway`'s default): the client's side of the link.
-pub const SERVER_GATEWAYS: [&str; 2] = ["192.168.69.100", "fe80::100"];
+pub(crate) const SERVER_GATEWAYS: [&str; 2] = ["192.168.69.100", "fe80::100"];
 
 /// The client stack's IPv4 address.
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
 /// The client stack's MAC address.
-pub const CLIENT_MAC: &str = "02:00:00:00:00:02";
+pub(crate) const CLIENT_MAC: &str = "02:00:00:00:00:02";
 /// The client stack's addresses.
-pub const CLIENT_ADDRS: [&str; 3] = ["192.168.69.100/24", "fdaa::100/64", "fe80::100/64"];
+pub(crate) const CLIENT_ADDRS: [&str; 3] = ["192.168.69.100/24", "fdaa::100/64", "fe80::100/64"];
 
 /// The client only ever opens a few connections at a time (the tour, a test), so its table stays
 /// small.

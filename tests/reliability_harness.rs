@@ -11,9 +11,9 @@ mod frames;
 use frames::*;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use tapstack::Direction;
 use tapstack::frames::{Tcp, CLIENT_V4, SERVER_V4};
 use tapstack::harness::{Harness, Side};
+use tapstack::Direction;
 use tapstack::ServiceKind;
 
 // ---------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ use tapstack::internals::{
     client_stack_config, parse_mac, wire, FrameIo, Nic, Stack, StackConfig, Status, Tracer,
     INGRESS_BUDGET, SERVER, SERVER_MAC, TCP_BUFFER,
 };
-use tapstack::{ServiceKind, Settings};
 use tapstack::trace::TraceConfig;
+use tapstack::{ServiceKind, Settings};
 
 use crate::peers::{Limit, Transfer};
 

@@ -20,7 +20,7 @@ pub enum Input {
 
 /// `tapstack connect HOST:PORT`: a userspace-stack netcat. Sends TEXT or standard input, prints what
 /// comes back to standard output, closes cleanly.
-pub struct Connect {
+pub(crate) struct Connect {
     ex: Option<TcpExchange>,
     udp: Option<UdpAsk>,
     input: Input,
@@ -29,7 +29,7 @@ pub struct Connect {
 }
 
 impl Connect {
-    pub fn new(remote: SocketAddr, udp: bool, input: Input) -> Connect {
+    pub(crate) fn new(remote: SocketAddr, udp: bool, input: Input) -> Connect {
         let (ex, udp) = if udp {
             let payload = match &input {
                 Input::Fixed(b) => b.clone(),

@@ -8,10 +8,10 @@ use crate::reactor::TracedStack;
 use crate::stack::TcpHandle;
 
 /// How long a handshake may take before the connection counts as timed out.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Connecting,
     Open,
     Done,
@@ -19,7 +19,7 @@ pub enum Phase {
 }
 
 /// One TCP conversation from the client side: connect, send, receive, close.
-pub struct TcpExchange {
+pub(crate) struct TcpExchange {
     pub remote: SocketAddr,
     handle: Option<TcpHandle>,
     outgoing: Vec<u8>,
@@ -38,7 +38,7 @@ pub struct TcpExchange {
 }
 
 impl TcpExchange {
-    pub fn new(remote: SocketAddr) -> Self {
+    pub(crate) fn new(remote: SocketAddr) -> Self {
         TcpExchange {
             remote,
             handle: None,
@@ -56,24 +56,24 @@ impl TcpExchange {
     }
 
     /// Queues bytes to send.
-    pub fn send(&mut self, data: &[u8]) {
+    pub(crate) fn send(&mut self, data: &[u8]) {
         self.outgoing.extend_from_slice(data);
     }
 
     /// Takes what has been received so far.
-    pub fn take_received(&mut self) -> Vec<u8> {
+    pub(crate) fn take_received(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.received)
     }
 
-    pub fn received(&self) -> &[u8] {
+    pub(crate) fn received(&self) -> &[u8] {
         &self.received
     }
 
-    pub fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         matches!(self.phase, Phase::Done | Phase::Failed(_))
     }
 
-    pub fn poll_at(&self) -> Option<Instant> {
+    pub(crate) fn poll_at(&self) -> Option<Instant> {
         match (&self.phase, self.started) {
             (Phase::Connecting, Some(t)) => Some(t + CONNECT_TIMEOUT),
             _ => None,
@@ -88,7 +88,7 @@ impl TcpExchange {
     }
 
     /// Moves the conversation forward; returns whether anything happened.
-    pub fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
+    pub(crate) fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool {
         if self.is_over() {
             return false;
         }

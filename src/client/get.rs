@@ -37,7 +37,7 @@ impl std::fmt::Display for UrlError {
 }
 
 /// Splits `http://192.168.69.100:8000/path` into the address and the request target.
-pub fn parse_url(url: &str) -> Result<(SocketAddr, String, String), UrlError> {
+pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String, String), UrlError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| UrlError::NotHttp(url.to_string()))?;
@@ -100,7 +100,7 @@ enum Body {
 /// `tapstack get URL`: one HTTP/1.1 GET over the userspace stack. Status line and headers to standard
 /// error, the body to standard output; Content-Length and chunked bodies; redirects reported, not
 /// followed.
-pub struct Get {
+pub(crate) struct Get {
     ex: TcpExchange,
     buf: Vec<u8>,
     head: Option<http::ResponseHead>,
@@ -110,7 +110,7 @@ pub struct Get {
 }
 
 impl Get {
-    pub fn new(url: &str) -> Result<Get, UrlError> {
+    pub(crate) fn new(url: &str) -> Result<Get, UrlError> {
         let (addr, authority, path) = parse_url(url)?;
         let mut ex = TcpExchange::new(addr);
         ex.send(

@@ -17,10 +17,9 @@ mod exchange;
 mod get;
 mod tour;
 
-pub use connect::{Connect, Input};
-pub use exchange::{Phase, TcpExchange, CONNECT_TIMEOUT};
-pub use get::{parse_url, Get, UrlError};
-pub use tour::Tour;
+pub(crate) use connect::{Connect, Input};
+pub(crate) use get::{parse_url, Get, UrlError};
+pub(crate) use tour::Tour;
 
 /// A datagram may be lost: ask again this often, this many times.
 const UDP_RETRY: Duration = Duration::from_secs(1);

@@ -41,7 +41,7 @@ struct StepRecord {
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The demo's guided tour: ARP and ping, a TCP echo, each selected service, UDP echo, an HTTP GET.
-pub struct Tour {
+pub(crate) struct Tour {
     steps: Vec<(String, String, Step)>,
     idx: usize,
     step_started: Option<Instant>,
@@ -65,7 +65,7 @@ fn printable(b: &[u8], max: usize) -> String {
 
 impl Tour {
     /// A tour of `services` (with their ports) on the server at `server`.
-    pub fn new(server: IpAddr, services: &[(ServiceKind, u16)]) -> Tour {
+    pub(crate) fn new(server: IpAddr, services: &[(ServiceKind, u16)]) -> Tour {
         let mut steps = Vec::new();
         steps.push((
             format!("ping {server}"),

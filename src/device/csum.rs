@@ -6,7 +6,7 @@ use super::tap::ETHERNET_HEADER;
 /// Completes a checksum the kernel left partial (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the field at
 /// `start + offset` holds the pseudo-header sum; the one's-complement sum runs from `start` to the end.
 /// Out-of-range values leave the frame as it is (the stack then drops it as a bad checksum).
-pub fn complete(frame: &mut [u8], start: usize, offset: usize) {
+pub(crate) fn complete(frame: &mut [u8], start: usize, offset: usize) {
     let field = start + offset;
     if field + 2 > frame.len() || start >= frame.len() {
         return;
@@ -32,7 +32,7 @@ pub fn complete(frame: &mut [u8], start: usize, offset: usize) {
 }
 
 /// Where a TCP segment sits in an Ethernet frame, and its pseudo-header sum.
-pub struct TcpInFrame {
+pub(crate) struct TcpInFrame {
     pub start: usize,
     pub header_len: usize,
     pub v6: bool,
@@ -47,7 +47,7 @@ fn words_sum(b: &[u8]) -> u32 {
 }
 
 /// Finds the TCP segment of an IPv4 or IPv6 frame; `None` for anything else or anything inconsistent.
-pub fn tcp_in_frame(frame: &[u8]) -> Option<TcpInFrame> {
+pub(crate) fn tcp_in_frame(frame: &[u8]) -> Option<TcpInFrame> {
     let eth = ETHERNET_HEADER;
     let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     let (ip_len, v6, mut sum, tcp_len) = match ethertype {
@@ -91,7 +91,7 @@ pub fn tcp_in_frame(frame: &[u8]) -> Option<TcpInFrame> {
 }
 
 /// Computes and stores the TCP checksum of a frame (smoltcp leaves it to a segmenting device).
-pub fn fill_tcp(frame: &mut [u8]) {
+pub(crate) fn fill_tcp(frame: &mut [u8]) {
     if let Some(t) = tcp_in_frame(frame) {
         frame[t.start + 16..t.start + 18].copy_from_slice(&t.pseudo_sum.to_be_bytes());
         let end = t.start + (frame.len() - t.start).min(tcp_len_of(frame, &t));

@@ -13,12 +13,13 @@ use std::io;
 
 use crate::status::Counters;
 
-pub mod csum;
-pub mod fault;
-pub mod tap;
-pub mod wire;
+pub(crate) mod csum;
+pub(crate) mod fault;
+pub(crate) mod tap;
+pub(crate) mod wire;
 
-pub use fault::{Fate, FaultConfig, FaultInjector};
+pub use fault::FaultConfig;
+pub(crate) use fault::{Fate, FaultInjector};
 
 /// Which way a frame crosses the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -15,15 +15,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::{csum, FrameIo, TxOutcome};
 
-pub const ETHERNET_HEADER: usize = 14;
+pub(crate) const ETHERNET_HEADER: usize = 14;
 
 /// `struct virtio_net_hdr` (legacy, native endian): what precedes every frame with `IFF_VNET_HDR`.
-pub const VNET_HDR: usize = 10;
+pub(crate) const VNET_HDR: usize = 10;
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 /// With receive offloads the kernel hands over TCP segments up to 64 KiB (GSO) in one frame.
-pub const OFFLOAD_MAX_FRAME: usize = 65535 + ETHERNET_HEADER;
+pub(crate) const OFFLOAD_MAX_FRAME: usize = 65535 + ETHERNET_HEADER;
 
 /// Why a TAP device could not be opened.
 #[derive(Debug)]
@@ -65,7 +65,7 @@ impl fmt::Display for TapError {
 
 impl std::error::Error for TapError {}
 
-pub struct TapDevice {
+pub(crate) struct TapDevice {
     fd: OwnedFd,
     name: String,
     mtu: usize,
@@ -126,7 +126,7 @@ fn interface_flags(name: &str) -> io::Result<libc::c_int> {
 const LINK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Whether an interface of this name exists.
-pub fn interface_exists(name: &str) -> bool {
+pub(crate) fn interface_exists(name: &str) -> bool {
     let Ok(c) = CString::new(name) else {
         return false;
     };
@@ -135,15 +135,10 @@ pub fn interface_exists(name: &str) -> bool {
 }
 
 impl TapDevice {
-    /// Attaches to an existing TAP interface. It does not create one: a tap created implicitly would have
-    /// no address on the host side, and the user would wonder why nothing answers.
-    pub fn open(name: &str) -> Result<TapDevice, TapError> {
-        Self::open_with(name, true)
-    }
-
-    /// As [`TapDevice::open`]; `offload` asks the kernel for large TCP segments (one read instead of
+    /// Attaches to an existing TAP interface. It does not create one: a tap created implicitly would
+    /// have no address on the host side, and the user would wonder why nothing answers. `offload` asks the kernel for large TCP segments (one read instead of
     /// up to 44) and leaves their checksums to us. Where the kernel refuses, the device runs without.
-    pub fn open_with(name: &str, offload: bool) -> Result<TapDevice, TapError> {
+    pub(crate) fn open_with(name: &str, offload: bool) -> Result<TapDevice, TapError> {
         if !interface_exists(name) {
             return Err(TapError::Missing(name.to_string()));
         }
@@ -222,12 +217,12 @@ impl TapDevice {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The interface's IP MTU.
-    pub fn mtu(&self) -> usize {
+    pub(crate) fn mtu(&self) -> usize {
         self.mtu
     }
 
@@ -241,7 +236,7 @@ impl TapDevice {
 
 /// Whether a read of `fd` would return at once (data or end of file). poll(2) is level-triggered, so
 /// unlike the loop's edge-triggered readiness it can be asked before every read of a blocking fd.
-pub fn fd_readable(fd: RawFd) -> bool {
+pub(crate) fn fd_readable(fd: RawFd) -> bool {
     let mut fds = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -454,7 +449,9 @@ mod tests {
 
     #[test]
     fn test_missing_device_names_it_and_points_to_setup() {
-        let e = TapDevice::open("tsnope0").err().expect("no such device");
+        let e = TapDevice::open_with("tsnope0", true)
+            .err()
+            .expect("no such device");
         let msg = e.to_string();
         assert!(
             msg.contains("tsnope0") && msg.contains("tap-setup.sh"),

@@ -16,14 +16,14 @@ use std::rc::Rc;
 use super::{FrameIo, TxOutcome};
 
 /// Standard Ethernet: 1500 bytes of payload plus the 14-byte header.
-pub const WIRE_MAX_FRAME: usize = 1514;
+pub(crate) const WIRE_MAX_FRAME: usize = 1514;
 
 /// Frames in flight one way before the wire drops, like a NIC ring: bounds memory against a sender
 /// that never stops.
-pub const WIRE_QUEUE_FRAMES: usize = 4096;
+pub(crate) const WIRE_QUEUE_FRAMES: usize = 4096;
 
 /// Frames lost on a cut cable that the log keeps for the watcher; older ones are only counted.
-pub const WIRE_LOST_LOG: usize = 4096;
+pub(crate) const WIRE_LOST_LOG: usize = 4096;
 
 /// The drop reason of a frame lost while the wire is partitioned.
 pub const PARTITIONED: &str = "link: partitioned";
@@ -117,7 +117,7 @@ pub fn wire() -> (WireEnd, WireEnd) {
     wire_with_max_frame(WIRE_MAX_FRAME)
 }
 
-pub fn wire_with_max_frame(max_frame: usize) -> (WireEnd, WireEnd) {
+pub(crate) fn wire_with_max_frame(max_frame: usize) -> (WireEnd, WireEnd) {
     let shared = Rc::new(RefCell::new(Shared::default()));
     (
         WireEnd {

@@ -7,13 +7,13 @@
 use super::{Context, DatagramService, StreamSession};
 use std::net::SocketAddr;
 
-pub const LINE_CHARS: usize = 72;
-pub const LINE_LEN: usize = LINE_CHARS + 2;
+pub(crate) const LINE_CHARS: usize = 72;
+pub(crate) const LINE_LEN: usize = LINE_CHARS + 2;
 const PRINTABLE: usize = 95;
 /// The stream's period in bytes: 95 lines of 74.
-pub const CHARGEN_PERIOD: u64 = (PRINTABLE * LINE_LEN) as u64;
+pub(crate) const CHARGEN_PERIOD: u64 = (PRINTABLE * LINE_LEN) as u64;
 /// The largest datagram reply (RFC 864 suggests 0 to 512 characters).
-pub const CHARGEN_DATAGRAM_MAX: usize = 512;
+pub(crate) const CHARGEN_DATAGRAM_MAX: usize = 512;
 
 /// The printable characters twice over, so every line is one contiguous slice.
 const RING: [u8; 2 * PRINTABLE] = {
@@ -27,7 +27,7 @@ const RING: [u8; 2 * PRINTABLE] = {
 };
 
 /// Writes the chargen stream from byte `offset` on into `buf`.
-pub fn fill_chargen(offset: u64, buf: &mut [u8]) {
+pub(crate) fn fill_chargen(offset: u64, buf: &mut [u8]) {
     let mut pos = (offset % CHARGEN_PERIOD) as usize;
     let mut done = 0;
     while done < buf.len() {
@@ -44,14 +44,14 @@ pub fn fill_chargen(offset: u64, buf: &mut [u8]) {
 
 /// Generates the pattern on demand into whatever room the transport offers, until the peer closes.
 /// Input is discarded. The state is one position: a reader that stops reading costs no memory.
-pub struct ChargenSession {
+pub(crate) struct ChargenSession {
     /// Offset within the period of the next byte to send.
     pos: u64,
     eof: bool,
 }
 
 impl ChargenSession {
-    pub fn new(_cx: &Context) -> Self {
+    pub(crate) fn new(_cx: &Context) -> Self {
         ChargenSession { pos: 0, eof: false }
     }
 }
@@ -77,12 +77,12 @@ impl StreamSession for ChargenSession {
 
 /// Answers each datagram with the start of the pattern, of a pseudo-random length in
 /// `0..=512` (a deterministic LCG, so runs are reproducible), never more than `out` holds.
-pub struct ChargenDatagram {
+pub(crate) struct ChargenDatagram {
     lcg: u32,
 }
 
 impl ChargenDatagram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ChargenDatagram { lcg: 0x7a9_5ac4 }
     }
 

@@ -9,7 +9,7 @@ use super::{Context, DatagramService};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-pub const WEEKDAYS: [&str; 7] = [
+pub(crate) const WEEKDAYS: [&str; 7] = [
     "Sunday",
     "Monday",
     "Tuesday",
@@ -19,7 +19,7 @@ pub const WEEKDAYS: [&str; 7] = [
     "Saturday",
 ];
 
-pub const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "January",
     "February",
     "March",
@@ -38,7 +38,7 @@ pub const MONTHS: [&str; 12] = [
 ///
 /// Howard Hinnant's `civil_from_days`: shift to eras of 400 years starting on March 1st, so that the
 /// leap day is the last day of the shifted year.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]
@@ -53,7 +53,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// A wall-clock instant broken down in UTC, to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UtcDateTime {
+pub(crate) struct UtcDateTime {
     pub year: i64,
     /// 1..=12
     pub month: u32,
@@ -67,7 +67,7 @@ pub struct UtcDateTime {
 }
 
 impl UtcDateTime {
-    pub fn from_system_time(wall: SystemTime) -> Self {
+    pub(crate) fn from_system_time(wall: SystemTime) -> Self {
         let secs = unix_seconds(wall);
         let days = secs.div_euclid(86_400);
         let tod = secs.rem_euclid(86_400) as u32;
@@ -84,17 +84,17 @@ impl UtcDateTime {
         }
     }
 
-    pub fn weekday_name(&self) -> &'static str {
+    pub(crate) fn weekday_name(&self) -> &'static str {
         WEEKDAYS[self.weekday as usize]
     }
 
-    pub fn month_name(&self) -> &'static str {
+    pub(crate) fn month_name(&self) -> &'static str {
         MONTHS[self.month as usize - 1]
     }
 }
 
 /// The daytime line: `Monday, January 1, 2024 00:00:00-UTC\r\n` (the format RFC 867 shows as an example).
-pub fn daytime_line(wall: SystemTime) -> String {
+pub(crate) fn daytime_line(wall: SystemTime) -> String {
     let t = UtcDateTime::from_system_time(wall);
     format!(
         "{}, {} {}, {} {:02}:{:02}:{:02}-UTC\r\n",
@@ -109,16 +109,16 @@ pub fn daytime_line(wall: SystemTime) -> String {
 }
 
 /// Sends the line as of the moment of connection, ignores input, then closes.
-pub fn session(cx: &Context) -> FixedReply {
+pub(crate) fn session(cx: &Context) -> FixedReply {
     FixedReply::new(daytime_line(cx.wall).into_bytes())
 }
 
 /// Answers any datagram with the line (cut to `out` if the transport offers less room).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct DaytimeDatagram;
+pub(crate) struct DaytimeDatagram;
 
 impl DaytimeDatagram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         DaytimeDatagram
     }
 }

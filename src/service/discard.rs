@@ -4,12 +4,12 @@ use super::{Context, DatagramService, StreamSession};
 use std::net::SocketAddr;
 
 /// Consumes all input at once (so the window never closes) and closes after the peer has closed.
-pub struct DiscardSession {
+pub(crate) struct DiscardSession {
     eof: bool,
 }
 
 impl DiscardSession {
-    pub fn new(_cx: &Context) -> Self {
+    pub(crate) fn new(_cx: &Context) -> Self {
         DiscardSession { eof: false }
     }
 }
@@ -26,10 +26,10 @@ impl StreamSession for DiscardSession {
 
 /// Never replies.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct DiscardDatagram;
+pub(crate) struct DiscardDatagram;
 
 impl DiscardDatagram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         DiscardDatagram
     }
 }

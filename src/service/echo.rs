@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 
 /// How much an echo session holds before it stops consuming input. A peer that sends but never reads
 /// fills this, then the transport's buffers, then its own window: memory stays bounded.
-pub const ECHO_BUFFER: usize = 64 * 1024;
+pub(crate) const ECHO_BUFFER: usize = 64 * 1024;
 
-pub struct EchoSession {
+pub(crate) struct EchoSession {
     /// Pending bytes are `buf[start..]`. Grows with what arrives (an idle session holds nothing),
     /// up to [`ECHO_BUFFER`].
     buf: Vec<u8>,
@@ -17,7 +17,7 @@ pub struct EchoSession {
 }
 
 impl EchoSession {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         EchoSession {
             buf: Vec::new(),
             start: 0,
@@ -25,7 +25,7 @@ impl EchoSession {
         }
     }
 
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.buf.len() - self.start
     }
 }
@@ -67,7 +67,7 @@ impl StreamSession for EchoSession {
     }
 }
 
-pub struct EchoDatagram;
+pub(crate) struct EchoDatagram;
 
 impl DatagramService for EchoDatagram {
     fn handle_datagram(

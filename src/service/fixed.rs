@@ -4,13 +4,13 @@
 use super::{Context, StreamSession};
 
 /// Sends `reply`, then finishes.
-pub struct FixedReply {
+pub(crate) struct FixedReply {
     reply: Box<[u8]>,
     sent: usize,
 }
 
 impl FixedReply {
-    pub fn new(reply: impl Into<Box<[u8]>>) -> Self {
+    pub(crate) fn new(reply: impl Into<Box<[u8]>>) -> Self {
         FixedReply {
             reply: reply.into(),
             sent: 0,
@@ -31,7 +31,7 @@ impl StreamSession for FixedReply {
 }
 
 /// Copies as much of `bytes` as `out` holds; returns how much that was.
-pub fn copy_prefix(bytes: &[u8], out: &mut [u8]) -> usize {
+pub(crate) fn copy_prefix(bytes: &[u8], out: &mut [u8]) -> usize {
     let n = bytes.len().min(out.len());
     out[..n].copy_from_slice(&bytes[..n]);
     n

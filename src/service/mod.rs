@@ -20,15 +20,15 @@ use std::time::SystemTime;
 
 use crate::status::{Proto, Status};
 
-pub mod chargen;
-pub mod daytime;
-pub mod discard;
+pub(crate) mod chargen;
+pub(crate) mod daytime;
+pub(crate) mod discard;
 pub(crate) mod driver;
-pub mod echo;
-pub mod fixed;
-pub mod http;
-pub mod qotd;
-pub mod time;
+pub(crate) mod echo;
+pub(crate) mod fixed;
+pub(crate) mod http;
+pub(crate) mod qotd;
+pub(crate) mod time;
 
 /// Read access to what the tracer recorded, for the pages that draw it (`/conn/ID`, `/live`).
 pub trait TraceView {
@@ -71,7 +71,7 @@ impl Default for Settings {
     }
 }
 
-pub const DEFAULT_QOTD: &str =
+pub(crate) const DEFAULT_QOTD: &str =
     "Hello from tapstack's qotd service (RFC 865): every packet of this greeting is in the log.\r\n";
 
 /// A TCP session of a service: one per connection.
@@ -99,7 +99,7 @@ pub trait StreamSession {
 }
 
 /// A UDP reply is never larger than this (RFC 864 and friends; no amplification), except echo's.
-pub const UDP_REPLY_MAX: usize = 512;
+pub(crate) const UDP_REPLY_MAX: usize = 512;
 
 /// A UDP service: one request datagram in, at most one reply out.
 pub trait DatagramService {
@@ -187,7 +187,7 @@ impl ServiceKind {
 
     /// How long a UDP reply to a `request_len`-byte request may be, in a buffer of `buf_len`: echo
     /// mirrors the request (a reply no larger than the request amplifies nothing); every other service
-    /// answers at most [`UDP_REPLY_MAX`] bytes, whatever it is asked.
+    /// answers at most 512 bytes (RFC 864 and friends), whatever it is asked.
     pub fn udp_reply_cap(self, request_len: usize, buf_len: usize) -> usize {
         let cap = match self {
             ServiceKind::Echo => request_len,
@@ -218,7 +218,7 @@ impl std::fmt::Display for ServiceKind {
 
 /// Whether a UDP peer address must never be answered: broadcast, multicast or unspecified sources are
 /// how reflection attacks start.
-pub fn udp_source_unanswerable(a: smoltcp::wire::IpAddress) -> bool {
+pub(crate) fn udp_source_unanswerable(a: smoltcp::wire::IpAddress) -> bool {
     match a {
         smoltcp::wire::IpAddress::Ipv4(v4) => {
             v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified()
@@ -263,11 +263,11 @@ mod tests {
 pub(crate) mod testing {
     use super::*;
 
-    pub fn settings() -> Settings {
+    pub(crate) fn settings() -> Settings {
         Settings::default()
     }
 
-    pub fn cx<'a>(now_ms: i64, status: &'a Status, settings: &'a Settings) -> Context<'a> {
+    pub(crate) fn cx<'a>(now_ms: i64, status: &'a Status, settings: &'a Settings) -> Context<'a> {
         Context {
             now: Instant::from_millis(now_ms),
             wall: std::time::UNIX_EPOCH
@@ -280,7 +280,12 @@ pub(crate) mod testing {
     }
 
     /// Collects all output a session has now, in chunks of at most `chunk` bytes.
-    pub fn drain(s: &mut dyn StreamSession, cx: &Context, chunk: usize, limit: usize) -> Vec<u8> {
+    pub(crate) fn drain(
+        s: &mut dyn StreamSession,
+        cx: &Context,
+        chunk: usize,
+        limit: usize,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; chunk];
         loop {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 /// RFC 865 recommends messages of at most 512 characters. The config rejects longer ones; the
 /// services cut at this length anyway, so a reply never exceeds it whatever `Settings` holds.
-pub const QOTD_MAX: usize = 512;
+pub(crate) const QOTD_MAX: usize = 512;
 
 fn message<'a>(cx: &Context<'a>) -> &'a [u8] {
     let m = cx.settings.message.as_bytes();
@@ -14,16 +14,16 @@ fn message<'a>(cx: &Context<'a>) -> &'a [u8] {
 }
 
 /// Sends the message as configured when the connection came up, ignores input, then closes.
-pub fn session(cx: &Context) -> FixedReply {
+pub(crate) fn session(cx: &Context) -> FixedReply {
     FixedReply::new(message(cx))
 }
 
 /// Answers any datagram with the message (cut to `out` if the transport offers less room).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct QotdDatagram;
+pub(crate) struct QotdDatagram;
 
 impl QotdDatagram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         QotdDatagram
     }
 }

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds from 1900-01-01 to 1970-01-01 (70 years, 17 of them leap years).
-pub const RFC868_UNIX_OFFSET: i64 = 2_208_988_800;
+pub(crate) const RFC868_UNIX_OFFSET: i64 = 2_208_988_800;
 
 /// Whole seconds since the Unix epoch (negative before it; sub-second parts round toward minus infinity).
-pub fn unix_seconds(wall: SystemTime) -> i64 {
+pub(crate) fn unix_seconds(wall: SystemTime) -> i64 {
     match wall.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => {
@@ -20,22 +20,22 @@ pub fn unix_seconds(wall: SystemTime) -> i64 {
 }
 
 /// The RFC 868 reply for `wall`: seconds since 1900 as a big-endian u32, wrapping (the 2036 rollover).
-pub fn rfc868_time(wall: SystemTime) -> [u8; 4] {
+pub(crate) fn rfc868_time(wall: SystemTime) -> [u8; 4] {
     let secs = unix_seconds(wall).wrapping_add(RFC868_UNIX_OFFSET);
     (secs as u32).to_be_bytes()
 }
 
 /// Sends the four bytes as of the moment of connection, ignores input, then closes.
-pub fn session(cx: &Context) -> FixedReply {
+pub(crate) fn session(cx: &Context) -> FixedReply {
     FixedReply::new(rfc868_time(cx.wall))
 }
 
 /// Answers any datagram (RFC 868 asks for an empty one, but any will do) with the four bytes.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct TimeDatagram;
+pub(crate) struct TimeDatagram;
 
 impl TimeDatagram {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TimeDatagram
     }
 }

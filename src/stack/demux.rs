@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 /// A TCP segment's addressing, read from a frame before the stack sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpPeek {
+pub(crate) struct TcpPeek {
     pub src: IpEndpoint,
     pub dst: IpEndpoint,
     pub seq: u32,
@@ -25,14 +25,14 @@ pub struct TcpPeek {
 
 impl TcpPeek {
     /// A SYN that opens a connection (no ACK, no RST).
-    pub fn is_pure_syn(&self) -> bool {
+    pub(crate) fn is_pure_syn(&self) -> bool {
         self.syn && !self.ack && !self.rst
     }
 }
 
 /// Reads the TCP addressing of an Ethernet frame with checked views; `None` for anything else or
 /// anything malformed (the stack and the tracer deal with those).
-pub fn peek_tcp(frame: &[u8]) -> Option<TcpPeek> {
+pub(crate) fn peek_tcp(frame: &[u8]) -> Option<TcpPeek> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let (src, dst, payload) = match eth.ethertype() {
         EthernetProtocol::Ipv4 => {
@@ -72,7 +72,7 @@ pub fn peek_tcp(frame: &[u8]) -> Option<TcpPeek> {
     })
 }
 
-pub fn to_socket_addr(e: IpEndpoint) -> SocketAddr {
+pub(crate) fn to_socket_addr(e: IpEndpoint) -> SocketAddr {
     SocketAddr::new(e.addr.into(), e.port)
 }
 
@@ -99,19 +99,24 @@ pub(super) struct Demux {
 
 impl Demux {
     /// The entry a segment from `p.src` to `p.dst` belongs to.
-    pub fn lookup(&self, p: &TcpPeek) -> Option<usize> {
+    pub(super) fn lookup(&self, p: &TcpPeek) -> Option<usize> {
         self.by_tuple.get(&Tuple(p.dst, p.src)).copied()
     }
 
     /// Files `key` under its endpoints; returns the entry that held them before, if another did.
-    pub fn insert(&mut self, local: IpEndpoint, remote: IpEndpoint, key: usize) -> Option<usize> {
+    pub(super) fn insert(
+        &mut self,
+        local: IpEndpoint,
+        remote: IpEndpoint,
+        key: usize,
+    ) -> Option<usize> {
         self.by_tuple
             .insert(Tuple(local, remote), key)
             .filter(|&old| old != key)
     }
 
     /// Forgets `key`'s endpoints (unless a newer entry took them over).
-    pub fn remove(&mut self, local: IpEndpoint, remote: IpEndpoint, key: usize) {
+    pub(super) fn remove(&mut self, local: IpEndpoint, remote: IpEndpoint, key: usize) {
         let t = Tuple(local, remote);
         if self.by_tuple.get(&t) == Some(&key) {
             self.by_tuple.remove(&t);

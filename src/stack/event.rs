@@ -170,7 +170,7 @@ impl ConnIds {
 }
 
 /// RFC 793 spelling of a TCP state.
-pub fn state_name(s: State) -> &'static str {
+pub(crate) fn state_name(s: State) -> &'static str {
     match s {
         State::Closed => "CLOSED",
         State::Listen => "LISTEN",

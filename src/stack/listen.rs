@@ -34,7 +34,7 @@ pub(super) struct Listen {
 }
 
 impl Listen {
-    pub fn new(max_connections: usize) -> Listen {
+    pub(super) fn new(max_connections: usize) -> Listen {
         Listen {
             pools: Vec::new(),
             half_open: VecDeque::new(),
@@ -44,11 +44,11 @@ impl Listen {
         }
     }
 
-    pub fn serves(&self, port: u16) -> bool {
+    pub(super) fn serves(&self, port: u16) -> bool {
         self.pools.iter().any(|p| p.port == port)
     }
 
-    pub fn listener_count(&self) -> usize {
+    pub(super) fn listener_count(&self) -> usize {
         self.pools.iter().map(|p| p.listeners.len()).sum()
     }
 

@@ -28,8 +28,8 @@ use crate::device::{FrameIo, Nic};
 use crate::service::Settings;
 use crate::status::{Counters, Endpoint, Proto, StackKind, Status};
 
-pub mod demux;
-pub mod event;
+pub(crate) mod demux;
+pub(crate) mod event;
 mod listen;
 mod ports;
 mod serve;
@@ -38,14 +38,12 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use demux::{peek_tcp, to_socket_addr, TcpPeek};
-pub use event::{
-    state_name, CloseCause, ConnIds, Opener, Refusal, RstIgnored, StackEvent, StackObserver,
-    Timeout,
+pub(crate) use demux::{peek_tcp, to_socket_addr, TcpPeek};
+pub(crate) use event::{
+    state_name, CloseCause, ConnIds, RstIgnored, StackEvent, StackObserver, Timeout,
 };
-pub use ports::EPHEMERAL;
 
-pub use sockets::{ConnectError, StaleHandle, TcpHandle};
+pub(crate) use sockets::{ConnectError, TcpHandle};
 
 use demux::Demux;
 use listen::Listen;
@@ -60,17 +58,17 @@ use table::{Life, Role, Table};
 pub const TCP_BUFFER: usize = 64 * 1024;
 /// The same where the device offloads segmentation: 64 KiB segments need a window of several of them,
 /// well above the 64 frames of one ingress batch, or a bulk sender waits for our ACK (window scaling).
-pub const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
+pub(crate) const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
 /// A connection that has not finished its handshake by then is dropped (its peer never answered the
 /// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a served connection waits in FIN-WAIT-2 for the peer's FIN after the service closed
 /// (Linux's `tcp_fin_timeout` is also 60 s). Without it a peer that never closes holds a connection
 /// slot, and enough of them fill `--max-connections`.
-pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// Datagrams a UDP socket holds each way, and their total payload.
-pub const UDP_PACKETS: usize = 64;
-pub const UDP_BUFFER: usize = 64 * 1024;
+pub(crate) const UDP_PACKETS: usize = 64;
+pub(crate) const UDP_BUFFER: usize = 64 * 1024;
 /// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
 
@@ -88,7 +86,7 @@ pub struct StackConfig {
 }
 
 /// A seed from the kernel's entropy pool, so that initial sequence numbers differ every run.
-pub fn entropy_seed() -> u64 {
+pub(crate) fn entropy_seed() -> u64 {
     let mut b = [0u8; 8];
     match std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))

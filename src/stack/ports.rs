@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 /// The dynamic (ephemeral) port range, RFC 6335.
-pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+pub(crate) const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 
 pub(super) struct Ports {
     next: u16,
@@ -13,7 +13,7 @@ pub(super) struct Ports {
 }
 
 impl Ports {
-    pub fn new(seed: u64) -> Ports {
+    pub(super) fn new(seed: u64) -> Ports {
         Ports {
             next: EPHEMERAL.start() + (seed % 16384) as u16,
             in_use: HashSet::new(),
@@ -22,7 +22,7 @@ impl Ports {
 
     /// A free ephemeral port that `served` (a served port) does not claim; taken until
     /// [`Ports::give_back`].
-    pub fn take(&mut self, served: impl Fn(u16) -> bool) -> Option<u16> {
+    pub(super) fn take(&mut self, served: impl Fn(u16) -> bool) -> Option<u16> {
         let span = (EPHEMERAL.end() - EPHEMERAL.start()) as u32 + 1;
         for _ in 0..span {
             let p = self.next;
@@ -39,12 +39,12 @@ impl Ports {
         None
     }
 
-    pub fn give_back(&mut self, port: u16) {
+    pub(super) fn give_back(&mut self, port: u16) {
         self.in_use.remove(&port);
     }
 
     #[cfg(test)]
-    pub fn in_use(&self) -> &HashSet<u16> {
+    pub(super) fn in_use(&self) -> &HashSet<u16> {
         &self.in_use
     }
 }

@@ -35,7 +35,7 @@ pub(super) enum Life {
 }
 
 impl Life {
-    pub fn was_open(&self) -> bool {
+    pub(super) fn was_open(&self) -> bool {
         matches!(self, Life::Open { .. })
     }
 }
@@ -82,19 +82,19 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    pub fn sock(&mut self) -> &mut tcp::Socket<'static> {
+    pub(super) fn sock(&mut self) -> &mut tcp::Socket<'static> {
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
 
-    pub fn sock_ref(&self) -> &tcp::Socket<'static> {
+    pub(super) fn sock_ref(&self) -> &tcp::Socket<'static> {
         self.set.get::<tcp::Socket>(self.handle)
     }
 
-    pub fn state_now(&self) -> tcp::State {
+    pub(super) fn state_now(&self) -> tcp::State {
         self.sock_ref().state()
     }
 
-    pub fn service(&self) -> Option<ServiceKind> {
+    pub(super) fn service(&self) -> Option<ServiceKind> {
         match &self.role {
             Role::Served(s) => Some(s.kind),
             _ => None,
@@ -137,7 +137,7 @@ pub(super) struct Table {
 }
 
 impl Table {
-    pub fn new(tcp_buffer: usize) -> Table {
+    pub(super) fn new(tcp_buffer: usize) -> Table {
         Table {
             entries: Slab::new(),
             ready: Vec::new(),
@@ -152,7 +152,7 @@ impl Table {
     }
 
     /// A closed TCP socket alone in its set: a recycled one, or a new one on untouched buffers.
-    pub fn fresh_socket(&mut self) -> Spare {
+    pub(super) fn fresh_socket(&mut self) -> Spare {
         if let Some(s) = self.spare.pop() {
             return s;
         }
@@ -164,14 +164,14 @@ impl Table {
     }
 
     /// Keeps a closed socket for reuse, up to `cap` of them.
-    pub fn keep_spare(&mut self, spare: Spare, cap: usize) {
+    pub(super) fn keep_spare(&mut self, spare: Spare, cap: usize) {
         if self.spare.len() < cap {
             self.spare.push(spare);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn insert(
+    pub(super) fn insert(
         &mut self,
         (set, handle): Spare,
         role: Role,
@@ -201,7 +201,7 @@ impl Table {
     }
 
     /// Takes an entry out of the table and the deadline index.
-    pub fn remove(&mut self, key: usize) -> Entry {
+    pub(super) fn remove(&mut self, key: usize) -> Entry {
         let mut e = self.entries.remove(key);
         if let Some(t) = e.deadline.take() {
             self.deadlines.remove(&(t, key));
@@ -209,32 +209,32 @@ impl Table {
         e
     }
 
-    pub fn get(&self, key: usize) -> Option<&Entry> {
+    pub(super) fn get(&self, key: usize) -> Option<&Entry> {
         self.entries.get(key)
     }
 
-    pub fn get_mut(&mut self, key: usize) -> Option<&mut Entry> {
+    pub(super) fn get_mut(&mut self, key: usize) -> Option<&mut Entry> {
         self.entries.get_mut(key)
     }
 
-    pub fn contains(&self, key: usize) -> bool {
+    pub(super) fn contains(&self, key: usize) -> bool {
         self.entries.contains(key)
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn keys(&self) -> Vec<usize> {
+    pub(super) fn keys(&self) -> Vec<usize> {
         self.entries.iter().map(|(k, _)| k).collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().map(|(_, e)| e)
     }
 
     /// Queues an entry for this turn's services and egress.
-    pub fn mark_ready(&mut self, key: usize) {
+    pub(super) fn mark_ready(&mut self, key: usize) {
         if let Some(e) = self.entries.get_mut(key) {
             if !e.ready {
                 e.ready = true;
@@ -243,30 +243,30 @@ impl Table {
         }
     }
 
-    pub fn has_ready(&self) -> bool {
+    pub(super) fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }
 
     /// Takes the queue for this turn's egress; entries marked while it runs queue for the next.
-    pub fn take_ready(&mut self) -> Vec<usize> {
+    pub(super) fn take_ready(&mut self) -> Vec<usize> {
         std::mem::take(&mut self.ready)
     }
 
     /// Puts back a queue taken with [`Table::take_ready`] whose entries stay queued.
-    pub fn restore_ready(&mut self, mut queue: Vec<usize>) {
+    pub(super) fn restore_ready(&mut self, mut queue: Vec<usize>) {
         queue.append(&mut self.ready);
         self.ready = queue;
     }
 
     /// An entry's turn is over.
-    pub fn done(&mut self, key: usize) {
+    pub(super) fn done(&mut self, key: usize) {
         if let Some(e) = self.entries.get_mut(key) {
             e.ready = false;
         }
     }
 
     /// Hands back the vector [`Table::take_ready`] gave, so that its capacity is kept.
-    pub fn return_queue(&mut self, mut queue: Vec<usize>) {
+    pub(super) fn return_queue(&mut self, mut queue: Vec<usize>) {
         queue.clear();
         if self.ready.is_empty() {
             self.ready = queue;
@@ -274,7 +274,7 @@ impl Table {
     }
 
     /// Marks the entries whose deadline has come.
-    pub fn wake_due(&mut self, now: Instant) {
+    pub(super) fn wake_due(&mut self, now: Instant) {
         while let Some(&(t, key)) = self.deadlines.first() {
             if t > now {
                 break;
@@ -289,7 +289,7 @@ impl Table {
 
     /// Marks the entries whose deadline falls before `t` (they may be waiting for a neighbour that was
     /// just learned).
-    pub fn wake_before(&mut self, t: Instant) {
+    pub(super) fn wake_before(&mut self, t: Instant) {
         let waiting: Vec<usize> = self
             .deadlines
             .range(..(t, usize::MAX))
@@ -301,7 +301,7 @@ impl Table {
     }
 
     /// Files an entry's next deadline.
-    pub fn schedule(&mut self, key: usize, at: Option<Instant>) {
+    pub(super) fn schedule(&mut self, key: usize, at: Option<Instant>) {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
@@ -314,7 +314,7 @@ impl Table {
         }
     }
 
-    pub fn first_deadline(&self) -> Option<Instant> {
+    pub(super) fn first_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(t, _)| t)
     }
 }

@@ -4,6 +4,8 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 use std::net::SocketAddr;
 
+use super::event::Refusal;
+use super::sockets::StaleHandle;
 use super::*;
 use crate::device::wire::{wire, WireEnd};
 use crate::device::{FrameIo, Nic};
@@ -18,7 +20,7 @@ pub(crate) mod test_frames {
     };
 
     /// An ARP reply telling the stack (192.168.69.1) where 192.168.69.100 is.
-    pub fn arp_reply() -> Vec<u8> {
+    pub(crate) fn arp_reply() -> Vec<u8> {
         use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr};
         let repr = ArpRepr::EthernetIpv4 {
             operation: ArpOperation::Reply,
@@ -37,11 +39,11 @@ pub(crate) mod test_frames {
     }
 
     /// A SYN from 192.168.69.100:`src_port` to 192.168.69.1:`dst_port`.
-    pub fn syn(src_port: u16, dst_port: u16) -> Vec<u8> {
+    pub(crate) fn syn(src_port: u16, dst_port: u16) -> Vec<u8> {
         segment(src_port, dst_port, TcpControl::Syn, 1000, None)
     }
 
-    pub fn segment(
+    pub(crate) fn segment(
         src_port: u16,
         dst_port: u16,
         control: TcpControl,

@@ -746,7 +746,7 @@ fn decode_icmpv6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr, d: &mut Decoded) -> Ste
 }
 
 /// Writes `b` as a classic hex dump (offset, 16 bytes in hex, ASCII), one line per 16 bytes.
-pub fn hex_dump(out: &mut String, b: &[u8]) {
+pub(crate) fn hex_dump(out: &mut String, b: &[u8]) {
     use std::fmt::Write;
     for (i, chunk) in b.chunks(16).enumerate() {
         let _ = write!(out, "  {:04x}  ", i * 16);

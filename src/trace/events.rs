@@ -118,17 +118,17 @@ impl<'a> ConnClosed<'a> {
 
 /// Writes events, one JSON object per line, flushed per line. A write error is reported once (log
 /// warning) and ends the event stream; the program goes on.
-pub struct EventSink {
+pub(crate) struct EventSink {
     out: Box<dyn Write>,
     failed: bool,
 }
 
 impl EventSink {
-    pub fn new(out: Box<dyn Write>) -> Self {
+    pub(crate) fn new(out: Box<dyn Write>) -> Self {
         EventSink { out, failed: false }
     }
 
-    pub fn emit(&mut self, ev: &Event<'_>) {
+    pub(crate) fn emit(&mut self, ev: &Event<'_>) {
         if self.failed {
             return;
         }
@@ -142,7 +142,7 @@ impl EventSink {
         }
     }
 
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if !self.failed {
             let _ = self.out.flush();
         }

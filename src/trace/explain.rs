@@ -127,7 +127,7 @@ fn parse_port(p: &str) -> Result<u16, ExplainError> {
 
 /// Historical IPv4 address classes (by first octet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ipv4Class {
+pub(crate) enum Ipv4Class {
     /// 0-127: 8 network bits, 24 host bits.
     A,
     /// 128-191: 16 network bits, 16 host bits.
@@ -141,7 +141,7 @@ pub enum Ipv4Class {
 }
 
 impl Ipv4Class {
-    pub fn of(a: Ipv4Addr) -> Ipv4Class {
+    pub(crate) fn of(a: Ipv4Addr) -> Ipv4Class {
         match a.octets()[0] {
             0..=127 => Ipv4Class::A,
             128..=191 => Ipv4Class::B,
@@ -152,7 +152,7 @@ impl Ipv4Class {
     }
 
     /// Network prefix length for classes A-C.
-    pub fn network_bits(self) -> Option<u8> {
+    pub(crate) fn network_bits(self) -> Option<u8> {
         match self {
             Ipv4Class::A => Some(8),
             Ipv4Class::B => Some(16),
@@ -161,7 +161,7 @@ impl Ipv4Class {
         }
     }
 
-    pub fn letter(self) -> char {
+    pub(crate) fn letter(self) -> char {
         match self {
             Ipv4Class::A => 'A',
             Ipv4Class::B => 'B',
@@ -192,7 +192,7 @@ fn in_net(a: Ipv4Addr, net: [u8; 4], bits: u32) -> bool {
 }
 
 /// The kind of an IPv4 address, as a short tag, with its range and meaning.
-pub fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static str) {
     const TABLE: [([u8; 4], u32, &str, &str, &str); 17] = [
         ([0, 0, 0, 0], 32, "unspecified", "0.0.0.0/32", "means \"any address\" (a socket bound here listens on every address) or \"no address yet\""),
         ([0, 0, 0, 0], 8, "this network", "0.0.0.0/8", "\"this network\": only valid as a source while a host learns its address"),
@@ -221,7 +221,7 @@ pub fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static str) {
 }
 
 /// The kind of an IPv6 address, as a short tag, with its range and meaning.
-pub fn ipv6_kind(a: Ipv6Addr) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn ipv6_kind(a: Ipv6Addr) -> (&'static str, &'static str, &'static str) {
     let s = a.segments();
     if a.is_unspecified() {
         (
@@ -280,16 +280,8 @@ pub fn ipv6_kind(a: Ipv6Addr) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// The short kind tag of any address (`"private"`, `"link-local"`, `"public"`, `"global"`...).
-pub fn addr_kind(a: IpAddr) -> &'static str {
-    match a {
-        IpAddr::V4(a) => ipv4_kind(a).0,
-        IpAddr::V6(a) => ipv6_kind(a).0,
-    }
-}
-
 /// A few lines about one address.
-pub fn explain_addr(a: IpAddr) -> String {
+pub(crate) fn explain_addr(a: IpAddr) -> String {
     let mut out = String::new();
     match a {
         IpAddr::V4(v4) => explain_v4(&mut out, v4, ""),
@@ -386,7 +378,7 @@ fn explain_v4(out: &mut String, a: Ipv4Addr, indent: &str) {
 }
 
 /// `"well-known"` (0-1023), `"registered"` (1024-49151) or `"dynamic"` (49152-65535).
-pub fn port_range(p: u16) -> &'static str {
+pub(crate) fn port_range(p: u16) -> &'static str {
     match p {
         0..=1023 => "well-known",
         1024..=49151 => "registered",
@@ -395,7 +387,7 @@ pub fn port_range(p: u16) -> &'static str {
 }
 
 /// The service usually found on a port.
-pub fn port_service(p: u16) -> Option<&'static str> {
+pub(crate) fn port_service(p: u16) -> Option<&'static str> {
     Some(match p {
         7 => "echo (sends back what it receives)",
         9 => "discard (throws away what it receives)",
@@ -465,7 +457,7 @@ pub fn port_service(p: u16) -> Option<&'static str> {
 }
 
 /// A few lines about one port.
-pub fn explain_port(p: u16) -> String {
+pub(crate) fn explain_port(p: u16) -> String {
     let mut out = String::new();
     let range = port_range(p);
     let _ = write!(out, "port {p} is a {range} port");

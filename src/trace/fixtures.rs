@@ -9,21 +9,32 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::frames::{Arp, Eth, Udp, BROADCAST_MAC, CLIENT_MAC, CLIENT_V4, SERVER_MAC, SERVER_V4};
 
-pub use crate::frames::Tcp as Seg;
+pub(super) use crate::frames::Tcp as Seg;
 
-pub const STACK_MAC: [u8; 6] = SERVER_MAC;
-pub const PEER_MAC: [u8; 6] = CLIENT_MAC;
-pub const STACK4: Ipv4Addr = SERVER_V4;
-pub const PEER4: Ipv4Addr = CLIENT_V4;
-pub const STACK6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
-pub const PEER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+pub(super) const STACK_MAC: [u8; 6] = SERVER_MAC;
+pub(super) const PEER_MAC: [u8; 6] = CLIENT_MAC;
+pub(super) const STACK4: Ipv4Addr = SERVER_V4;
+pub(super) const PEER4: Ipv4Addr = CLIENT_V4;
+pub(super) const STACK6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+pub(super) const PEER6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
 
-pub fn eth(src: [u8; 6], dst: [u8; 6], ethertype: EthernetProtocol, payload: &[u8]) -> Vec<u8> {
+pub(super) fn eth(
+    src: [u8; 6],
+    dst: [u8; 6],
+    ethertype: EthernetProtocol,
+    payload: &[u8],
+) -> Vec<u8> {
     Eth::new(src, dst).frame(ethertype.into(), payload)
 }
 
 /// An ARP packet from `sha`; requests are broadcast.
-pub fn arp(op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv4Addr) -> Vec<u8> {
+pub(super) fn arp(
+    op: ArpOperation,
+    sha: [u8; 6],
+    spa: Ipv4Addr,
+    tha: [u8; 6],
+    tpa: Ipv4Addr,
+) -> Vec<u8> {
     let (operation, dst) = if op == ArpOperation::Request {
         (1, BROADCAST_MAC)
     } else {
@@ -39,7 +50,7 @@ pub fn arp(op: ArpOperation, sha: [u8; 6], spa: Ipv4Addr, tha: [u8; 6], tpa: Ipv
 }
 
 /// The IPv4 packet alone (no Ethernet header).
-pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
+pub(super) fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
     Eth::new(PEER_MAC, STACK_MAC)
         .ipv4(src, dst)
         .packet(proto.into(), l4)[14..]
@@ -47,7 +58,7 @@ pub fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: IpProtocol, l4: &[u8]) -> Vec<u
 }
 
 /// A frame carrying IPv4 `ip` from the peer to the stack (or back with `out`).
-pub fn v4_frame(out: bool, ip: &[u8]) -> Vec<u8> {
+pub(super) fn v4_frame(out: bool, ip: &[u8]) -> Vec<u8> {
     let e = if out {
         Eth::to_client()
     } else {
@@ -57,7 +68,7 @@ pub fn v4_frame(out: bool, ip: &[u8]) -> Vec<u8> {
 }
 
 /// Where a segment goes over IPv4: towards the stack or from it.
-pub trait SegFrames {
+pub(super) trait SegFrames {
     /// Peer to stack over IPv4.
     fn inbound(&self) -> Vec<u8>;
     /// Stack to peer over IPv4.
@@ -81,7 +92,7 @@ impl SegFrames for Seg {
 }
 
 /// Rewrites TCP flags (bits of byte 13) of an IPv4 TCP frame and fixes the checksum.
-pub fn with_tcp_flags(mut frame: Vec<u8>, flags: u8) -> Vec<u8> {
+pub(super) fn with_tcp_flags(mut frame: Vec<u8>, flags: u8) -> Vec<u8> {
     let ip = smoltcp::wire::Ipv4Packet::new_checked(&frame[14..]).unwrap();
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     let tcp = &mut frame[14 + 20..];
@@ -91,7 +102,7 @@ pub fn with_tcp_flags(mut frame: Vec<u8>, flags: u8) -> Vec<u8> {
     frame
 }
 
-pub fn udp4(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: bool) -> Vec<u8> {
+pub(super) fn udp4(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: bool) -> Vec<u8> {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
         panic!("v4 only")
     };
@@ -103,7 +114,7 @@ pub fn udp4(src: SocketAddr, dst: SocketAddr, payload: &[u8], out: bool) -> Vec<
     e.ipv4(s, d).udp(&Udp::new(src.port(), dst.port(), payload))
 }
 
-pub fn udp6(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+pub(super) fn udp6(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
     let (IpAddr::V6(s), IpAddr::V6(d)) = (src.ip(), dst.ip()) else {
         panic!("v6 only")
     };
@@ -112,7 +123,7 @@ pub fn udp6(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
         .udp(&Udp::new(src.port(), dst.port(), payload))
 }
 
-pub fn icmp4_echo(request: bool, ident: u16, seq_no: u16, out: bool) -> Vec<u8> {
+pub(super) fn icmp4_echo(request: bool, ident: u16, seq_no: u16, out: bool) -> Vec<u8> {
     let data = &[0x61u8; 56][..];
     let repr = if request {
         Icmpv4Repr::EchoRequest {
@@ -135,13 +146,13 @@ pub fn icmp4_echo(request: bool, ident: u16, seq_no: u16, out: bool) -> Vec<u8> 
 }
 
 /// An ICMPv6 message from the peer to the all-nodes multicast MAC.
-pub fn icmp6(repr: Icmpv6Repr<'_>, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
+pub(super) fn icmp6(repr: Icmpv6Repr<'_>, src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
     Eth::new(PEER_MAC, [0x33, 0x33, 0, 0, 0, 1])
         .ipv6(src, dst)
         .icmp(&repr)
 }
 
-pub fn icmp6_echo_request(ident: u16, seq_no: u16) -> Vec<u8> {
+pub(super) fn icmp6_echo_request(ident: u16, seq_no: u16) -> Vec<u8> {
     icmp6(
         Icmpv6Repr::EchoRequest {
             ident,
@@ -153,7 +164,7 @@ pub fn icmp6_echo_request(ident: u16, seq_no: u16) -> Vec<u8> {
     )
 }
 
-pub fn neighbor_solicit(target: Ipv6Addr) -> Vec<u8> {
+pub(super) fn neighbor_solicit(target: Ipv6Addr) -> Vec<u8> {
     let s = target.segments();
     let solicited = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | (s[6] & 0xff), s[7]);
     icmp6(
@@ -166,6 +177,6 @@ pub fn neighbor_solicit(target: Ipv6Addr) -> Vec<u8> {
     )
 }
 
-pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
+pub(super) fn sa(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(ip.into(), port)
 }

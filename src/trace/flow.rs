@@ -16,14 +16,14 @@ use crate::device::Direction;
 use crate::stack::ConnIds;
 
 /// Default bound on the flow table.
-pub const DEFAULT_FLOW_CAP: usize = 65536;
+pub(crate) const DEFAULT_FLOW_CAP: usize = 65536;
 /// Closed flows kept for `closed_flows`.
-pub const CLOSED_KEPT: usize = 64;
+pub(crate) const CLOSED_KEPT: usize = 64;
 /// Closed TCP flows and UDP/ICMP flows kept in the table (to label late segments such as a final ACK
 /// or a retransmitted FIN); beyond this the one that became evictable first is retired. Without it
 /// every closed connection kept its segment record (about 13 KiB) until the table reached its cap:
 /// some 850 MiB at the default cap.
-pub const EVICTABLE_KEPT: usize = 1024;
+pub(crate) const EVICTABLE_KEPT: usize = 1024;
 const RST_HINTS_CAP: usize = 1024;
 
 const TCP: u8 = 6;
@@ -31,7 +31,7 @@ const UDP: u8 = 17;
 const ICMP: u8 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FlowKey {
+pub(crate) struct FlowKey {
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP echo; ICMPv6 echo is filed under 1 too).
     pub proto: u8,
     pub local: SocketAddr,
@@ -82,7 +82,7 @@ struct Flow {
 
 /// What the tracker added to one frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub conn: Option<u64>,
     /// The frame started a new flow (explain its addresses).
     pub new_flow: bool,
@@ -106,7 +106,7 @@ fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
-pub struct FlowTable {
+pub(crate) struct FlowTable {
     map: HashMap<FlowKey, Flow>,
     /// Every flow in the table, by id (oldest first).
     order: BTreeMap<u64, FlowKey>,
@@ -130,7 +130,7 @@ impl Default for FlowTable {
 }
 
 impl FlowTable {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         FlowTable {
             map: HashMap::new(),
             order: BTreeMap::new(),
@@ -146,28 +146,28 @@ impl FlowTable {
     }
 
     /// Narrates at most `per_s` new TCP connections a second (0: all). Call before any traffic.
-    pub fn set_narration_limit(&mut self, per_s: u32) {
+    pub(crate) fn set_narration_limit(&mut self, per_s: u32) {
         self.narration = NarrationLimit::new(per_s);
     }
 
     /// Which connections are narrated (new TCP flows, and host connections through the tracer).
-    pub fn narration(&self) -> &NarrationLimit {
+    pub(crate) fn narration(&self) -> &NarrationLimit {
         &self.narration
     }
 
     /// A fresh id from the one counter.
-    pub fn alloc_id(&self) -> u64 {
+    pub(crate) fn alloc_id(&self) -> u64 {
         self.ids.next()
     }
 
     /// Takes ids from `ids` (the stack's) from now on.
-    pub fn share_ids(&mut self, ids: ConnIds) {
+    pub(crate) fn share_ids(&mut self, ids: ConnIds) {
         self.ids = ids;
     }
 
     /// The stack opened connection `id` on this 4-tuple: its flow starts now, under the stack's id
     /// (an older flow on the same tuple is over).
-    pub fn open(&mut self, now_us: i64, local: SocketAddr, remote: SocketAddr, id: u64) {
+    pub(crate) fn open(&mut self, now_us: i64, local: SocketAddr, remote: SocketAddr, id: u64) {
         let key = FlowKey {
             proto: TCP,
             local,
@@ -185,7 +185,7 @@ impl FlowTable {
 
     /// The stack ended connection `local`/`remote` for `reason`; returns whether its flow was still
     /// open (it is closed now).
-    pub fn end(
+    pub(crate) fn end(
         &mut self,
         now_us: i64,
         local: SocketAddr,
@@ -200,20 +200,16 @@ impl FlowTable {
         self.close(&key, now_us, reason)
     }
 
-    pub fn evictions(&self) -> u64 {
+    pub(crate) fn evictions(&self) -> u64 {
         self.evictions
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     /// Live and recently closed flows still in the table, oldest first.
-    pub fn records(&self) -> impl Iterator<Item = &FlowRecord> {
+    pub(crate) fn records(&self) -> impl Iterator<Item = &FlowRecord> {
         self.order
             .values()
             .filter_map(|k| self.map.get(k))
@@ -221,11 +217,16 @@ impl FlowTable {
     }
 
     /// The last [`CLOSED_KEPT`] closed TCP flows, oldest first.
-    pub fn closed(&self) -> &VecDeque<FlowRecord> {
+    pub(crate) fn closed(&self) -> &VecDeque<FlowRecord> {
         &self.closed
     }
 
-    pub fn get(&self, proto: u8, local: SocketAddr, remote: SocketAddr) -> Option<&FlowRecord> {
+    pub(crate) fn get(
+        &self,
+        proto: u8,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<&FlowRecord> {
         self.map
             .get(&FlowKey {
                 proto,
@@ -236,7 +237,12 @@ impl FlowTable {
     }
 
     /// The id of the TCP flow `local`/`remote`, creating the flow on first sight.
-    pub fn tcp_id(&mut self, now_us: i64, local: SocketAddr, remote: SocketAddr) -> (u64, bool) {
+    pub(crate) fn tcp_id(
+        &mut self,
+        now_us: i64,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> (u64, bool) {
         let key = FlowKey {
             proto: TCP,
             local,
@@ -249,7 +255,7 @@ impl FlowTable {
     }
 
     /// The stack moved a socket from `from` to `to`. Returns the flow id and whether the flow closed now.
-    pub fn tcp_state(
+    pub(crate) fn tcp_state(
         &mut self,
         now_us: i64,
         local: SocketAddr,
@@ -289,7 +295,7 @@ impl FlowTable {
     }
 
     /// The next RST from `local` to `remote` is sent for `reason`.
-    pub fn rst_hint(&mut self, local: SocketAddr, remote: SocketAddr, reason: &'static str) {
+    pub(crate) fn rst_hint(&mut self, local: SocketAddr, remote: SocketAddr, reason: &'static str) {
         if self.rst_hints.len() >= RST_HINTS_CAP {
             self.rst_hints.clear();
         }
@@ -298,7 +304,7 @@ impl FlowTable {
 
     /// Follows one frame. Malformed frames and frames with a bad checksum are not followed (the stack
     /// drops them); they only get the id of an existing flow.
-    pub fn observe(&mut self, now_us: i64, dir: Direction, d: &Decoded) -> Observed {
+    pub(crate) fn observe(&mut self, now_us: i64, dir: Direction, d: &Decoded) -> Observed {
         let Some(ip) = d.ip else {
             return Observed::default();
         };
@@ -398,7 +404,7 @@ impl FlowTable {
     }
 
     /// A frame lost on the way: mark its segment record.
-    pub fn mark_dropped(&mut self, dir: Direction, d: &Decoded) -> bool {
+    pub(crate) fn mark_dropped(&mut self, dir: Direction, d: &Decoded) -> bool {
         let (Some(ip), Some(t)) = (d.ip, d.tcp) else {
             return false;
         };
@@ -694,12 +700,12 @@ impl FlowTable {
     }
 
     /// The record of the flow with this id, if it is still in the table.
-    pub fn record(&self, id: u64) -> Option<&FlowRecord> {
+    pub(crate) fn record(&self, id: u64) -> Option<&FlowRecord> {
         self.map.get(self.order.get(&id)?).map(|f| &f.rec)
     }
 
     /// Addresses involved in a flow (for explanations).
-    pub fn ends(&self, id: u64) -> Option<(SocketAddr, SocketAddr, &'static str)> {
+    pub(crate) fn ends(&self, id: u64) -> Option<(SocketAddr, SocketAddr, &'static str)> {
         let key = self.order.get(&id)?;
         let f = self.map.get(key)?;
         Some((f.rec.local, f.rec.remote, f.rec.proto))

@@ -41,7 +41,7 @@ use serde::Serialize;
 /// Who sent a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Side {
+pub(crate) enum Side {
     Left,
     Right,
 }
@@ -49,7 +49,7 @@ pub enum Side {
 /// Which phase of the flow a segment belongs to; runs of one group are drawn together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Group {
+pub(crate) enum Group {
     Handshake,
     Data,
     Close,
@@ -58,7 +58,7 @@ pub enum Group {
 
 impl Group {
     /// The name shown in group headers (`handshake`, `data`, `close`, `other`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Group::Handshake => "handshake",
             Group::Data => "data",
@@ -70,7 +70,7 @@ impl Group {
 
 /// One arrow of the ladder.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// Time since the first segment of the flow, in microseconds.
     pub t_us: i64,
     /// Who sent it.
@@ -85,7 +85,7 @@ pub struct Segment {
 
 /// One flow to draw.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Ladder {
+pub(crate) struct Ladder {
     /// E.g. `c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7`; omitted when empty.
     pub title: String,
     /// Left endpoint, e.g. `192.168.69.100:49152`.
@@ -110,17 +110,21 @@ pub enum TextStyle {
 }
 
 /// Narrowest span (cells between the two lifelines) of the text rendering.
-pub const MIN_SPAN: usize = 48;
+pub(crate) const MIN_SPAN: usize = 48;
 /// Widest span of the text rendering; longer labels are truncated.
-pub const MAX_SPAN: usize = 88;
+pub(crate) const MAX_SPAN: usize = 88;
 /// Cells of the span an arrow keeps for itself (shaft, head, blanks): a label may be at most
 /// `span - ARROW_RESERVE` chars long.
-pub const ARROW_RESERVE: usize = 10;
+pub(crate) const ARROW_RESERVE: usize = 10;
 
 /// Keeps the first `head` and the last `tail` segments of a long flow. Returns the kept segments,
 /// how many were left out, and where they were (the `folded` and `fold_at` of a [`Ladder`]).
 /// When nothing needs leaving out, returns all segments, `0` and `segments.len()`.
-pub fn fold(mut segments: Vec<Segment>, head: usize, tail: usize) -> (Vec<Segment>, u64, usize) {
+pub(crate) fn fold(
+    mut segments: Vec<Segment>,
+    head: usize,
+    tail: usize,
+) -> (Vec<Segment>, u64, usize) {
     let n = segments.len();
     if n <= head.saturating_add(tail) {
         return (segments, 0, n);
@@ -131,7 +135,7 @@ pub fn fold(mut segments: Vec<Segment>, head: usize, tail: usize) -> (Vec<Segmen
 }
 
 /// `+S.uuuuuus`: a time offset in seconds with microsecond digits, e.g. `+0.000123s`.
-pub fn format_time(t_us: i64) -> String {
+pub(crate) fn format_time(t_us: i64) -> String {
     let sign = if t_us < 0 { '-' } else { '+' };
     let a = t_us.unsigned_abs();
     format!("{sign}{}.{:06}s", a / 1_000_000, a % 1_000_000)
@@ -339,7 +343,7 @@ fn name_box(lines: &mut [Line; 3], centre: usize, name: &str, g: &Glyphs) {
 
 /// The ladder as text, one line per row, each ending in `\n`; see the [module docs](self) for the
 /// layout.
-pub fn render_text(l: &Ladder, style: TextStyle) -> String {
+pub(crate) fn render_text(l: &Ladder, style: TextStyle) -> String {
     let g = match style {
         TextStyle::Ascii => &ASCII,
         TextStyle::Unicode => &UNICODE,
@@ -461,7 +465,7 @@ const SVG_STYLE: &str = "\
 /// Each `line.seg` carries `data-seq-index` (its index in `l.segments`), `data-from`
 /// (`left`/`right`), `data-label` (the whole label), `data-dropped` and `data-retransmission`
 /// (`true`/`false`), and a `<title>` tooltip.
-pub fn render_svg(l: &Ladder) -> String {
+pub(crate) fn render_svg(l: &Ladder) -> String {
     use std::fmt::Write as _;
 
     /// Estimated advance of one char of the 12px monospace font, rounded up.

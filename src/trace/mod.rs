@@ -2,18 +2,19 @@
 //! TCP connections are narrated, addresses and ports explained, frames captured to pcap, and JSON
 //! events emitted.
 //!
-//! The pieces, each small:
-//! - [`decode`]: a frame read through smoltcp's checked views into plain facts (`Copy`, no allocation);
-//!   malformed frames and bad checksums get a static reason.
-//! - [`flow`]: connection ids, relative sequence numbers, handshake / close / retransmission / reset
-//!   labels, close summaries, in a bounded table.
-//! - [`records`]: what later consumers read (per-flow segment records, closed flows, recent packets).
-//! - [`explain`]: addresses and ports in plain words ([`explain::explain`] for the CLI).
-//! - [`pcap`], [`events`], [`step`]: capture file, JSON lines, step mode.
-//! - [`ladder`], [`pictures`]: ladder diagrams of flows, drawn in the terminal when a connection closes
-//!   (`--ladder`) and served as SVG and live JSON to the HTTP pages (`/conn/ID`, `/live`).
+//! What it offers the outside: [`decode`] (a frame read through smoltcp's checked views into plain
+//! facts, [`Decoded`]: `Copy`, no allocation; malformed frames and bad checksums get a static reason),
+//! the records it keeps ([`PacketRecord`], [`FlowRecord`] with its [`SegmentRecord`]s), the JSON
+//! events of `--events` ([`Event`]), and [`explain`] (addresses and ports in plain words).
 //!
-//! [`Tracer`] ties them together as the [`Observer`] of the stack's port. Log targets:
+//! The pieces inside, each small: `decode`; `flow` (connection ids, relative sequence numbers,
+//! handshake / close / retransmission / reset labels, close summaries, in a bounded table);
+//! `records`; `explain`; `pcap`, `events`, `step` (capture file, JSON lines, step mode); `ladder` and
+//! `pictures` (ladder diagrams of flows, drawn in the terminal when a connection closes with
+//! `--ladder`, and served as SVG and live JSON to the HTTP pages `/conn/ID` and `/live`).
+//!
+//! [`Tracer`] ties them together: it watches every frame of the stack's NIC and listens to the
+//! stack's events, and narrates from those (never guessing what the stack did). Log targets:
 //! `tapstack::packet` (info: packet lines; trace: plus hex dumps), `tapstack::tcp` (state changes and
 //! close summaries), `tapstack::explain` (address and port explanations). Whether each is enabled is
 //! checked once, when the tracer is built: set up logging first.
@@ -32,24 +33,29 @@ use crate::device::{Direction, Observer};
 use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
 use crate::status::{Counters, Endpoint, Status};
 
-pub mod decode;
-pub mod events;
-pub mod explain;
-pub mod flow;
-pub mod ladder;
-pub mod narrate;
-pub mod pcap;
-pub mod pictures;
-pub mod records;
-pub mod step;
+pub(crate) mod decode;
+pub(crate) mod events;
+pub(crate) mod explain;
+pub(crate) mod flow;
+pub(crate) mod ladder;
+pub(crate) mod narrate;
+pub(crate) mod pcap;
+pub(crate) mod pictures;
+pub(crate) mod records;
+pub(crate) mod step;
 
-pub use decode::{decode, Decoded, TcpFlags};
-pub use events::{Event, EventSink};
+pub use decode::{
+    decode, ArpInfo, Decoded, EthInfo, FragInfo, IcmpInfo, IpInfo, Mac, TcpFlags, TcpInfo, TcpOpts,
+    UdpInfo,
+};
+pub use events::{ConnClosed, Event, TraceCounters};
 pub use explain::{explain, ExplainError};
-pub use flow::FlowTable;
-pub use pcap::PcapWriter;
-pub use records::{FlowRecord, Labels, PacketRecord, SegmentRecord, Side};
-pub use step::{StepReply, Stepper};
+pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Side};
+
+pub(crate) use events::EventSink;
+pub(crate) use flow::FlowTable;
+pub(crate) use pcap::PcapWriter;
+pub(crate) use step::{StepReply, Stepper};
 
 use records::{PacketRing, Secs, Summary};
 

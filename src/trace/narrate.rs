@@ -14,7 +14,7 @@ const WINDOW_US: i64 = 1_000_000;
 
 /// Connections left out of the narration in one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Suppressed {
+pub(crate) struct Suppressed {
     pub count: u64,
     /// When the window began (stack time, microseconds).
     pub from_us: i64,
@@ -39,7 +39,7 @@ impl std::fmt::Display for Suppressed {
 /// A fixed one-second window counter. Cells, so that the host side can ask through a shared reference
 /// to the tracer.
 #[derive(Debug)]
-pub struct NarrationLimit {
+pub(crate) struct NarrationLimit {
     /// New connections narrated per window; 0: no limit.
     limit: u32,
     window_start: Cell<Option<i64>>,
@@ -50,7 +50,7 @@ pub struct NarrationLimit {
 }
 
 impl NarrationLimit {
-    pub fn new(limit: u32) -> NarrationLimit {
+    pub(crate) fn new(limit: u32) -> NarrationLimit {
         NarrationLimit {
             limit,
             window_start: Cell::new(None),
@@ -60,12 +60,12 @@ impl NarrationLimit {
         }
     }
 
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit
     }
 
     /// Whether a connection first seen at `now_us` is narrated.
-    pub fn admit(&self, now_us: i64) -> bool {
+    pub(crate) fn admit(&self, now_us: i64) -> bool {
         if self.limit == 0 {
             return true;
         }
@@ -84,7 +84,7 @@ impl NarrationLimit {
 
     /// The summary of a finished window with connections left out (`force`: the current window too,
     /// at shutdown). Each left-out connection is reported once.
-    pub fn take_summary(&self, now_us: i64, force: bool) -> Option<Suppressed> {
+    pub(crate) fn take_summary(&self, now_us: i64, force: bool) -> Option<Suppressed> {
         self.roll(now_us);
         if force {
             self.close_window(now_us);
@@ -93,7 +93,7 @@ impl NarrationLimit {
     }
 
     /// When a summary becomes due (stack time, microseconds), if connections are being left out.
-    pub fn due_us(&self) -> Option<i64> {
+    pub(crate) fn due_us(&self) -> Option<i64> {
         if self.pending.get().is_some() {
             return Some(i64::MIN);
         }

@@ -5,17 +5,17 @@
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
-pub const LINKTYPE_ETHERNET: u32 = 1;
-pub const SNAPLEN: u32 = 65535;
+pub(crate) const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
+pub(crate) const LINKTYPE_ETHERNET: u32 = 1;
+pub(crate) const SNAPLEN: u32 = 65535;
 
-pub struct PcapWriter<W: Write> {
+pub(crate) struct PcapWriter<W: Write> {
     out: W,
 }
 
 impl<W: Write> PcapWriter<W> {
     /// Writes the global header.
-    pub fn new(mut out: W) -> io::Result<Self> {
+    pub(crate) fn new(mut out: W) -> io::Result<Self> {
         let mut h = [0u8; 24];
         h[0..4].copy_from_slice(&PCAP_MAGIC.to_le_bytes());
         h[4..6].copy_from_slice(&2u16.to_le_bytes()); // version 2.4
@@ -29,13 +29,18 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// Writes one frame captured at wall-clock time `ts`, then flushes.
-    pub fn write_frame(&mut self, ts: SystemTime, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_frame(&mut self, ts: SystemTime, frame: &[u8]) -> io::Result<()> {
         let since = ts.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         self.write_frame_at(since.as_secs(), since.subsec_micros(), frame)
     }
 
     /// Writes one frame with an explicit timestamp (seconds and microseconds since the Unix epoch).
-    pub fn write_frame_at(&mut self, secs: u64, micros: u32, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_frame_at(
+        &mut self,
+        secs: u64,
+        micros: u32,
+        frame: &[u8],
+    ) -> io::Result<()> {
         let incl = frame.len().min(SNAPLEN as usize);
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&(secs as u32).to_le_bytes());
@@ -47,11 +52,8 @@ impl<W: Write> PcapWriter<W> {
         self.out.flush()
     }
 
-    pub fn get_ref(&self) -> &W {
-        &self.out
-    }
-
-    pub fn into_inner(self) -> W {
+    #[cfg(test)]
+    fn into_inner(self) -> W {
         self.out
     }
 }

@@ -58,21 +58,21 @@ use crate::device::Direction;
 use crate::service::TraceView;
 
 /// Segments the terminal shows from the start of a long flow.
-pub const TERM_HEAD: usize = 20;
+pub(crate) const TERM_HEAD: usize = 20;
 /// Segments the terminal shows from the end of a long flow.
-pub const TERM_TAIL: usize = 10;
+pub(crate) const TERM_TAIL: usize = 10;
 /// Flows still open (UDP, pings, unfinished TCP) drawn at shutdown, at most.
-pub const SHUTDOWN_DRAWN: usize = 16;
+pub(crate) const SHUTDOWN_DRAWN: usize = 16;
 /// Packets in one `/live.json` answer, at most.
-pub const LIVE_MAX_PACKETS: usize = 1000;
+pub(crate) const LIVE_MAX_PACKETS: usize = 1000;
 /// Flows described in one `/live.json` answer, at most (the newest ones).
-pub const LIVE_MAX_CONNS: usize = 16;
+pub(crate) const LIVE_MAX_CONNS: usize = 16;
 /// Open flows linked from the status page, at most (the newest ones; closed ones: the closed ring).
-pub const LINKS_OPEN: usize = 64;
+pub(crate) const LINKS_OPEN: usize = 64;
 
 /// The label of a TCP segment: `FLAGS seq=S[ ack=A][ win=W][ mss=M][ len=L][ (reason)]`; the window
 /// only on SYNs or when it is 0.
-pub fn tcp_label(
+pub(crate) fn tcp_label(
     flags: TcpFlags,
     seq: u32,
     ack: Option<u32>,
@@ -102,7 +102,7 @@ pub fn tcp_label(
 }
 
 /// The arrow label of one segment of `f`.
-pub fn segment_label(f: &FlowRecord, s: &SegmentRecord) -> String {
+pub(crate) fn segment_label(f: &FlowRecord, s: &SegmentRecord) -> String {
     match s.kind {
         "tcp" => tcp_label(s.flags, s.seq, s.ack, s.win, s.mss, s.len, s.rst_reason),
         "udp" => format!("UDP len={}", s.len),
@@ -111,7 +111,7 @@ pub fn segment_label(f: &FlowRecord, s: &SegmentRecord) -> String {
 }
 
 /// The group of a segment from its labels (see the [module docs](self)).
-pub fn group_of(tcp: bool, labels: &[&str]) -> Group {
+pub(crate) fn group_of(tcp: bool, labels: &[&str]) -> Group {
     if !tcp {
         Group::Other
     } else if labels.iter().any(|l| l.starts_with("handshake")) {
@@ -145,7 +145,7 @@ fn end_name(f: &FlowRecord, a: std::net::SocketAddr) -> String {
 }
 
 /// `c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7` (client first); pings name their echo id.
-pub fn title_of(f: &FlowRecord) -> String {
+pub(crate) fn title_of(f: &FlowRecord) -> String {
     let (l, r) = if peer_is_left(f) {
         (f.remote, f.local)
     } else {
@@ -165,7 +165,7 @@ pub fn title_of(f: &FlowRecord) -> String {
 }
 
 /// The ladder of a flow record: everything the record kept, with its fold.
-pub fn ladder_of(f: &FlowRecord) -> Ladder {
+pub(crate) fn ladder_of(f: &FlowRecord) -> Ladder {
     let peer_left = peer_is_left(f);
     let t0 = f.segments().next().map_or(f.first_us, |s| s.t_us);
     let tcp = f.proto == "tcp";
@@ -202,7 +202,7 @@ pub fn ladder_of(f: &FlowRecord) -> Ladder {
 
 /// Folds `l` further to its first `head` and last `tail` segments, merging with a fold it already
 /// has when that one lies in the part left out (otherwise `l` stays as it is).
-pub fn fold_more(l: &mut Ladder, head: usize, tail: usize) {
+pub(crate) fn fold_more(l: &mut Ladder, head: usize, tail: usize) {
     let n = l.segments.len();
     if n <= head.saturating_add(tail) {
         return;
@@ -218,7 +218,7 @@ pub fn fold_more(l: &mut Ladder, head: usize, tail: usize) {
 
 /// The text style for a stream: Unicode only for a terminal whose locale says UTF-8 (`var` looks up
 /// environment variables: `LC_ALL`, else `LC_CTYPE`, else `LANG`).
-pub fn style_for(var: impl Fn(&str) -> Option<String>, is_terminal: bool) -> TextStyle {
+pub(crate) fn style_for(var: impl Fn(&str) -> Option<String>, is_terminal: bool) -> TextStyle {
     if !is_terminal {
         return TextStyle::Ascii;
     }
@@ -235,13 +235,13 @@ pub fn style_for(var: impl Fn(&str) -> Option<String>, is_terminal: bool) -> Tex
 }
 
 /// The text style for standard error.
-pub fn stderr_style() -> TextStyle {
+pub(crate) fn stderr_style() -> TextStyle {
     style_for(|k| std::env::var(k).ok(), std::io::stderr().is_terminal())
 }
 
 /// A flow as a terminal block: its ladder folded to [`TERM_HEAD`] + [`TERM_TAIL`] segments, then a
 /// blank line.
-pub fn text_block(f: &FlowRecord, style: TextStyle) -> String {
+pub(crate) fn text_block(f: &FlowRecord, style: TextStyle) -> String {
     let mut l = ladder_of(f);
     fold_more(&mut l, TERM_HEAD, TERM_TAIL);
     let mut s = ladder::render_text(&l, style);
@@ -251,10 +251,10 @@ pub fn text_block(f: &FlowRecord, style: TextStyle) -> String {
 
 /// How long a connection closed by TIME-WAIT waits for the stack's last ACK before it is drawn
 /// without it.
-pub const LAST_ACK_WAIT_US: i64 = 1_000_000;
+pub(crate) const LAST_ACK_WAIT_US: i64 = 1_000_000;
 
 /// The log target of ladder blocks on standard error.
-pub const LOG_TARGET: &str = "tapstack::ladder";
+pub(crate) const LOG_TARGET: &str = "tapstack::ladder";
 
 /// Where ladder blocks are written.
 enum Sink {
@@ -265,7 +265,7 @@ enum Sink {
 }
 
 /// Where the terminal's ladders go (standard error unless a test says otherwise).
-pub struct LadderOut {
+pub(crate) struct LadderOut {
     out: Sink,
     style: TextStyle,
     /// Connections closed by TIME-WAIT whose last ACK the stack has not sent yet: id and close time.
@@ -284,7 +284,7 @@ fn ends_with_our_fin_ack(f: &FlowRecord) -> bool {
 }
 
 impl LadderOut {
-    pub fn new(out: Box<dyn Write>, style: TextStyle) -> Self {
+    pub(crate) fn new(out: Box<dyn Write>, style: TextStyle) -> Self {
         LadderOut {
             out: Sink::Writer(out),
             style,
@@ -294,7 +294,7 @@ impl LadderOut {
 
     /// Standard error: through the logger when it takes [`LOG_TARGET`] (the usual case: the logger
     /// writes to standard error), else straight there.
-    pub fn stderr() -> Self {
+    pub(crate) fn stderr() -> Self {
         let mut out = LadderOut::new(Box::new(std::io::stderr()), stderr_style());
         if log::log_enabled!(target: LOG_TARGET, log::Level::Info) {
             out.out = Sink::Log;
@@ -317,14 +317,14 @@ impl LadderOut {
     }
 
     /// Draws one flow, as one write.
-    pub fn draw(&mut self, f: &FlowRecord) {
+    pub(crate) fn draw(&mut self, f: &FlowRecord) {
         let block = text_block(f, self.style);
         self.write(&block);
     }
 
     /// A TCP connection closed: drawn now, or, when the stack entered TIME-WAIT and still owes the
     /// peer its last ACK, once that ACK is seen (see [`LadderOut::after_frame`]).
-    pub fn closed(&mut self, f: &FlowRecord) {
+    pub(crate) fn closed(&mut self, f: &FlowRecord) {
         if f.close_reason == Some("TIME-WAIT") && !ends_with_our_fin_ack(f) {
             if self.pending.len() >= 64 {
                 self.pending.remove(0);
@@ -337,7 +337,7 @@ impl LadderOut {
 
     /// After a frame of flow `conn` at `now_us`: draws the pending connection it belongs to, and
     /// any that waited longer than [`LAST_ACK_WAIT_US`].
-    pub fn after_frame(&mut self, flows: &FlowTable, conn: Option<u64>, now_us: i64) {
+    pub(crate) fn after_frame(&mut self, flows: &FlowTable, conn: Option<u64>, now_us: i64) {
         if self.pending.is_empty() {
             return;
         }
@@ -357,7 +357,7 @@ impl LadderOut {
 
     /// At shutdown: draws what is pending, then the flows that never closed (UDP, pings, TCP still
     /// open), the newest [`SHUTDOWN_DRAWN`], oldest first.
-    pub fn draw_open_flows(&mut self, flows: &FlowTable) {
+    pub(crate) fn draw_open_flows(&mut self, flows: &FlowTable) {
         for (id, _) in std::mem::take(&mut self.pending) {
             if let Some(f) = flow_in(flows, id) {
                 self.draw(f);
@@ -498,7 +498,7 @@ fn live_packet<'a>(t: &Tracer, r: &'a PacketRecord) -> LivePacket<'a> {
 }
 
 /// The `/live.json` document for packets after `since` (see the [module docs](self)).
-pub fn live_json(t: &Tracer, since: u64) -> Vec<u8> {
+pub(crate) fn live_json(t: &Tracer, since: u64) -> Vec<u8> {
     let last = t.last_packet_seq();
     let since = since.min(last);
     let available = t.recent_packets(since).count();

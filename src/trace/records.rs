@@ -120,10 +120,10 @@ pub struct DirStats {
 
 /// Segments kept per flow: the first [`FIRST_KEPT`] and the last [`LAST_KEPT`]; the ones between are
 /// only counted (`folded`).
-pub const FIRST_KEPT: usize = 64;
+pub(crate) const FIRST_KEPT: usize = 64;
 /// Records reserved when a flow's first segment is kept (doubling up to [`FIRST_KEPT`]).
 const FIRST_RESERVE: usize = 16;
-pub const LAST_KEPT: usize = 64;
+pub(crate) const LAST_KEPT: usize = 64;
 
 /// Everything recorded about one flow (TCP connection, UDP 4-tuple, ICMP echo identifier).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -304,7 +304,7 @@ impl FlowRecord {
 
 /// Microseconds printed as seconds with six decimals: `1.234567s`.
 #[derive(Clone, Copy)]
-pub struct Secs(pub i64);
+pub(crate) struct Secs(pub i64);
 
 impl fmt::Display for Secs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -349,7 +349,7 @@ impl PacketRecord {
 }
 
 /// Displays a [`PacketRecord`] as its summary (write it straight into a line buffer).
-pub struct Summary<'a> {
+pub(crate) struct Summary<'a> {
     pub rec: &'a PacketRecord,
     pub absolute_seq: bool,
 }
@@ -556,17 +556,17 @@ impl Serialize for PacketRecord {
 
 /// The last `cap` packet records, numbered from 1.
 #[derive(Debug)]
-pub struct PacketRing {
+pub(crate) struct PacketRing {
     buf: VecDeque<PacketRecord>,
     cap: usize,
     next_seq: u64,
 }
 
 /// Packet records kept for `recent_packets`.
-pub const RECENT_PACKETS: usize = 4096;
+pub(crate) const RECENT_PACKETS: usize = 4096;
 
 impl PacketRing {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         PacketRing {
             buf: VecDeque::new(),
             cap: cap.max(1),
@@ -575,7 +575,7 @@ impl PacketRing {
     }
 
     /// Stores `rec` under the next sequence number (overwriting `rec.seq`) and returns that number.
-    pub fn push(&mut self, mut rec: PacketRecord) -> u64 {
+    pub(crate) fn push(&mut self, mut rec: PacketRecord) -> u64 {
         rec.seq = self.next_seq;
         self.next_seq += 1;
         if self.buf.len() >= self.cap {
@@ -586,19 +586,19 @@ impl PacketRing {
     }
 
     /// Records with a sequence number greater than `since`, oldest first.
-    pub fn since(&self, since: u64) -> impl Iterator<Item = &PacketRecord> {
+    pub(crate) fn since(&self, since: u64) -> impl Iterator<Item = &PacketRecord> {
         let first = self.buf.front().map_or(self.next_seq, |r| r.seq);
         let skip = since.saturating_add(1).saturating_sub(first) as usize;
         self.buf.iter().skip(skip)
     }
 
     /// The sequence number of the newest record (0 when none yet).
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         self.next_seq - 1
     }
 
     /// Marks a recent record (among the last 16) as dropped; returns its connection id.
-    pub fn mark_dropped(
+    pub(crate) fn mark_dropped(
         &mut self,
         dir: Direction,
         decoded: &Decoded,

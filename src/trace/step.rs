@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepReply {
+pub(crate) enum StepReply {
     /// Show the next packet, then ask again.
     Next,
     /// Stop stepping.
@@ -16,17 +16,17 @@ pub enum StepReply {
     Quit,
 }
 
-pub struct Stepper {
+pub(crate) struct Stepper {
     input: Box<dyn BufRead>,
     prompt: Box<dyn Write>,
     active: bool,
     line: String,
 }
 
-pub const PROMPT: &str = "[step] Enter: next packet, c: continue, q: quit > ";
+pub(crate) const PROMPT: &str = "[step] Enter: next packet, c: continue, q: quit > ";
 
 impl Stepper {
-    pub fn new(input: Box<dyn BufRead>, prompt: Box<dyn Write>) -> Self {
+    pub(crate) fn new(input: Box<dyn BufRead>, prompt: Box<dyn Write>) -> Self {
         Stepper {
             input,
             prompt,
@@ -36,19 +36,20 @@ impl Stepper {
     }
 
     /// Standard input and standard error.
-    pub fn stdio() -> Self {
+    pub(crate) fn stdio() -> Self {
         Self::new(
             Box::new(std::io::BufReader::new(std::io::stdin())),
             Box::new(std::io::stderr()),
         )
     }
 
-    pub fn is_active(&self) -> bool {
+    #[cfg(test)]
+    fn is_active(&self) -> bool {
         self.active
     }
 
     /// Blocks for one line (when still stepping) and says what to do.
-    pub fn wait(&mut self) -> StepReply {
+    pub(crate) fn wait(&mut self) -> StepReply {
         if !self.active {
             return StepReply::Continue;
         }

@@ -10,7 +10,7 @@
 //! multipart answers), a syntactically invalid range such as `a>b`, or a unit other than `bytes`.
 
 /// The largest `N` served (1 GiB); larger is answered with 400.
-pub const BYTES_MAX: u64 = 1 << 30;
+pub(crate) const BYTES_MAX: u64 = 1 << 30;
 
 const PERIOD: usize = 251;
 
@@ -31,7 +31,7 @@ pub fn bytes_pattern(offset: u64) -> u8 {
 }
 
 /// Fills `buf` with the pattern bytes at `offset`, `offset + 1`, ...
-pub fn fill_bytes_pattern(offset: u64, buf: &mut [u8]) {
+pub(crate) fn fill_bytes_pattern(offset: u64, buf: &mut [u8]) {
     let mut at = (offset % PERIOD as u64) as usize;
     let mut done = 0;
     while done < buf.len() {
@@ -44,7 +44,7 @@ pub fn fill_bytes_pattern(offset: u64, buf: &mut [u8]) {
 
 /// What a request's `Range` header asks of a body of `len` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeAnswer {
+pub(crate) enum RangeAnswer {
     /// 200 with the whole body (no `Range`, or one that is ignored).
     Full,
     /// 206 with the bytes `first..=last`.
@@ -54,7 +54,7 @@ pub enum RangeAnswer {
 }
 
 /// Resolves a `Range` header value against a body of `len` bytes (see the module doc).
-pub fn resolve_range(header: Option<&[u8]>, len: u64) -> RangeAnswer {
+pub(crate) fn resolve_range(header: Option<&[u8]>, len: u64) -> RangeAnswer {
     let Some(value) = header.and_then(|h| std::str::from_utf8(h).ok()) else {
         return RangeAnswer::Full;
     };

@@ -2,7 +2,7 @@
 //! so that bytes may arrive in any split. Chunk-size lines are parsed by `httparse`.
 
 /// Longest chunk-size line (with extensions) or trailer line accepted.
-pub const MAX_LINE: usize = 4096;
+pub(super) const MAX_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -16,7 +16,7 @@ enum State {
 
 /// One step of decoding over the front of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// This many bytes were framing and are consumed.
     Framing(usize),
     /// The first this many bytes of the input are body data (consume them).
@@ -26,7 +26,7 @@ pub enum Step {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkedError(pub &'static str);
+pub(crate) struct ChunkedError(pub &'static str);
 
 impl std::fmt::Display for ChunkedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -37,7 +37,7 @@ impl std::fmt::Display for ChunkedError {
 impl std::error::Error for ChunkedError {}
 
 #[derive(Debug, Clone)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: State,
     /// The chunk-size or trailer line read so far.
     line: Vec<u8>,
@@ -50,19 +50,19 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ChunkedDecoder {
             state: State::Size,
             line: Vec::new(),
         }
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
     /// Decodes from the front of `input`, which must not be empty unless decoding is done.
-    pub fn step(&mut self, input: &[u8]) -> Result<Step, ChunkedError> {
+    pub(crate) fn step(&mut self, input: &[u8]) -> Result<Step, ChunkedError> {
         match self.state {
             State::Done => Ok(Step::Done(0)),
             State::Size | State::Trailer => {

@@ -3,16 +3,16 @@
 //! [`parse_response_head`] reads a response's status line and headers.
 
 /// Most header lines accepted in one head; more is answered with 431.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     pub name: String,
     pub value: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     pub method: String,
     /// The request target as sent (origin form `/path?query`, or absolute form).
     pub target: String,
@@ -24,7 +24,7 @@ pub struct RequestHead {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseHead {
+pub(crate) struct ResponseHead {
     pub minor_version: u8,
     pub status: u16,
     pub reason: String,
@@ -34,7 +34,7 @@ pub struct ResponseHead {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeadError {
+pub(crate) enum HeadError {
     /// More than [`MAX_HEADERS`] header lines.
     TooManyHeaders,
     Malformed(httparse::Error),
@@ -71,7 +71,7 @@ fn owned(headers: &[httparse::Header]) -> Vec<Header> {
 }
 
 /// Parses a request head from the start of `buf`: `Ok(None)` while it is incomplete.
-pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+pub(crate) fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf)? {
@@ -87,7 +87,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> 
 }
 
 /// Parses a response head from the start of `buf`: `Ok(None)` while it is incomplete.
-pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
+pub(crate) fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     match resp.parse(buf)? {
@@ -103,7 +103,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<ResponseHead>, HeadError
 }
 
 /// The value of the first header called `name` (case-insensitive).
-pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
+pub(crate) fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
     headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
@@ -111,7 +111,10 @@ pub fn header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
 }
 
 /// The comma-separated elements of every header called `name`, trimmed, empty ones skipped.
-pub fn header_list<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+pub(crate) fn header_list<'a>(
+    headers: &'a [Header],
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> {
     headers
         .iter()
         .filter(move |h| h.name.eq_ignore_ascii_case(name))
@@ -121,13 +124,13 @@ pub fn header_list<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<It
 }
 
 /// Whether a list header (`Connection`, `Expect`, ...) holds `token` (case-insensitive).
-pub fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
+pub(crate) fn has_token(headers: &[Header], name: &str, token: &str) -> bool {
     header_list(headers, name).any(|v| v.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// How a message's body is delimited (RFC 9112 section 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// No body (a request with neither `Content-Length` nor `Transfer-Encoding`).
     None,
     Length(u64),
@@ -135,7 +138,7 @@ pub enum Framing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FramingError {
+pub(crate) enum FramingError {
     /// Unparsable or conflicting `Content-Length` values, or both `Content-Length` and
     /// `Transfer-Encoding` (refused outright: the classic request smuggling vector).
     Invalid,
@@ -157,7 +160,7 @@ impl std::fmt::Display for FramingError {
 impl std::error::Error for FramingError {}
 
 /// The framing of a request body, from its headers.
-pub fn request_framing(headers: &[Header]) -> Result<Framing, FramingError> {
+pub(crate) fn request_framing(headers: &[Header]) -> Result<Framing, FramingError> {
     let has_te = headers
         .iter()
         .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));

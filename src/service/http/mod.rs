@@ -22,18 +22,19 @@ mod bytes;
 mod chunked;
 mod head;
 mod page;
-pub mod routes;
+pub(crate) mod routes;
 #[cfg(test)]
 mod testing;
 
-pub use bytes::{bytes_pattern, fill_bytes_pattern, resolve_range, RangeAnswer, BYTES_MAX};
-pub use chunked::{ChunkedDecoder, ChunkedError, Step as ChunkedStep};
-pub use head::{
-    has_token, header, header_list, parse_request_head, parse_response_head, request_framing,
-    Framing, FramingError, HeadError, Header, RequestHead, ResponseHead, MAX_HEADERS,
+pub use bytes::bytes_pattern;
+pub(crate) use bytes::{fill_bytes_pattern, resolve_range, RangeAnswer, BYTES_MAX};
+pub(crate) use chunked::{ChunkedDecoder, Step as ChunkedStep};
+pub(crate) use head::{
+    has_token, header, parse_request_head, parse_response_head, request_framing, Framing,
+    FramingError, HeadError, RequestHead, ResponseHead, MAX_HEADERS,
 };
-pub use page::{escape_html, status_html, status_json, LIVE_HTML};
-pub use routes::Route;
+pub(crate) use page::{status_html, status_json, LIVE_HTML};
+pub(crate) use routes::Route;
 
 use super::daytime::UtcDateTime;
 use super::{Context, StreamSession};
@@ -42,19 +43,19 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 /// The `Server` header value.
-pub const SERVER: &str = concat!("tapstack/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER: &str = concat!("tapstack/", env!("CARGO_PKG_VERSION"));
 /// Largest request head (request line and headers) accepted; more is answered with 431.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Largest request body accepted; more is answered with 413.
 pub const MAX_BODY: u64 = 1024 * 1024;
 /// No new request is read while this many response bytes wait to be sent.
 pub const PENDING_CAP: usize = 64 * 1024;
 /// No new request is read while this many response parts wait (bounds the queue of generated bodies,
 /// whose bytes are not counted in [`PENDING_CAP`]).
-pub const MAX_QUEUED_PARTS: usize = 64;
+pub(crate) const MAX_QUEUED_PARTS: usize = 64;
 
 /// An IMF-fixdate (RFC 9110 section 5.6.7): `Mon, 01 Jan 2024 00:00:00 GMT`.
-pub fn http_date(wall: SystemTime) -> String {
+pub(crate) fn http_date(wall: SystemTime) -> String {
     let t = UtcDateTime::from_system_time(wall);
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
@@ -68,7 +69,7 @@ pub fn http_date(wall: SystemTime) -> String {
     )
 }
 
-pub fn reason_phrase(status: u16) -> &'static str {
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",

@@ -4,7 +4,7 @@ use crate::status::{ConnRow, Counters, Status};
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -57,7 +57,7 @@ fn conn_cells(c: &ConnRow) -> [String; 7] {
 /// endpoints, and the counters. `generated` is shown as the time of the snapshot. `ladders` (id and
 /// title, from [`crate::service::TraceView::ladder_links`]) are linked to `/conn/ID`, from their row
 /// in the connection table and from a list of their own.
-pub fn status_html(status: &Status, generated: &str, ladders: &[(u64, String)]) -> String {
+pub(crate) fn status_html(status: &Status, generated: &str, ladders: &[(u64, String)]) -> String {
     let mut html = String::with_capacity(4096);
     let _ = write!(
         html,
@@ -175,7 +175,7 @@ pub fn status_html(status: &Status, generated: &str, ladders: &[(u64, String)]) 
 /// so that a busy flow (this page's own polling, a download) does not bury the stack in diagram
 /// traffic. Every text goes in through
 /// `textContent`; the SVGs are parsed as XML and imported, never run.
-pub const LIVE_HTML: &str = r#"<!DOCTYPE html>
+pub(crate) const LIVE_HTML: &str = r#"<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -368,7 +368,7 @@ button{font-family:inherit}
 
 /// `{"endpoints":[...],"connections":[...],"counters":{"stack":{...},"host":{...}}}`, pretty-printed,
 /// with a final newline. Connections are in id order.
-pub fn status_json(status: &Status) -> Vec<u8> {
+pub(crate) fn status_json(status: &Status) -> Vec<u8> {
     let value = serde_json::json!({
         "endpoints": status.endpoints,
         "connections": status.conns.values().collect::<Vec<_>>(),

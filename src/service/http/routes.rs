@@ -26,7 +26,7 @@ use crate::service::Context;
 
 /// The resources the server knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     StatusPage,
     NetstatJson,
     /// `/bytes/N`; `u64::MAX` when the number does not fit.
@@ -44,7 +44,7 @@ pub enum Route {
 
 impl Route {
     /// The route for a path (without query), or `None` for 404.
-    pub fn resolve(path: &str) -> Option<Route> {
+    pub(crate) fn resolve(path: &str) -> Option<Route> {
         match path {
             "/" => Some(Route::StatusPage),
             "/netstat.json" => Some(Route::NetstatJson),
@@ -66,7 +66,7 @@ impl Route {
     }
 
     /// The methods the route answers, as the `Allow` header lists them.
-    pub fn allow(self) -> &'static str {
+    pub(crate) fn allow(self) -> &'static str {
         match self {
             Route::Echo => "POST",
             Route::StatusPage

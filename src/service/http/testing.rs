@@ -1,6 +1,7 @@
 //! What the HTTP tests share: a session fed by hand, and its output split into responses.
 
-use super::{bytes_pattern, header, parse_response_head, Header, HttpSession};
+use super::head::Header;
+use super::{bytes_pattern, header, parse_response_head, HttpSession};
 use crate::service::testing::{cx, drain, settings};
 use crate::service::{Context, StreamSession};
 use crate::status::{ConnRow, Endpoint, Proto, StackKind, Status};
