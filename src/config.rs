@@ -32,10 +32,13 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
     about = "One mio loop driving a smoltcp userspace TCP/IP stack and host sockets, every packet shown",
     after_help = "With no command, runs the demo: no root and no TAP device needed."
 )]
+/// The parsed command line.
 pub struct Cli {
     #[command(flatten)]
+    /// Logging options every command has.
     pub log: LogArgs,
     #[command(subcommand)]
+    /// The subcommand (none: the demo).
     pub command: Option<Command>,
     /// With no command: the demo's options.
     #[command(flatten)]
@@ -264,7 +267,12 @@ pub enum CliError {
     Parse(String),
     /// A demo option given before a subcommand (`tapstack --seed 3 serve`): it would be silently
     /// ignored.
-    Misplaced { option: String, subcommand: String },
+    Misplaced {
+        /// The option.
+        option: String,
+        /// The subcommand it came before.
+        subcommand: String,
+    },
 }
 
 impl fmt::Display for CliError {

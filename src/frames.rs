@@ -47,13 +47,18 @@ pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 0x100);
 
 /// EtherTypes the builders write.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of ARP.
 pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// EtherType of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
 /// IP protocol numbers the builders write.
 pub const PROTO_ICMP: u8 = 1;
+/// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// IP protocol number of ICMPv6.
 pub const PROTO_ICMPV6: u8 = 58;
 
 /// The one's-complement sum of `data` (RFC 1071), folded but not complemented.
@@ -107,11 +112,14 @@ fn finish(acc: u32, wrong: bool) -> u16 {
 /// The MAC addresses of a frame; the start of every builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Eth {
+    /// Source MAC address.
     pub src: [u8; 6],
+    /// Destination MAC address.
     pub dst: [u8; 6],
 }
 
 impl Eth {
+    /// A new one with these addresses (everything else as smoltcp would write it).
     pub const fn new(src: [u8; 6], dst: [u8; 6]) -> Eth {
         Eth { src, dst }
     }
@@ -173,9 +181,13 @@ impl Eth {
 pub struct Arp {
     /// 1: request, 2: reply.
     pub operation: u16,
+    /// Sender hardware address.
     pub sender_mac: [u8; 6],
+    /// Sender protocol address.
     pub sender_ip: Ipv4Addr,
+    /// Target hardware address.
     pub target_mac: [u8; 6],
+    /// Target protocol address.
     pub target_ip: Ipv4Addr,
 }
 
@@ -207,6 +219,7 @@ impl Arp {
         }
     }
 
+    /// The ARP packet's bytes.
     pub fn bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(28);
         b.extend_from_slice(&[0, 1, 0x08, 0, 6, 4]);
@@ -234,11 +247,13 @@ pub struct Ipv4 {
 }
 
 impl Ipv4 {
+    /// Sets the time to live.
     pub fn ttl(mut self, ttl: u8) -> Self {
         self.ttl = ttl;
         self
     }
 
+    /// Sets the identification field.
     pub fn ident(mut self, ident: u16) -> Self {
         self.ident = ident;
         self
@@ -290,11 +305,13 @@ impl Ipv4 {
         self.eth.frame(ETHERTYPE_IPV4, &ip)
     }
 
+    /// The IP packet carrying this TCP segment.
     pub fn tcp(&self, seg: &Tcp) -> Vec<u8> {
         let l4 = seg.segment(self.src.into(), self.dst.into());
         self.packet(PROTO_TCP, &l4)
     }
 
+    /// The IP packet carrying this UDP datagram.
     pub fn udp(&self, dgram: &Udp) -> Vec<u8> {
         let l4 = dgram.datagram(self.src.into(), self.dst.into());
         self.packet(PROTO_UDP, &l4)
@@ -322,6 +339,7 @@ pub struct Ipv6 {
 }
 
 impl Ipv6 {
+    /// Sets the hop limit.
     pub fn hop_limit(mut self, hops: u8) -> Self {
         self.hop_limit = hops;
         self
@@ -347,11 +365,13 @@ impl Ipv6 {
         self.eth.frame(ETHERTYPE_IPV6, &ip)
     }
 
+    /// The IP packet carrying this TCP segment.
     pub fn tcp(&self, seg: &Tcp) -> Vec<u8> {
         let l4 = seg.segment(self.src.into(), self.dst.into());
         self.packet(PROTO_TCP, &l4)
     }
 
+    /// The IP packet carrying this UDP datagram.
     pub fn udp(&self, dgram: &Udp) -> Vec<u8> {
         let l4 = dgram.datagram(self.src.into(), self.dst.into());
         self.packet(PROTO_UDP, &l4)
@@ -373,18 +393,25 @@ impl Ipv6 {
 /// A TCP segment: any flags, any option bytes, any payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tcp {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Sequence number.
     pub seq: u32,
     /// The acknowledgment number field (written whatever the flags say).
     pub ack: u32,
+    /// TCP flags.
     pub flags: TcpFlags,
+    /// Sets the advertised window.
     pub window: u16,
     /// Raw option bytes, padded with zeros (end of list) to a multiple of 4 when framed.
     pub options: Vec<u8>,
+    /// Payload bytes.
     pub payload: Vec<u8>,
     /// The data offset field, in 4-byte words, if it must lie.
     pub data_offset: Option<u8>,
+    /// Write a wrong checksum on purpose.
     pub bad_checksum: bool,
 }
 
@@ -416,18 +443,22 @@ impl Tcp {
         self
     }
 
+    /// Sets SYN.
     pub fn syn(self) -> Self {
         self.with(TcpFlags::SYN)
     }
 
+    /// Sets FIN.
     pub fn fin(self) -> Self {
         self.with(TcpFlags::FIN)
     }
 
+    /// Sets RST.
     pub fn rst(self) -> Self {
         self.with(TcpFlags::RST)
     }
 
+    /// Sets PSH.
     pub fn psh(self) -> Self {
         self.with(TcpFlags::PSH)
     }
@@ -438,11 +469,13 @@ impl Tcp {
         self.with(TcpFlags::ACK)
     }
 
+    /// Sets the advertised window.
     pub fn window(mut self, window: u16) -> Self {
         self.window = window;
         self
     }
 
+    /// Sets the payload.
     pub fn data(mut self, payload: &[u8]) -> Self {
         self.payload = payload.to_vec();
         self
@@ -454,19 +487,23 @@ impl Tcp {
         self
     }
 
+    /// Adds a maximum segment size option.
     pub fn mss(self, mss: u16) -> Self {
         let [hi, lo] = mss.to_be_bytes();
         self.option_bytes(&[2, 4, hi, lo])
     }
 
+    /// Adds a window scale option.
     pub fn wscale(self, shift: u8) -> Self {
         self.option_bytes(&[3, 3, shift])
     }
 
+    /// Adds the SACK-permitted option.
     pub fn sack_permitted(self) -> Self {
         self.option_bytes(&[4, 2])
     }
 
+    /// Adds a timestamps option.
     pub fn timestamp(self, tsval: u32, tsecr: u32) -> Self {
         let mut o = vec![8, 10];
         o.extend_from_slice(&tsval.to_be_bytes());
@@ -526,15 +563,20 @@ impl Tcp {
 /// A UDP datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Udp {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Payload bytes.
     pub payload: Vec<u8>,
     /// The length field, if it must lie.
     pub length: Option<u16>,
+    /// Write a wrong checksum on purpose.
     pub bad_checksum: bool,
 }
 
 impl Udp {
+    /// A new one with these addresses (everything else as smoltcp would write it).
     pub fn new(src_port: u16, dst_port: u16, payload: &[u8]) -> Udp {
         Udp {
             src_port,

@@ -71,7 +71,9 @@ fn smol(d: Duration) -> SmolDuration {
 /// Which stack a frame is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The server stack.
     Server,
+    /// The client stack.
     Client,
 }
 
@@ -83,9 +85,13 @@ pub enum EchoError {
     /// Within the time limit, only `got` of `want` bytes came back (`sent` were taken by the send
     /// buffer); the client socket was last in `state`.
     Incomplete {
+        /// Bytes sent.
         sent: usize,
+        /// Bytes that came back.
         got: usize,
+        /// Bytes expected back.
         want: usize,
+        /// The client socket's state when it gave up.
         state: tcp::State,
     },
 }
@@ -147,21 +153,25 @@ impl HarnessBuilder {
         self
     }
 
+    /// Chance (0-1) that a frame is dropped.
     pub fn drop_chance(mut self, p: f64) -> Self {
         self.faults.drop = p;
         self
     }
 
+    /// Chance (0-1) that a frame is duplicated.
     pub fn dup_chance(mut self, p: f64) -> Self {
         self.faults.duplicate = p;
         self
     }
 
+    /// Chance (0-1) that a frame is held back behind later ones.
     pub fn reorder_chance(mut self, p: f64) -> Self {
         self.faults.reorder = p;
         self
     }
 
+    /// Chance (0-1) that a frame has a bit flipped.
     pub fn corrupt_chance(mut self, p: f64) -> Self {
         self.faults.corrupt = p;
         self
@@ -179,11 +189,13 @@ impl HarnessBuilder {
         self
     }
 
+    /// The services' settings (idle timeout, qotd message).
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
         self
     }
 
+    /// The server's `--max-connections` (default 1024).
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
         self
@@ -249,6 +261,7 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// Starts building a harness (no services, no faults, silent trace).
     pub fn builder() -> HarnessBuilder {
         HarnessBuilder {
             services: Vec::new(),
@@ -363,6 +376,7 @@ impl Harness {
         self.client.tcp(h).map_or(tcp::State::Closed, |s| s.state())
     }
 
+    /// Whether the connection can carry data (the handshake completed).
     pub fn is_established(&mut self, h: TcpHandle) -> bool {
         self.client.tcp(h).is_ok_and(|s| s.may_send())
     }

@@ -26,6 +26,7 @@
 //! - `config`, `commands`: the command line.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 mod addr;
 mod client;

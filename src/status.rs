@@ -85,18 +85,26 @@ pub struct ConnRow {
 /// there `packets_*` count UDP datagrams only, and `bytes_*` count TCP and UDP payload.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counters {
+    /// Frames (host: UDP datagrams) received.
     pub packets_in: u64,
+    /// Frames (host: UDP datagrams) sent.
     pub packets_out: u64,
+    /// Bytes received.
     pub bytes_in: u64,
+    /// Bytes sent.
     pub bytes_out: u64,
+    /// Connections accepted.
     pub conns_accepted: u64,
+    /// SYNs refused at the connection limit.
     pub conns_refused: u64,
+    /// Accepted connections closed since.
     pub conns_closed: u64,
     /// Frames or datagrams dropped, by reason (`"malformed: truncated IPv4 header"`, `"tx: link down"`).
     pub drops: BTreeMap<String, u64>,
 }
 
 impl Counters {
+    /// Counts one drop for `reason`.
     pub fn drop(&mut self, reason: &str) {
         match self.drops.get_mut(reason) {
             Some(n) => *n += 1,
@@ -106,6 +114,7 @@ impl Counters {
         }
     }
 
+    /// All drops together.
     pub fn drops_total(&self) -> u64 {
         self.drops.values().sum()
     }
@@ -142,16 +151,22 @@ pub(crate) fn rss_kib() -> u64 {
 }
 
 #[derive(Debug, Clone, Default)]
+/// The read-model the HTTP pages render.
 pub struct Status {
+    /// Every endpoint served.
     pub endpoints: Vec<Endpoint>,
+    /// Sockets, flows and memory in use.
     pub resources: Resources,
     /// Live connections of both stacks, keyed by connection id (so the table lists them in age order).
     pub conns: BTreeMap<u64, ConnRow>,
+    /// Counters of the userspace stack.
     pub stack: Counters,
+    /// Counters of the host side.
     pub host: Counters,
 }
 
 impl Status {
+    /// The counters of one stack.
     pub fn counters(&self, stack: StackKind) -> &Counters {
         match stack {
             StackKind::Stack => &self.stack,

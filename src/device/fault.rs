@@ -8,11 +8,17 @@ use smoltcp::time::{Duration, Instant};
 /// What can go wrong on the link, as chances from 0 to 1, plus a fixed one-way latency.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FaultConfig {
+    /// Chance (0-1) that a frame is dropped.
     pub drop: f64,
+    /// Chance (0-1) that a frame is duplicated.
     pub duplicate: f64,
+    /// Chance (0-1) that a frame is held back behind later ones.
     pub reorder: f64,
+    /// Chance (0-1) that a frame has a bit flipped.
     pub corrupt: f64,
+    /// One-way latency added to every frame.
     pub latency: Duration,
+    /// Seed of the fault stream: the same seed, the same faults.
     pub seed: u64,
 }
 

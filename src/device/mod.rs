@@ -32,6 +32,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// `in` or `out`.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::In => "in",
@@ -159,6 +160,7 @@ pub struct Nic<F: FrameIo, O: Observer> {
 }
 
 impl<F: FrameIo, O: Observer> Nic<F, O> {
+    /// A device over `io`, watched by `observer`.
     pub fn new(io: F, observer: O) -> Self {
         let max = io.max_frame();
         Nic {
@@ -182,6 +184,7 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         }
     }
 
+    /// Injects these faults into the frames both ways.
     pub fn with_faults(mut self, faults: Option<FaultInjector>) -> Self {
         self.link.faults = faults;
         self
@@ -193,26 +196,32 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         self.link.faults = faults;
     }
 
+    /// The link.
     pub fn io(&self) -> &F {
         &self.link.io
     }
 
+    /// The link, to change.
     pub fn io_mut(&mut self) -> &mut F {
         &mut self.link.io
     }
 
+    /// Whoever watches the frames.
     pub fn observer(&self) -> &O {
         &self.link.observer
     }
 
+    /// The same, to change.
     pub fn observer_mut(&mut self) -> &mut O {
         &mut self.link.observer
     }
 
+    /// Frames and bytes through the device, and its drops.
     pub fn counters(&self) -> &Counters {
         &self.link.counters
     }
 
+    /// The same, to count into.
     pub fn counters_mut(&mut self) -> &mut Counters {
         &mut self.link.counters
     }
@@ -234,6 +243,7 @@ impl<F: FrameIo, O: Observer> Nic<F, O> {
         self.link.fatal.take()
     }
 
+    /// Whether the link is gone for good.
     pub fn is_dead(&self) -> bool {
         self.link.fatal.is_some()
     }

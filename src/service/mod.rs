@@ -46,6 +46,7 @@ pub struct Context<'a> {
     pub now: Instant,
     /// Wall-clock time matching `now` (fixed epoch under the virtual clock).
     pub wall: SystemTime,
+    /// The status read-model (the HTTP pages show it).
     pub status: &'a Status,
     /// Configuration the services share.
     pub settings: &'a Settings,
@@ -93,6 +94,7 @@ pub trait StreamSession {
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
+    /// Its timer (see `poll_timeout`) fell due.
     fn handle_timeout(&mut self, _cx: &Context) {}
     /// No more output will come: the transport closes once what was written is flushed.
     fn is_finished(&self) -> bool;
@@ -117,16 +119,24 @@ pub trait DatagramService {
 /// The services tapstack knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ServiceKind {
+    /// Echo (RFC 862), port 7.
     Echo,
+    /// Discard (RFC 863), port 9.
     Discard,
+    /// Daytime (RFC 867), port 13.
     Daytime,
+    /// Quote of the day (RFC 865), port 17.
     Qotd,
+    /// Character generator (RFC 864), port 19.
     Chargen,
+    /// Time (RFC 868), port 37.
     Time,
+    /// HTTP/1.1 with the status pages, port 80.
     Http,
 }
 
 impl ServiceKind {
+    /// Every service, in port order.
     pub const ALL: [ServiceKind; 7] = [
         ServiceKind::Echo,
         ServiceKind::Discard,
@@ -137,6 +147,7 @@ impl ServiceKind {
         ServiceKind::Http,
     ];
 
+    /// Its name, as `--serve` takes it.
     pub fn name(self) -> &'static str {
         match self {
             ServiceKind::Echo => "echo",
@@ -149,6 +160,7 @@ impl ServiceKind {
         }
     }
 
+    /// The service of this name (`echo`, `http`...).
     pub fn from_name(name: &str) -> Option<ServiceKind> {
         ServiceKind::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -166,6 +178,7 @@ impl ServiceKind {
         }
     }
 
+    /// The transports it runs on.
     pub fn protocols(self) -> &'static [Proto] {
         match self {
             ServiceKind::Http => &[Proto::Tcp],
@@ -173,6 +186,7 @@ impl ServiceKind {
         }
     }
 
+    /// A session for a new TCP connection.
     pub fn new_stream(self, cx: &Context) -> Box<dyn StreamSession> {
         match self {
             ServiceKind::Echo => Box::new(echo::EchoSession::new()),

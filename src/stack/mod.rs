@@ -75,13 +75,19 @@ const EVENTS_KEPT: usize = 1 << 16;
 /// How the userspace stack is set up.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
+    /// Its MAC address.
     pub mac: EthernetAddress,
+    /// Its addresses (up to 3).
     pub addrs: Vec<IpCidr>,
+    /// Default IPv4 route.
     pub gateway_v4: Option<Ipv4Address>,
+    /// Default IPv6 route.
     pub gateway_v6: Option<Ipv6Address>,
     /// Seeds smoltcp's initial sequence numbers and ephemeral ports.
     pub random_seed: u64,
+    /// Served TCP connections at most.
     pub max_connections: usize,
+    /// Socket buffer per direction and TCP connection, bytes.
     pub tcp_buffer: usize,
 }
 
@@ -126,6 +132,7 @@ pub struct Stack<O: StackObserver> {
 }
 
 impl<O: StackObserver> Stack<O> {
+    /// A stack on `nic`, with no services yet.
     pub fn new(cfg: &StackConfig, mut nic: Nic<Box<dyn FrameIo>, O>, now: Instant) -> Stack<O> {
         let mut config = Config::new(HardwareAddress::Ethernet(cfg.mac));
         config.random_seed = cfg.random_seed;
@@ -625,6 +632,7 @@ impl<O: StackObserver> Stack<O> {
         self.listen.served == 0
     }
 
+    /// Whether any connection is being served.
     pub fn has_connections(&self) -> bool {
         self.listen.served > 0
     }
@@ -710,6 +718,7 @@ impl<O: StackObserver> Stack<O> {
         self.table.iter().map(|e| e.state_now()).collect()
     }
 
+    /// Listening sockets in the pools.
     pub fn listener_count(&self) -> usize {
         self.listen.listener_count()
     }
@@ -724,6 +733,7 @@ impl<O: StackObserver> Stack<O> {
         &self.nic
     }
 
+    /// The device under the stack, to change.
     pub fn nic_mut(&mut self) -> &mut Nic<Box<dyn FrameIo>, O> {
         &mut self.nic
     }
@@ -733,6 +743,7 @@ impl<O: StackObserver> Stack<O> {
         self.nic.observer()
     }
 
+    /// Whoever watches the stack, to change.
     pub fn observer_mut(&mut self) -> &mut O {
         self.nic.observer_mut()
     }

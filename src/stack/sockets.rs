@@ -173,6 +173,7 @@ impl<O: StackObserver> Stack<O> {
         Ok(self.shared.add(sock))
     }
 
+    /// A UDP socket opened with `udp_open`.
     pub fn udp(&mut self, h: SocketHandle) -> &mut udp::Socket<'static> {
         self.shared.get_mut::<udp::Socket>(h)
     }
@@ -187,6 +188,7 @@ impl<O: StackObserver> Stack<O> {
         self.shared.add(sock)
     }
 
+    /// An ICMP socket opened with `icmp_open`.
     pub fn icmp(&mut self, h: SocketHandle) -> &mut icmp::Socket<'static> {
         self.shared.get_mut::<icmp::Socket>(h)
     }

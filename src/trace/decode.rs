@@ -31,6 +31,7 @@ impl Mac {
         Mac(m)
     }
 
+    /// Whether this is the broadcast address.
     pub fn is_broadcast(&self) -> bool {
         self.0 == [0xff; 6]
     }
@@ -64,14 +65,23 @@ impl Serialize for Mac {
 pub struct TcpFlags(pub u16);
 
 impl TcpFlags {
+    /// No more data from the sender.
     pub const FIN: u16 = 0x001;
+    /// Synchronize sequence numbers.
     pub const SYN: u16 = 0x002;
+    /// Reset.
     pub const RST: u16 = 0x004;
+    /// Push.
     pub const PSH: u16 = 0x008;
+    /// Acknowledgment.
     pub const ACK: u16 = 0x010;
+    /// Urgent pointer significant.
     pub const URG: u16 = 0x020;
+    /// ECN echo.
     pub const ECE: u16 = 0x040;
+    /// Congestion window reduced.
     pub const CWR: u16 = 0x080;
+    /// ECN nonce sum (RFC 3540, historic).
     pub const NS: u16 = 0x100;
 
     const NAMES: [(u16, &'static str); 9] = [
@@ -86,18 +96,23 @@ impl TcpFlags {
         (Self::NS, "NS"),
     ];
 
+    /// Whether `bit` (one of the constants) is set.
     pub fn has(self, bit: u16) -> bool {
         self.0 & bit != 0
     }
+    /// SYN is set.
     pub fn syn(self) -> bool {
         self.has(Self::SYN)
     }
+    /// FIN is set.
     pub fn fin(self) -> bool {
         self.has(Self::FIN)
     }
+    /// RST is set.
     pub fn rst(self) -> bool {
         self.has(Self::RST)
     }
+    /// Acknowledgment number (meaningful with ACK).
     pub fn ack(self) -> bool {
         self.has(Self::ACK)
     }
@@ -135,24 +150,33 @@ impl Serialize for TcpFlags {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The Ethernet header.
 pub struct EthInfo {
+    /// Source.
     pub src: Mac,
+    /// Destination.
     pub dst: Mac,
     /// The EtherType field (0x0800 IPv4, 0x0806 ARP, 0x86dd IPv6).
     pub ethertype: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An ARP packet (Ethernet/IPv4).
 pub struct ArpInfo {
     /// `"request"`, `"reply"` or `"unknown"`.
     pub op: &'static str,
+    /// Sender hardware address.
     pub sender_mac: Mac,
+    /// Sender protocol address.
     pub sender_ip: Ipv4Addr,
+    /// Target hardware address.
     pub target_mac: Mac,
+    /// Target protocol address.
     pub target_ip: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// IPv4 fragmentation fields.
 pub struct FragInfo {
     /// Fragment offset in bytes.
     pub offset: u16,
@@ -161,34 +185,44 @@ pub struct FragInfo {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The IPv4 or IPv6 header.
 pub struct IpInfo {
     /// 4 or 6.
     pub version: u8,
+    /// Source.
     pub src: IpAddr,
+    /// Destination.
     pub dst: IpAddr,
     /// The upper-layer protocol number (after IPv6 extension headers).
     pub proto: u8,
+    /// The upper protocol in words (`TCP`, `UDP`, `ICMP`...).
     pub proto_name: &'static str,
     /// TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
     /// Header plus payload, in bytes.
     pub len: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Fragmentation fields (IPv4).
     pub fragment: Option<FragInfo>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// An ICMP or ICMPv6 message.
 pub struct IcmpInfo {
     /// 4 (ICMP) or 6 (ICMPv6).
     pub version: u8,
     #[serde(rename = "type")]
+    /// ICMP type.
     pub kind: u8,
+    /// ICMP code.
     pub code: u8,
     /// `"echo request"`, `"neighbor solicitation"`, ...
     pub name: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Echo identifier, for echo requests and replies.
     pub ident: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Sequence number (or ICMP echo sequence).
     pub seq: Option<u16>,
     /// NDP target address (neighbor solicitation / advertisement).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -198,29 +232,38 @@ pub struct IcmpInfo {
 }
 
 impl IcmpInfo {
+    /// An echo request (ping).
     pub fn is_echo_request(&self) -> bool {
         (self.version == 4 && self.kind == 8) || (self.version == 6 && self.kind == 128)
     }
+    /// An echo reply (ping answer).
     pub fn is_echo_reply(&self) -> bool {
         (self.version == 4 && self.kind == 0) || (self.version == 6 && self.kind == 129)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A UDP datagram.
 pub struct UdpInfo {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
     /// Payload bytes.
     pub len: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// TCP options of a segment.
 pub struct TcpOpts {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Maximum segment size option, if present.
     pub mss: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Window scale option (shift count), if present.
     pub wscale: Option<u8>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// SACK permitted option present.
     pub sack_ok: bool,
     /// Number of SACK blocks carried.
     #[serde(skip_serializing_if = "is_zero")]
@@ -235,6 +278,7 @@ fn is_zero(n: &u8) -> bool {
 }
 
 impl TcpOpts {
+    /// No flag set.
     pub fn is_empty(&self) -> bool {
         *self == TcpOpts::default()
     }
@@ -267,20 +311,26 @@ impl fmt::Display for TcpOpts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A TCP segment.
 pub struct TcpInfo {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
     /// Absolute sequence number.
     pub seq: u32,
     /// Absolute acknowledgment number (the raw field, meaningful only with ACK).
     pub ack: u32,
+    /// TCP flags.
     pub flags: TcpFlags,
+    /// Advertised window, as on the wire (not scaled).
     pub win: u16,
     /// Header length in bytes (data offset * 4).
     pub hdr_len: u8,
     /// Payload bytes.
     pub len: u32,
     #[serde(skip_serializing_if = "TcpOpts::is_empty")]
+    /// Its options.
     pub opts: TcpOpts,
 }
 
@@ -296,11 +346,17 @@ impl TcpInfo {
 pub struct Decoded {
     /// Frame length in bytes.
     pub len: usize,
+    /// The Ethernet header, if the frame has one.
     pub eth: Option<EthInfo>,
+    /// The ARP packet, if the frame is one.
     pub arp: Option<ArpInfo>,
+    /// The IP header, if any.
     pub ip: Option<IpInfo>,
+    /// The ICMP message, if any.
     pub icmp: Option<IcmpInfo>,
+    /// The UDP datagram, if any.
     pub udp: Option<UdpInfo>,
+    /// The TCP segment, if any.
     pub tcp: Option<TcpInfo>,
     /// What is wrong with the frame, if anything (also the counter key).
     pub malformed: Option<&'static str>,

@@ -17,48 +17,78 @@ use crate::status::{Counters, Endpoint};
 pub enum Event<'a> {
     /// The program serves these endpoints.
     Ready {
+        /// Microseconds since the start.
         t_us: i64,
+        /// The device name (`tap0`, `wire`).
         device: &'a str,
+        /// Every endpoint served.
         endpoints: &'a [Endpoint],
     },
     /// A frame crossed the device (see [`PacketRecord`]'s serialized shape).
     Packet(&'a PacketRecord),
     /// A socket of the userspace stack changed TCP state.
     TcpState {
+        /// Microseconds since the start.
         t_us: i64,
+        /// Connection id (`c12`), if the frame belongs to a flow.
         conn: Option<u64>,
+        /// The stack's end.
         local: SocketAddr,
+        /// The peer's end.
         remote: Option<SocketAddr>,
+        /// The state left.
         from: &'a str,
+        /// The state entered.
         to: &'a str,
     },
     /// An RST reached a connection of the userspace stack and was not allowed to reset it.
     RstIgnored {
+        /// Microseconds since the start.
         t_us: i64,
+        /// Connection id (`c12`), if the frame belongs to a flow.
         conn: u64,
+        /// The stack's end.
         local: SocketAddr,
+        /// The peer's end.
         remote: SocketAddr,
+        /// The RST's sequence number (absolute).
         seq: u32,
+        /// Why, in plain words.
         why: &'a str,
     },
     /// A TCP connection ended: its summary.
     ConnClosed(ConnClosed<'a>),
     /// A frame was lost on the way (fault injector, full link).
     Drop {
+        /// Microseconds since the start.
         t_us: i64,
+        /// Which way the frame crossed the device.
         dir: Direction,
+        /// Why.
         reason: &'a str,
+        /// Frame length in bytes.
         len: usize,
+        /// Connection id (`c12`), if the frame belongs to a flow.
         conn: Option<u64>,
+        /// The packet line's summary of the frame.
         summary: String,
     },
     /// Something went wrong.
-    Error { t_us: i64, message: &'a str },
+    Error {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// What, in one line.
+        message: &'a str,
+    },
     /// The program stops: final counters.
     Shutdown {
+        /// Microseconds since the start.
         t_us: i64,
+        /// Counters of the userspace stack.
         stack: &'a Counters,
+        /// Counters of the host-socket side.
         host: &'a Counters,
+        /// The tracer's own counters.
         trace: TraceCounters<'a>,
     },
 }
@@ -77,25 +107,38 @@ pub struct TraceCounters<'a> {
 /// The `conn_closed` event: a [`FlowRecord`] without its segments.
 #[derive(Serialize)]
 pub struct ConnClosed<'a> {
+    /// Microseconds since the start.
     pub t_us: i64,
+    /// Connection id (`c12`), if the frame belongs to a flow.
     pub conn: u64,
+    /// The stack's end.
     pub local: SocketAddr,
+    /// The peer's end.
     pub remote: SocketAddr,
+    /// Which side sent the first SYN.
     pub opened_by: Option<Side>,
+    /// Microseconds from the first segment to the close.
     pub duration_us: i64,
+    /// Microseconds the handshake took, if it completed.
     pub handshake_us: Option<i64>,
+    /// Why.
     pub reason: Option<&'static str>,
+    /// Which side reset the connection, if one did.
     pub rst_by: Option<Side>,
+    /// Why the RST was sent, when the stack said.
     pub rst_reason: Option<&'static str>,
     /// Peer to stack.
     pub inbound: &'a DirStats,
     /// Stack to peer.
     pub outbound: &'a DirStats,
+    /// Segments flagged as retransmissions, by direction.
     pub retransmissions: u64,
+    /// The packet line's summary of the frame.
     pub summary: String,
 }
 
 impl<'a> ConnClosed<'a> {
+    /// The summary of a closed flow, at `t_us`.
     pub fn new(t_us: i64, f: &'a FlowRecord) -> Self {
         ConnClosed {
             t_us,

@@ -62,17 +62,22 @@ use records::{PacketRing, Secs, Summary};
 /// Where `--events` goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventsTarget {
+    /// To standard output.
     Stdout,
+    /// To this file.
     File(PathBuf),
 }
 
 #[derive(Debug, Clone, Default)]
+/// What the tracer shows and where it writes.
 pub struct TraceConfig {
     /// `-v`: absolute TCP sequence numbers in packet lines.
     pub absolute_seq: bool,
     /// `-q`: no packet lines.
     pub quiet: bool,
+    /// The pcap file, if any.
     pub pcap: Option<PathBuf>,
+    /// JSON-lines events, if any.
     pub events: Option<EventsTarget>,
     /// `--step`: wait for a line on standard input after each packet line.
     pub step: bool,
@@ -88,6 +93,7 @@ pub struct TraceConfig {
 }
 
 impl TraceConfig {
+    /// Nothing logged, captured or emitted (tests, the demo's client stack).
     pub fn silent() -> TraceConfig {
         TraceConfig {
             quiet: true,
@@ -318,6 +324,7 @@ impl Tracer {
         self.flows.rst_hint(local, remote, reason);
     }
 
+    /// Everything is bound (the `ready` event).
     pub fn ready(&mut self, now: Instant, endpoints: &[Endpoint]) {
         let t_us = self.now_us(now);
         if let Some(ev) = self.events.as_mut() {
@@ -329,6 +336,7 @@ impl Tracer {
         }
     }
 
+    /// Reports an error (the `error` event).
     pub fn error(&mut self, now: Instant, msg: &str) {
         let t_us = self.now_us(now);
         if let Some(ev) = self.events.as_mut() {
@@ -336,6 +344,7 @@ impl Tracer {
         }
     }
 
+    /// The program stops: the final counters (the `shutdown` event), the open flows' ladders.
     pub fn shutdown(&mut self, now: Instant, status: &Status) {
         let t_us = self.now_us(now);
         if let Some(ev) = self.events.as_mut() {
@@ -357,6 +366,7 @@ impl Tracer {
         self.flush();
     }
 
+    /// Writes out what the event sink buffered.
     pub fn flush(&mut self) {
         if let Some(ev) = self.events.as_mut() {
             ev.flush();

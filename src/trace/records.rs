@@ -21,6 +21,7 @@ pub struct Labels {
 }
 
 impl Labels {
+    /// Adds a label.
     pub fn push(&mut self, label: &'static str) {
         if let Some(slot) = self.items.get_mut(self.n as usize) {
             *slot = label;
@@ -28,14 +29,17 @@ impl Labels {
         }
     }
 
+    /// The labels, in order.
     pub fn as_slice(&self) -> &[&'static str] {
         &self.items[..self.n as usize]
     }
 
+    /// Whether this label is among them.
     pub fn contains(&self, label: &str) -> bool {
         self.as_slice().contains(&label)
     }
 
+    /// No label.
     pub fn is_empty(&self) -> bool {
         self.n == 0
     }
@@ -64,12 +68,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side that sent a frame going this way.
     pub fn of(dir: Direction) -> Side {
         match dir {
             Direction::Out => Side::Stack,
             Direction::In => Side::Peer,
         }
     }
+    /// Its name.
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Stack => "the stack",
@@ -83,6 +89,7 @@ impl Side {
 pub struct SegmentRecord {
     /// Microseconds since start.
     pub t_us: i64,
+    /// Which way it crossed the device.
     pub dir: Direction,
     /// `"tcp"`, `"udp"`, `"echo request"`, `"echo reply"`.
     pub kind: &'static str,
@@ -99,8 +106,10 @@ pub struct SegmentRecord {
     /// TCP MSS option, when the segment carries one (SYNs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mss: Option<u16>,
+    /// What the flow tracker named it (handshake 1/3, retransmission...).
     pub labels: Labels,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the RST was sent, when the stack said.
     pub rst_reason: Option<&'static str>,
     /// The fault injector (or a full link) lost this one.
     pub dropped: bool,
@@ -112,9 +121,11 @@ pub struct SegmentRecord {
 /// Segments, bytes and retransmissions one way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DirStats {
+    /// Segments recorded.
     pub segments: u64,
     /// Payload bytes, retransmitted ones included (what crossed the wire).
     pub bytes: u64,
+    /// Segments flagged as retransmissions, by direction.
     pub retransmissions: u64,
 }
 
@@ -138,20 +149,27 @@ pub struct FlowRecord {
     pub remote: SocketAddr,
     /// Who sent the first SYN (TCP), when seen.
     pub opened_by: Option<Side>,
+    /// When the flow was first seen.
     pub first_us: i64,
+    /// When the flow was last seen.
     pub last_us: i64,
     /// First SYN to the third handshake segment.
     pub handshake_us: Option<i64>,
+    /// When it closed (microseconds since start).
     pub closed_us: Option<i64>,
     /// `"FIN"`, `"RST"`, `"TIME-WAIT"`, `"CLOSED"`, `"evicted"`, `"superseded"`.
     pub close_reason: Option<&'static str>,
+    /// Which side reset the connection, if one did.
     pub rst_by: Option<Side>,
+    /// Why the RST was sent, when the stack said.
     pub rst_reason: Option<&'static str>,
     /// Peer to stack.
     pub inbound: DirStats,
     /// Stack to peer.
     pub outbound: DirStats,
+    /// The first segments recorded (the head of the conversation).
     pub first: Vec<SegmentRecord>,
+    /// The last segments recorded (the tail).
     pub last: VecDeque<SegmentRecord>,
     /// Segments between `first` and `last` that were not kept.
     pub folded: u64,
@@ -160,6 +178,7 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// A new record.
     pub fn new(
         id: u64,
         proto: &'static str,
@@ -189,6 +208,7 @@ impl FlowRecord {
         }
     }
 
+    /// Adds a label.
     pub fn push(&mut self, seg: SegmentRecord) {
         let stats = match seg.dir {
             Direction::In => &mut self.inbound,
@@ -256,6 +276,7 @@ impl FlowRecord {
         }
     }
 
+    /// Microseconds from the first segment to the close.
     pub fn duration_us(&self) -> i64 {
         self.closed_us.unwrap_or(self.last_us) - self.first_us
     }
@@ -320,15 +341,21 @@ impl fmt::Display for Secs {
 pub struct PacketRecord {
     /// Monotonically increasing, from 1.
     pub seq: u64,
+    /// Microseconds since the start.
     pub t_us: i64,
+    /// Which way it crossed the device.
     pub dir: Direction,
+    /// The frame, decoded.
     pub decoded: Decoded,
+    /// Connection id of the flow it belongs to, if any.
     pub conn: Option<u64>,
     /// TCP sequence number relative to the sender's first one.
     pub rel_seq: Option<u32>,
     /// TCP acknowledgment number relative to the receiver's first sequence number.
     pub rel_ack: Option<u32>,
+    /// What the flow tracker named it (handshake 1/3, retransmission...).
     pub labels: Labels,
+    /// Why the RST was sent, when the stack said.
     pub rst_reason: Option<&'static str>,
     /// Why the frame was lost on the way, if it was.
     pub dropped: Option<&'static str>,

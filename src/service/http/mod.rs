@@ -210,6 +210,7 @@ pub struct HttpSession {
 }
 
 impl HttpSession {
+    /// A session for a new connection.
     pub fn new(cx: &Context) -> Self {
         HttpSession {
             reading: Reading::Head,
