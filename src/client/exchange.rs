@@ -80,6 +80,23 @@ impl TcpExchange {
         }
     }
 
+    /// Its socket; a stale handle (never expected: the exchange holds it until it releases it) ends
+    /// the exchange rather than the program.
+    fn sock<'s>(
+        &mut self,
+        stack: &'s mut TracedStack,
+        h: TcpHandle,
+    ) -> Option<&'s mut tcp::Socket<'static>> {
+        match stack.tcp(h) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.handle = None;
+                self.phase = Phase::Failed(e.to_string());
+                None
+            }
+        }
+    }
+
     fn fail(&mut self, stack: &mut TracedStack, why: String) {
         if let Some(h) = self.handle.take() {
             stack.tcp_abort(h);
@@ -107,13 +124,8 @@ impl TcpExchange {
             },
         };
         let mut progress = false;
-        let sock = match stack.tcp(h) {
-            Ok(s) => s,
-            Err(e) => {
-                self.handle = None;
-                self.phase = Phase::Failed(e.to_string());
-                return true;
-            }
+        let Some(sock) = self.sock(stack, h) else {
+            return true;
         };
         let state = sock.state();
         if self.phase == Phase::Connecting {
@@ -144,13 +156,8 @@ impl TcpExchange {
                 return false;
             }
         }
-        let sock = match stack.tcp(h) {
-            Ok(s) => s,
-            Err(e) => {
-                self.handle = None;
-                self.phase = Phase::Failed(e.to_string());
-                return true;
-            }
+        let Some(sock) = self.sock(stack, h) else {
+            return true;
         };
         while sock.can_send() && self.sent < self.outgoing.len() {
             match sock.send_slice(&self.outgoing[self.sent..]) {

@@ -12,78 +12,31 @@ use crate::device::{FrameIo, Nic};
 use crate::service::{ServiceKind, Settings};
 use crate::status::Status;
 
-/// Test frames for the stack's own tests.
+/// The stack's test frames, from the shared builders: the harness's client (192.168.69.100,
+/// 02:..:02) talking to the stack (192.168.69.1, 02:..:01).
 pub(crate) mod test_frames {
-    use smoltcp::wire::{
-        EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Address, Ipv4Packet,
-        Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
+    use crate::frames::{Arp, Eth, Tcp, CLIENT_MAC, CLIENT_V4, SERVER_MAC, SERVER_V4};
 
-    /// An ARP reply telling the stack (192.168.69.1) where 192.168.69.100 is.
+    /// An ARP reply telling the stack where the client is.
     pub(crate) fn arp_reply() -> Vec<u8> {
-        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr};
-        let repr = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
-            source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            source_protocol_addr: Ipv4Address::new(192, 168, 69, 100),
-            target_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            target_protocol_addr: Ipv4Address::new(192, 168, 69, 1),
-        };
-        let mut buf = vec![0u8; 14 + repr.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf);
-        eth.set_src_addr(EthernetAddress([2, 0, 0, 0, 0, 2]));
-        eth.set_dst_addr(EthernetAddress([2, 0, 0, 0, 0, 1]));
-        eth.set_ethertype(EthernetProtocol::Arp);
-        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-        buf
+        Eth::to_server().arp(&Arp::reply(CLIENT_MAC, CLIENT_V4, SERVER_MAC, SERVER_V4))
     }
 
-    /// A SYN from 192.168.69.100:`src_port` to 192.168.69.1:`dst_port`.
+    /// A SYN from the client's `src_port` to the stack's `dst_port`.
     pub(crate) fn syn(src_port: u16, dst_port: u16) -> Vec<u8> {
-        segment(src_port, dst_port, TcpControl::Syn, 1000, None)
+        Tcp::new(src_port, dst_port, 1000)
+            .syn()
+            .mss(1460)
+            .to_server()
     }
 
-    pub(crate) fn segment(
-        src_port: u16,
-        dst_port: u16,
-        control: TcpControl,
-        seq: i32,
-        ack: Option<i32>,
-    ) -> Vec<u8> {
-        let src = Ipv4Address::new(192, 168, 69, 100);
-        let dst = Ipv4Address::new(192, 168, 69, 1);
-        let tcp = TcpRepr {
-            src_port,
-            dst_port,
-            control,
-            seq_number: TcpSeqNumber(seq),
-            ack_number: ack.map(TcpSeqNumber),
-            window_len: 64240,
-            window_scale: None,
-            max_seg_size: (control == TcpControl::Syn).then_some(1460),
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf);
-        eth.set_src_addr(EthernetAddress([2, 0, 0, 0, 0, 2]));
-        eth.set_dst_addr(EthernetAddress([2, 0, 0, 0, 0, 1]));
-        eth.set_ethertype(EthernetProtocol::Ipv4);
-        let caps = smoltcp::phy::ChecksumCapabilities::default();
-        let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
-        ip.emit(&mut ipp, &caps);
-        let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
-        tcp.emit(&mut tcpp, &src.into(), &dst.into(), &caps);
-        buf
+    /// A segment without options; `ack`, if any, sets ACK.
+    pub(crate) fn segment(src_port: u16, dst_port: u16, seq: u32, ack: Option<u32>) -> Tcp {
+        let t = Tcp::new(src_port, dst_port, seq);
+        match ack {
+            Some(n) => t.ack(n),
+            None => t,
+        }
     }
 }
 
@@ -217,21 +170,14 @@ fn establish(stack: &mut Stack<Recorder>, peer: &mut WireEnd, status: &mut Statu
         }
     }
     let isn = isn.expect("a SYN-ACK");
-    let ack = test_frames::segment(
-        40000,
-        7,
-        smoltcp::wire::TcpControl::None,
-        1001,
-        Some(isn.wrapping_add(1)),
-    );
-    peer.send(&ack).unwrap();
+    let ack = test_frames::segment(40000, 7, 1001, Some(isn.wrapping_add(1) as u32));
+    peer.send(&ack.to_server()).unwrap();
     turn(stack, status, Instant::ZERO);
     isn.wrapping_add(1)
 }
 
 #[test]
 fn test_rst_is_judged_by_the_socket_own_window() {
-    use smoltcp::wire::TcpControl;
     let (mut stack, mut peer) = stack_on_wire(8);
     let mut status = Status::default();
     let ours = establish(&mut stack, &mut peer, &mut status);
@@ -239,12 +185,12 @@ fn test_rst_is_judged_by_the_socket_own_window() {
     states.sort_by_key(|s| state_name(*s));
     assert_eq!(states, [tcp::State::Established, tcp::State::Listen]);
     // In the window but not RCV.NXT (1001): ignored, and told why.
-    let blind = test_frames::segment(40000, 7, TcpControl::Rst, 1100, Some(ours));
-    peer.send(&blind).unwrap();
+    let blind = test_frames::segment(40000, 7, 1100, Some(ours as u32)).rst();
+    peer.send(&blind.to_server()).unwrap();
     turn(&mut stack, &mut status, Instant::ZERO);
     // Far outside the window: ignored too.
-    let far = test_frames::segment(40000, 7, TcpControl::Rst, 1001 + 1_000_000, Some(ours));
-    peer.send(&far).unwrap();
+    let far = test_frames::segment(40000, 7, 1001 + 1_000_000, Some(ours as u32)).rst();
+    peer.send(&far.to_server()).unwrap();
     turn(&mut stack, &mut status, Instant::ZERO);
     assert_eq!(stack.connection_count(), 1, "still connected");
     let ignored: Vec<RstIgnored> = stack
@@ -258,8 +204,8 @@ fn test_rst_is_judged_by_the_socket_own_window() {
         .collect();
     assert_eq!(ignored, [RstIgnored::NotExact, RstIgnored::OutsideWindow]);
     // Exactly RCV.NXT: the connection is reset.
-    let exact = test_frames::segment(40000, 7, TcpControl::Rst, 1001, Some(ours));
-    peer.send(&exact).unwrap();
+    let exact = test_frames::segment(40000, 7, 1001, Some(ours as u32)).rst();
+    peer.send(&exact.to_server()).unwrap();
     turn(&mut stack, &mut status, Instant::ZERO);
     assert_eq!(stack.connection_count(), 0);
     assert!(stack.observer().0.iter().any(|e| matches!(
