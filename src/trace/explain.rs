@@ -193,7 +193,7 @@ fn in_net(a: Ipv4Addr, net: [u8; 4], bits: u32) -> bool {
 
 /// The kind of an IPv4 address, as a short tag, with its range and meaning.
 pub(crate) fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static str) {
-    const TABLE: [([u8; 4], u32, &str, &str, &str); 17] = [
+    const TABLE: [([u8; 4], u32, &str, &str, &str); 22] = [
         ([0, 0, 0, 0], 32, "unspecified", "0.0.0.0/32", "means \"any address\" (a socket bound here listens on every address) or \"no address yet\""),
         ([0, 0, 0, 0], 8, "this network", "0.0.0.0/8", "\"this network\": only valid as a source while a host learns its address"),
         ([127, 0, 0, 0], 8, "loopback", "127.0.0.0/8", "never leaves the machine: packets come straight back to the same host"),
@@ -202,7 +202,12 @@ pub(crate) fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static st
         ([192, 168, 0, 0], 16, "private", "192.168.0.0/16, RFC 1918", "for use inside homes and offices; not routed on the internet, reached from outside only through NAT"),
         ([100, 64, 0, 0], 10, "shared", "100.64.0.0/10, RFC 6598", "shared address space for carrier-grade NAT between an ISP and its customers"),
         ([169, 254, 0, 0], 16, "link-local", "169.254.0.0/16, RFC 3927", "picked by a host itself when no DHCP server answers; valid on one link only, never routed"),
+        ([192, 0, 0, 0], 29, "DS-Lite", "192.0.0.0/29, RFC 7335", "between the two ends of a DS-Lite tunnel (IPv4 carried over an IPv6-only access network)"),
+        ([192, 0, 0, 170], 31, "NAT64 discovery", "192.0.0.170/31, RFC 7050", "well-known names a host resolves to discover a NAT64 prefix"),
         ([192, 0, 0, 0], 24, "IETF protocol assignments", "192.0.0.0/24, RFC 6890", "reserved for special protocol uses"),
+        ([192, 88, 99, 0], 24, "6to4 relay anycast (deprecated)", "192.88.99.0/24, RFC 7526", "once the anycast address of 6to4 relays; deprecated, not to be used"),
+        ([192, 31, 196, 0], 24, "AS112", "192.31.196.0/24, RFC 7535", "answers the reverse-DNS queries for private addresses that leak onto the internet"),
+        ([192, 175, 48, 0], 24, "AS112", "192.175.48.0/24, RFC 7534", "answers the reverse-DNS queries for private addresses that leak onto the internet"),
         ([192, 0, 2, 0], 24, "documentation", "192.0.2.0/24, TEST-NET-1, RFC 5737", "for examples in documentation; never used on a real network"),
         ([198, 51, 100, 0], 24, "documentation", "198.51.100.0/24, TEST-NET-2, RFC 5737", "for examples in documentation; never used on a real network"),
         ([203, 0, 113, 0], 24, "documentation", "203.0.113.0/24, TEST-NET-3, RFC 5737", "for examples in documentation; never used on a real network"),
@@ -220,64 +225,52 @@ pub(crate) fn ipv4_kind(a: Ipv4Addr) -> (&'static str, &'static str, &'static st
     ("public", "", "")
 }
 
-/// The kind of an IPv6 address, as a short tag, with its range and meaning.
-pub(crate) fn ipv6_kind(a: Ipv6Addr) -> (&'static str, &'static str, &'static str) {
-    let s = a.segments();
-    if a.is_unspecified() {
-        (
-            "unspecified",
-            "::/128",
-            "means \"any address\" (a socket bound here listens on every address) or \"no address yet\"",
-        )
-    } else if a.is_loopback() {
-        (
-            "loopback",
-            "::1/128",
-            "never leaves the machine: packets come straight back to the same host",
-        )
-    } else if a.to_ipv4_mapped().is_some() {
-        (
-            "IPv4-mapped",
-            "::ffff:0:0/96",
-            "an IPv4 address written as IPv6, as a dual-stack socket reports IPv4 peers",
-        )
-    } else if s[0] & 0xffc0 == 0xfe80 {
-        (
-            "link-local",
-            "fe80::/10",
-            "valid on one link only (one cable, one Wi-Fi); every IPv6 interface has one, routers never forward it",
-        )
-    } else if s[0] & 0xfe00 == 0xfc00 {
-        (
-            "unique-local",
-            "fc00::/7",
-            "IPv6's private addresses: routed inside one site, not on the internet",
-        )
-    } else if s[0] & 0xff00 == 0xff00 {
-        (
-            "multicast",
-            "ff00::/8",
-            "a group address: one packet is delivered to every interface that joined the group",
-        )
-    } else if s[0] == 0x2001 && s[1] == 0x0db8 {
-        (
-            "documentation",
-            "2001:db8::/32, RFC 3849",
-            "for examples in documentation; never used on a real network",
-        )
-    } else if s[0] & 0xe000 == 0x2000 {
-        (
-            "global",
-            "2000::/3",
-            "a global unicast address: routed across the internet",
-        )
+fn in_net6(a: Ipv6Addr, net: [u16; 8], bits: u32) -> bool {
+    let mask = if bits == 0 {
+        0
     } else {
-        (
-            "reserved",
-            "",
-            "in a range IANA has not assigned for ordinary use",
-        )
+        u128::MAX << (128 - bits)
+    };
+    (u128::from(a) & mask) == (u128::from(Ipv6Addr::from(net)) & mask)
+}
+
+/// The kind of an IPv6 address, as a short tag, with its range and meaning. The special-purpose
+/// ranges come from IANA's IPv6 Special-Purpose Address Registry (RFC 6890 and the RFCs it lists),
+/// most specific first.
+pub(crate) fn ipv6_kind(a: Ipv6Addr) -> (&'static str, &'static str, &'static str) {
+    type Row = ([u16; 8], u32, &'static str, &'static str, &'static str);
+    const TABLE: [Row; 20] = [
+        ([0; 8], 128, "unspecified", "::/128", "means \"any address\" (a socket bound here listens on every address) or \"no address yet\""),
+        ([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", "::1/128", "never leaves the machine: packets come straight back to the same host"),
+        ([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "IPv4-mapped", "::ffff:0:0/96", "an IPv4 address written as IPv6, as a dual-stack socket reports IPv4 peers"),
+        ([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96, "NAT64", "64:ff9b::/96, RFC 6052", "the well-known NAT64 prefix: an IPv4 address embedded in its last 32 bits, reached through a NAT64 translator"),
+        ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "NAT64 (local use)", "64:ff9b:1::/48, RFC 8215", "a NAT64 prefix for translation inside one network"),
+        ([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only", "100::/64, RFC 6666", "a black hole: packets sent here are dropped on purpose (remotely triggered filtering)"),
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "Teredo", "2001::/32, RFC 4380", "IPv6 tunnelled in UDP over IPv4 through NATs; the address embeds the server and the client's public IPv4 address"),
+        ([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "benchmarking", "2001:2::/48, RFC 5180", "for testing network equipment in the lab"),
+        ([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "ORCHIDv2", "2001:20::/28, RFC 7343", "cryptographic host identifiers, not routed as locators"),
+        ([0x2001, 0x0db8, 0, 0, 0, 0, 0, 0], 32, "documentation", "2001:db8::/32, RFC 3849", "for examples in documentation; never used on a real network"),
+        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation", "3fff::/20, RFC 9637", "for examples in documentation; never used on a real network"),
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignments", "2001::/23, RFC 2928", "reserved for special protocol uses"),
+        ([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "6to4", "2002::/16, RFC 3056", "IPv6 carried over IPv4: the 32 bits after 2002: are the site's IPv4 address"),
+        ([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "segment routing", "5f00::/16, RFC 9602", "SRv6 segment identifiers: instructions for segment routing, inside one domain"),
+        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique-local", "fc00::/7, RFC 4193", "IPv6's private addresses: routed inside one site, not on the internet"),
+        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local", "fe80::/10", "valid on one link only (one cable, one Wi-Fi); every IPv6 interface has one, routers never forward it"),
+        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast", "ff00::/8", "a group address: one packet is delivered to every interface that joined the group"),
+        ([0, 0, 0, 0, 0, 0, 0, 0], 96, "IPv4-compatible (deprecated)", "::/96, RFC 4291", "an old way of writing IPv4 addresses as IPv6; deprecated, never used on the wire"),
+        ([0x2000, 0, 0, 0, 0, 0, 0, 0], 3, "global", "2000::/3", "a global unicast address: routed across the internet"),
+        ([0; 8], 0, "reserved", "", "in a range IANA has not assigned for ordinary use"),
+    ];
+    for (net, bits, tag, range, meaning) in TABLE {
+        if in_net6(a, net, bits) {
+            return (tag, range, meaning);
+        }
     }
+    (
+        "reserved",
+        "",
+        "in a range IANA has not assigned for ordinary use",
+    )
 }
 
 /// A few lines about one address.
@@ -291,7 +284,11 @@ pub(crate) fn explain_addr(a: IpAddr) -> String {
                 out,
                 "{v6} is an IPv6 address (128 bits, eight groups of 16 bits in hex)."
             );
-            let _ = write!(out, "  {tag} ({range}): {meaning}");
+            if range.is_empty() {
+                let _ = write!(out, "  {tag}: {meaning}");
+            } else {
+                let _ = write!(out, "  {tag} ({range}): {meaning}");
+            }
             if tag == "multicast" {
                 let scope = match s_scope(v6) {
                     1 => "interface-local",
@@ -460,6 +457,13 @@ pub(crate) fn port_service(p: u16) -> Option<&'static str> {
 pub(crate) fn explain_port(p: u16) -> String {
     let mut out = String::new();
     let range = port_range(p);
+    if p == 0 {
+        out.push_str(
+            "port 0 is reserved (RFC 6335): no packet should carry it; binding to port 0 asks the \
+             system to choose a free port",
+        );
+        return out;
+    }
     let _ = write!(out, "port {p} is a {range} port");
     match range {
         "well-known" => out.push_str(
@@ -472,11 +476,6 @@ pub(crate) fn explain_port(p: u16) -> String {
         _ => out.push_str(
             " (49152-65535): dynamic or ephemeral: the operating system picks one for the client end of a connection",
         ),
-    }
-    if p == 0 {
-        out.push_str(
-            "\n  port 0 is reserved: no packet should carry it; binding to port 0 asks the system to choose a free port",
-        );
     }
     if let Some(s) = port_service(p) {
         let usually = if p <= 1023 { "service" } else { "often" };
@@ -592,6 +591,43 @@ mod tests {
     }
 
     #[test]
+    fn test_special_purpose_ranges_of_rfc_6890_are_named() {
+        for (addr, tag, range) in [
+            ("64:ff9b::c000:201", "NAT64", "64:ff9b::/96, RFC 6052"),
+            (
+                "64:ff9b:1::1",
+                "NAT64 (local use)",
+                "64:ff9b:1::/48, RFC 8215",
+            ),
+            ("100::1", "discard-only", "100::/64, RFC 6666"),
+            ("2001::1", "Teredo", "2001::/32, RFC 4380"),
+            ("2001:2::1", "benchmarking", "2001:2::/48, RFC 5180"),
+            ("2001:db8::1", "documentation", "2001:db8::/32, RFC 3849"),
+            ("3fff::1", "documentation", "3fff::/20, RFC 9637"),
+            ("2002:c000:204::1", "6to4", "2002::/16, RFC 3056"),
+            ("fd00::1", "unique-local", "fc00::/7, RFC 4193"),
+            ("2606:4700::1", "global", "2000::/3"),
+        ] {
+            let a: Ipv6Addr = addr.parse().unwrap();
+            assert_eq!(ipv6_kind(a).0, tag, "{addr}");
+            assert_eq!(ipv6_kind(a).1, range, "{addr}");
+        }
+        for (addr, tag) in [
+            ("192.88.99.1", "6to4 relay anycast (deprecated)"),
+            ("192.0.0.2", "DS-Lite"),
+            ("192.0.0.9", "IETF protocol assignments"),
+            ("192.0.0.170", "NAT64 discovery"),
+            ("192.175.48.1", "AS112"),
+        ] {
+            assert_eq!(ipv4_kind(addr.parse().unwrap()).0, tag, "{addr}");
+        }
+        // A reserved range has no range text: no empty "()".
+        let t = explain("4000::1").unwrap();
+        assert!(t.contains("reserved: in a range IANA"), "{t}");
+        assert!(!t.contains("()"), "{t}");
+    }
+
+    #[test]
     fn test_port_ranges() {
         for (p, r) in [
             (0, "well-known"),
@@ -602,9 +638,14 @@ mod tests {
             (65535, "dynamic"),
         ] {
             assert_eq!(port_range(p), r, "{p}");
-            assert!(explain(&p.to_string()).unwrap().contains(r));
+            if p != 0 {
+                assert!(explain(&p.to_string()).unwrap().contains(r));
+            }
         }
-        assert!(explain("0").unwrap().contains("reserved"));
+        // Port 0 is in the well-known range but no service's: it is only ever reserved.
+        let zero = explain("0").unwrap();
+        assert!(zero.contains("reserved (RFC 6335)"), "{zero}");
+        assert!(!zero.contains("servers listen here"), "{zero}");
         assert!(explain("7").unwrap().contains("echo"));
         assert!(explain("22").unwrap().contains("ssh"));
     }

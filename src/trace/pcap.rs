@@ -1,5 +1,6 @@
-//! A libpcap capture writer: LINKTYPE_ETHERNET, microsecond timestamps, snaplen 65535, little-endian
-//! headers. Each frame is written and flushed at once, so `tcpdump -r FILE` reads the capture while
+//! A libpcap capture writer: LINKTYPE_ETHERNET, microsecond timestamps, little-endian headers,
+//! snaplen 262144 as tcpdump's (an offloaded 64 KiB TCP segment is 65,549 bytes with its headers, and
+//! Wireshark cannot check a cut one). Each frame is written and flushed at once, so `tcpdump -r FILE` reads the capture while
 //! the program runs. No allocation per frame: a 16-byte record header on the stack, then the frame.
 
 use std::io::{self, Write};
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub(crate) const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
 pub(crate) const LINKTYPE_ETHERNET: u32 = 1;
-pub(crate) const SNAPLEN: u32 = 65535;
+pub(crate) const SNAPLEN: u32 = 262_144;
 
 pub(crate) struct PcapWriter<W: Write> {
     out: W,
@@ -74,10 +75,7 @@ mod tests {
         let b = w.into_inner();
         assert_eq!(
             &b[..24],
-            &[
-                0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0,
-                0, 0
-            ]
+            &[0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0]
         );
         let mut at = 24;
         let expect_ts = [
@@ -101,13 +99,25 @@ mod tests {
     }
 
     #[test]
+    fn test_offloaded_segments_are_captured_whole() {
+        // A 64 KiB segment with its Ethernet, IP and TCP headers: over the old 65,535 snaplen.
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        let seg = vec![7u8; 65_549];
+        w.write_frame_at(5, 6, &seg).unwrap();
+        let b = w.into_inner();
+        assert_eq!(&b[16..20], &262_144u32.to_le_bytes(), "global snaplen");
+        assert_eq!(&b[24 + 8..24 + 12], &65_549u32.to_le_bytes());
+        assert_eq!(b.len(), 24 + 16 + 65_549);
+    }
+
+    #[test]
     fn test_snaplen_truncates_but_keeps_orig_len() {
         let mut w = PcapWriter::new(Vec::new()).unwrap();
-        let big = vec![7u8; 70000];
+        let big = vec![7u8; 300_000];
         w.write_frame_at(5, 6, &big).unwrap();
         let b = w.into_inner();
-        assert_eq!(&b[24 + 8..24 + 12], &65535u32.to_le_bytes());
-        assert_eq!(&b[24 + 12..24 + 16], &70000u32.to_le_bytes());
-        assert_eq!(b.len(), 24 + 16 + 65535);
+        assert_eq!(&b[24 + 8..24 + 12], &262_144u32.to_le_bytes());
+        assert_eq!(&b[24 + 12..24 + 16], &300_000u32.to_le_bytes());
+        assert_eq!(b.len(), 24 + 16 + 262_144);
     }
 }
