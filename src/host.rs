@@ -40,9 +40,11 @@ const LINGER: Duration = Duration::from_secs(5);
 /// the loop while a burst arrives. The kernel's accept queue (128 on a mio listener) holds the rest,
 /// handshakes done, for the next turn: a turn later, not a reset. Measured with `ab -c 64 -n 20000`
 /// on `/netstat.json` while echoing on both stacks (tests/reliability_round2_host.rs; 2 shared cores,
-/// three runs each): budget 8: 2,400-2,900 requests/s, echo p50 1.5-3.7 ms; 16: 3,000-3,700/s,
-/// 2.9-5.9 ms; 32: 2,800-4,000/s, 4.7-12 ms; 64: echo max over 100 ms; unbounded: 500+ resets and
-/// echo stalls of 0.4-1 s. 16 keeps most of the throughput at a few milliseconds of latency.
+/// five runs each): budget 8: 2,400-3,900 requests/s, echo p50 1.2-3.7 ms; 16: 2,200-3,700/s,
+/// 2.9-7.9 ms; 32: 2,800-4,900/s, 4.2-12 ms; 64: echo max over 100 ms; unbounded: about 1,000
+/// failed requests and echo stalls of 0.4-1 s. Latency grows with the budget while throughput stays
+/// within the noise from 8 to 32; 16 keeps a few milliseconds with half the turns (each scans every
+/// host connection for timers) of 8.
 pub const ACCEPT_BUDGET: usize = 16;
 
 /// Why binding a host socket failed.

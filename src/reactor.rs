@@ -592,20 +592,26 @@ impl Reactor {
             StdinRead::More => return true,
             StdinRead::Drained => w.ready = false,
             StdinRead::Closed => {
-                self.stdin = None;
+                self.stop_stdin();
                 self.begin_shutdown("standard input closed");
             }
             StdinRead::Failed(e) => {
-                let mut w = self.stdin.take().expect("checked above");
-                let _ = self
-                    .poll
-                    .registry()
-                    .deregister(&mut SourceFd(&w.file.as_raw_fd()));
-                w.ready = false;
+                self.stop_stdin();
                 log::warn!("--stdin-exit: cannot read standard input ({e}); no longer watching it");
             }
         }
         false
+    }
+
+    /// Stops watching standard input. Deregistered before it is closed: a duplicate of fd 0 shares its
+    /// open file, whose registration would otherwise outlive our descriptor.
+    fn stop_stdin(&mut self) {
+        if let Some(w) = self.stdin.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&w.file.as_raw_fd()));
+        }
     }
 
     fn finish(&mut self) -> Summary {
@@ -721,7 +727,7 @@ impl StdinWatch {
     }
 
     fn read(&mut self) -> StdinRead {
-        let mut buf = vec![0u8; STDIN_CHUNK];
+        let mut buf = [0u8; STDIN_CHUNK];
         for _ in 0..STDIN_READS {
             if !crate::device::tap::fd_readable(self.file.as_raw_fd()) {
                 return StdinRead::Drained;
