@@ -4,11 +4,17 @@
 //! 1. ingress: up to [`INGRESS_BUDGET`] frames from the link into smoltcp (so a flood on the TAP cannot
 //!    starve the host sockets); if the budget ran out the turn ends with a zero timeout, since mio is
 //!    edge-triggered and will not report the remaining frames again;
-//! 2. services: every session of both stacks gets input, output and timers;
+//! 2. services: every session of both stacks gets input, output and timers; each host listener with
+//!    connections waiting accepts up to [`ACCEPT_BUDGET`](crate::host::ACCEPT_BUDGET) of them, and a
+//!    backlog left over ends the turn with a zero timeout too, so the connections already open (their
+//!    FINs, their requests) are served between two batches of new ones;
 //! 3. egress: smoltcp sends what the services queued;
 //! 4. the next deadline, computed after the services ran: smoltcp's `poll_at`, the fault injector's held
 //!    frames, the sessions' own timers, the stats interval;
 //! 5. `mio::Poll::poll` until readiness or that deadline. Idle means no wake-ups beyond real timers.
+//!
+//! Readiness only marks work for the next turn where the work is budgeted (the TAP, host listeners,
+//! standard input under `--stdin-exit`); nothing the loop does waits for a peer or for input.
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -16,8 +22,10 @@ use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use smoltcp::time::{Duration, Instant};
 use std::fmt;
+use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
@@ -106,7 +114,8 @@ pub(crate) struct Reactor {
     signals: Signals,
     stats_interval: Option<Duration>,
     next_stats: Option<Instant>,
-    stdin_exit: bool,
+    /// Standard input, watched for its end under `--stdin-exit`.
+    stdin: Option<StdinWatch>,
     shutdown_at: Option<Instant>,
     /// Loop turns that slept and were woken (for the idle wake-up figure).
     pub wakeups: u64,
@@ -193,17 +202,19 @@ impl Reactor {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| RunError::Io("cannot watch signals", e))?;
-        let mut stdin_exit = cfg.stdin_exit;
-        if stdin_exit
-            && poll
-                .registry()
-                .register(&mut SourceFd(&0), STDIN, Interest::READABLE)
-                .is_err()
-        {
-            // A regular file or /dev/null cannot be polled: it never "closes" in that sense anyway.
-            log::warn!("--stdin-exit: standard input cannot be watched; ignoring it");
-            stdin_exit = false;
-        }
+        let stdin = if cfg.stdin_exit {
+            match StdinWatch::open(io::stdin().as_fd(), poll.registry()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    // A regular file or /dev/null cannot be polled: it never "closes" in that sense
+                    // anyway.
+                    log::warn!("--stdin-exit: standard input cannot be watched ({e}); ignoring it");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut status = Status {
             endpoints: stack.endpoints(),
             ..Status::default()
@@ -221,7 +232,7 @@ impl Reactor {
             signals,
             stats_interval: cfg.stats_interval,
             next_stats: cfg.stats_interval.map(|d| now + d),
-            stdin_exit,
+            stdin,
             shutdown_at: None,
             wakeups: 0,
             peer: None,
@@ -342,6 +353,7 @@ impl Reactor {
         };
         let mut app_done = None;
         let mut progress = false;
+        let mut accept_backlog = false;
         let n = self
             .stack
             .turn(now, INGRESS_BUDGET, &mut self.status, |stack, status| {
@@ -355,6 +367,7 @@ impl Reactor {
                         settings,
                         trace: stack.observer().view(),
                     };
+                    accept_backlog = h.accept_backlog(registry, &cx, stack.observer());
                     h.run_timers(registry, &cx);
                     h.apply_rows(status);
                 }
@@ -363,7 +376,8 @@ impl Reactor {
                 }
             });
         self.stack.observer_mut().tick(now);
-        let mut more = n == INGRESS_BUDGET;
+        // Like frames left on the link: mio will not report a listener's remaining connections again.
+        let mut more = n == INGRESS_BUDGET || accept_backlog;
         if let Some(peer) = self.peer.as_mut() {
             // The client stack has no services and no status rows of its own.
             let mut scratch = Status::default();
@@ -419,7 +433,8 @@ impl Reactor {
     pub(crate) fn run(&mut self) -> Result<(), RunError> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let more = self.turn();
+            let mut more = self.turn();
+            more |= self.read_stdin();
             if let Some(e) = self.stack.nic_mut().take_fatal() {
                 let now = self.clock.now();
                 self.stack.observer_mut().error(now, &e.to_string());
@@ -535,28 +550,60 @@ impl Reactor {
                 }
                 // Frames are read in the next turn's budgeted ingress.
                 LINK => {}
+                // Read in the next loop turn, a bounded amount at a time.
                 STDIN => {
-                    if self.stdin_exit && stdin_closed() {
-                        self.begin_shutdown("standard input closed");
+                    if let Some(w) = self.stdin.as_mut() {
+                        w.ready = true;
                     }
                 }
                 token => {
                     if let Some(h) = self.host.as_mut() {
-                        let tracer = self.stack.observer();
                         let cx = Context {
                             now,
                             wall,
                             status: &self.status,
                             settings: &self.settings,
-                            trace: Some(tracer),
+                            trace: Some(self.stack.observer()),
                         };
-                        h.ready(self.poll.registry(), token, &cx, tracer);
+                        h.ready(self.poll.registry(), token, &cx);
                     }
                 }
             }
         }
         if let Some(h) = self.host.as_mut() {
             h.apply_rows(&mut self.status);
+        }
+    }
+
+    /// Reads what standard input has, at most [`STDIN_READS`] reads, never waiting (`--stdin-exit`);
+    /// its end begins the shutdown. Returns whether input is left for the next turn.
+    fn read_stdin(&mut self) -> bool {
+        let Some(w) = self.stdin.as_mut().filter(|w| w.ready) else {
+            return false;
+        };
+        match w.read() {
+            StdinRead::More => return true,
+            StdinRead::Drained => w.ready = false,
+            StdinRead::Closed => {
+                self.stop_stdin();
+                self.begin_shutdown("standard input closed");
+            }
+            StdinRead::Failed(e) => {
+                self.stop_stdin();
+                log::warn!("--stdin-exit: cannot read standard input ({e}); no longer watching it");
+            }
+        }
+        false
+    }
+
+    /// Stops watching standard input. Deregistered before it is closed: a duplicate of fd 0 shares its
+    /// open file, whose registration would otherwise outlive our descriptor.
+    fn stop_stdin(&mut self) {
+        if let Some(w) = self.stdin.take() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&w.file.as_raw_fd()));
         }
     }
 
@@ -615,15 +662,127 @@ fn refresh_counters(
     }
 }
 
-/// Reads what standard input has; true at end of file.
-fn stdin_closed() -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match io::stdin().lock().read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
+/// Reads of standard input per loop turn at most (of [`STDIN_CHUNK`] bytes): a writer that never
+/// stops gets 256 KiB a turn read and discarded, and the loop serves everything else in between.
+const STDIN_READS: usize = 16;
+const STDIN_CHUNK: usize = 16 * 1024;
+
+/// Standard input under `--stdin-exit`, read (and discarded) without ever blocking the loop.
+///
+/// No `O_NONBLOCK` is set on the standard input we were given: that flag belongs to the open file
+/// description, which the shell or harness shares (a shell would find its terminal non-blocking after
+/// we exit), and setting or restoring it needs `fcntl`, outside `device::tap` the crate has no
+/// `unsafe`. Instead:
+/// - a pipe, FIFO or terminal is opened again through `/proc/self/fd/0` with `O_NONBLOCK`: a new
+///   open file description of our own on the same pipe or terminal, whose reads return `WouldBlock`
+///   instead of waiting;
+/// - where that cannot be done (a socket: ENXIO; no /proc), a duplicate of the descriptor, unchanged;
+/// - either way each read is preceded by poll(2) with a zero timeout ([`fd_readable`], level-triggered,
+///   so it can be asked before every read), so even the blocking duplicate is read only when a read
+///   returns at once (data or end of file).
+///
+/// [`fd_readable`]: crate::device::tap::fd_readable
+struct StdinWatch {
+    file: File,
+    /// Readable and not known to be drained: edge-triggered readiness will not say so again.
+    ready: bool,
+}
+
+/// What one turn's reading of standard input found.
+#[derive(Debug)]
+enum StdinRead {
+    /// Nothing more to read now.
+    Drained,
+    /// The turn's reads are used up and more may be waiting.
+    More,
+    /// End of file.
+    Closed,
+    Failed(io::Error),
+}
+
+impl StdinWatch {
+    /// Opens `fd` for reading as described above and registers it under [`STDIN`].
+    fn open(fd: BorrowedFd<'_>, registry: &mio::Registry) -> io::Result<StdinWatch> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            // O_NOCTTY: a terminal opened again must not become our controlling terminal.
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .or_else(|_| fd.try_clone_to_owned().map(File::from))?;
+        registry.register(&mut SourceFd(&file.as_raw_fd()), STDIN, Interest::READABLE)?;
+        // Input may have arrived before the registration: look once.
+        Ok(StdinWatch { file, ready: true })
+    }
+
+    fn read(&mut self) -> StdinRead {
+        let mut buf = [0u8; STDIN_CHUNK];
+        for _ in 0..STDIN_READS {
+            if !crate::device::tap::fd_readable(self.file.as_raw_fd()) {
+                return StdinRead::Drained;
+            }
+            match self.file.read(&mut buf) {
+                Ok(0) => return StdinRead::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return StdinRead::Drained,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return StdinRead::Failed(e),
+            }
         }
+        StdinRead::More
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// The open file's flags, from /proc/self/fdinfo (no `fcntl`, no `unsafe`).
+    fn nonblocking(fd: &impl AsRawFd) -> bool {
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| i32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        flags & libc::O_NONBLOCK != 0
+    }
+
+    /// A pipe (a harness's stdin): opened again, non-blocking, with the given descriptor's flags
+    /// untouched; what is there is read, an empty pipe is `Drained` instead of a wait, its end `Closed`.
+    #[test]
+    fn test_stdin_watch_on_a_pipe_never_waits_and_sees_the_end() {
+        let poll = Poll::new().unwrap();
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut watch = StdinWatch::open(r.as_fd(), poll.registry()).unwrap();
+        assert!(watch.ready, "input before the registration is looked for");
+        assert!(nonblocking(&watch.file));
+        assert!(
+            !nonblocking(&r),
+            "the shared descriptor's flags must not change"
+        );
+        assert!(matches!(watch.read(), StdinRead::Drained));
+        w.write_all(&[b'x'; 5000]).unwrap();
+        assert!(matches!(watch.read(), StdinRead::Drained));
+        drop(w);
+        assert!(matches!(watch.read(), StdinRead::Closed));
+    }
+
+    /// A socket cannot be opened through /proc: a duplicate, unchanged (still blocking), read only when
+    /// poll(2) says a read returns at once.
+    #[test]
+    fn test_stdin_watch_on_a_socket_never_waits_and_sees_the_end() {
+        let poll = Poll::new().unwrap();
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut watch = StdinWatch::open(a.as_fd(), poll.registry()).unwrap();
+        assert!(!nonblocking(&watch.file));
+        assert!(matches!(watch.read(), StdinRead::Drained));
+        b.write_all(b"a line\n").unwrap();
+        assert!(matches!(watch.read(), StdinRead::Drained));
+        drop(b);
+        assert!(matches!(watch.read(), StdinRead::Closed));
     }
 }
