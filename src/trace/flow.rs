@@ -4,7 +4,9 @@
 //! Flows are keyed by protocol and 4-tuple seen from the stack: `local` is the stack's end (source of
 //! `out` frames, destination of `in` frames). TCP flows follow the segments; UDP 4-tuples and ICMP echo
 //! identifiers get lighter records of the same shape. The table is bounded: when full, a closed (or
-//! non-TCP) flow is evicted first, else the oldest live one; evictions are counted.
+//! non-TCP) flow is evicted first, else the oldest live one; evictions are counted. Beside a stack,
+//! a TCP flow the stack never opened (an ACK or FIN flood, a refused SYN) is retirable from its first
+//! frame, like a UDP flow, so only the stack's own connections are live flows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -120,6 +122,9 @@ pub struct FlowTable {
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
     /// Shared with the stack (and through it the host side), so that an id names one connection.
     ids: ConnIds,
+    /// A stack tells this table which connections it opens ([`FlowTable::open`]): a TCP flow that
+    /// only frames started is then traffic the stack has no connection for.
+    stack_driven: bool,
     narration: NarrationLimit,
 }
 
@@ -141,6 +146,7 @@ impl FlowTable {
             closed: VecDeque::new(),
             rst_hints: HashMap::new(),
             ids: ConnIds::default(),
+            stack_driven: false,
             narration: NarrationLimit::new(0),
         }
     }
@@ -160,9 +166,11 @@ impl FlowTable {
         self.ids.next()
     }
 
-    /// Takes ids from `ids` (the stack's) from now on.
+    /// Takes ids from `ids` (the stack's) from now on; the stack will also say which connections it
+    /// opens, so that TCP flows it never opened can be retired like UDP and ICMP flows.
     pub fn share_ids(&mut self, ids: ConnIds) {
         self.ids = ids;
+        self.stack_driven = true;
     }
 
     /// The stack opened connection `id` on this 4-tuple: its flow starts now, under the stack's id
@@ -441,6 +449,13 @@ impl FlowTable {
         }
         if !self.map.contains_key(&key) {
             self.create(key, now_us);
+            // The stack never opened it (it would have said so first): an ACK, FIN or refused SYN
+            // from a source the stack cannot or need not answer. Nothing will ever close such a flow
+            // when the answer cannot leave (no route, no ARP reply), so it may be retired at once,
+            // like a UDP flow: random-source floods used to fill the table to its cap.
+            if self.stack_driven {
+                self.make_evictable(&key);
+            }
         }
         let hint = if fl.rst() && dir == Direction::Out {
             self.rst_hints.remove(&(key.local, key.remote))
@@ -514,6 +529,14 @@ impl FlowTable {
             labels.push("handshake 3/3");
             f.stage = 3;
             f.rec.handshake_us = Some(now_us - f.syn_at);
+        }
+
+        // A SYN one way and a SYN-ACK the other: a connection is being set up on a flow that was
+        // retirable (one only frames started), so it is followed as live until it closes. Only the
+        // stack sends our side's SYN-ACK, so no peer can keep a flow live by itself.
+        if fl.syn() && f.dirs[0].syn && f.dirs[1].syn && !f.closed && f.evict_seq != 0 {
+            self.evictable.remove(&f.evict_seq);
+            f.evict_seq = 0;
         }
 
         // The close.
