@@ -728,3 +728,89 @@ impl FlowTable {
         Some((f.rec.local, f.rec.remote, f.rec.proto))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::{Eth, Tcp, SERVER_V4};
+    use crate::trace::decode::decode;
+    use std::net::Ipv4Addr;
+
+    fn seen(t: &mut FlowTable, now_us: i64, dir: Direction, frame: &[u8]) -> Observed {
+        t.observe(now_us, dir, &decode(frame))
+    }
+
+    /// A table beside a stack (which shares its ids with it).
+    fn stack_driven() -> FlowTable {
+        let mut t = FlowTable::default();
+        t.share_ids(ConnIds::default());
+        t
+    }
+
+    #[test]
+    fn test_flows_the_stack_never_opened_are_retired_past_the_evictable_limit() {
+        let mut t = stack_driven();
+        // A connection the stack opened: live, whatever comes after it.
+        let (local, remote) = (
+            "192.168.69.1:7".parse().unwrap(),
+            "192.168.69.100:40000".parse().unwrap(),
+        );
+        t.open(0, local, remote, 1);
+        let n = EVICTABLE_KEPT as u32 + 3000;
+        for i in 0..n {
+            let src = Ipv4Addr::from(0xc612_0000 + i);
+            let seg = if i % 2 == 0 {
+                Tcp::new(1000 + i as u16, 7, i).ack(7)
+            } else {
+                Tcp::new(1000 + i as u16, 7, i).fin().ack(7)
+            };
+            let o = seen(
+                &mut t,
+                i as i64,
+                Direction::In,
+                &Eth::to_server().ipv4(src, SERVER_V4).tcp(&seg),
+            );
+            assert!(o.conn.is_some() && !o.closed);
+        }
+        assert_eq!(t.len(), EVICTABLE_KEPT + 1);
+        assert_eq!(t.evictions(), 0, "retired, not evicted");
+        assert!(
+            t.get(TCP, local, remote).is_some(),
+            "the stack's own flow stays"
+        );
+        assert!(t.closed().is_empty(), "retiring tells nothing");
+    }
+
+    #[test]
+    fn test_a_syn_syn_ack_exchange_keeps_a_frame_started_flow_live() {
+        let mut t = stack_driven();
+        let peer = Ipv4Addr::new(192, 168, 69, 100);
+        let syn = Eth::to_server()
+            .ipv4(peer, SERVER_V4)
+            .tcp(&Tcp::new(40000, 7, 10).syn());
+        let syn_ack = Eth::to_client()
+            .ipv4(SERVER_V4, peer)
+            .tcp(&Tcp::new(7, 40000, 99).syn().ack(11));
+        seen(&mut t, 0, Direction::In, &syn);
+        seen(&mut t, 1, Direction::Out, &syn_ack);
+        // A SYN-ACK from outside does not count: only the stack sends ours.
+        let spoofed = Eth::to_server()
+            .ipv4(Ipv4Addr::new(192, 168, 69, 66), SERVER_V4)
+            .tcp(&Tcp::new(40001, 7, 10).syn().ack(1));
+        seen(&mut t, 2, Direction::In, &spoofed);
+        for i in 0..EVICTABLE_KEPT as u32 + 10 {
+            let src = Ipv4Addr::from(0xc612_0000 + i);
+            let ack = Eth::to_server()
+                .ipv4(src, SERVER_V4)
+                .tcp(&Tcp::new(1, 7, i).ack(1));
+            seen(&mut t, 10 + i as i64, Direction::In, &ack);
+        }
+        let local = SocketAddr::new(SERVER_V4.into(), 7);
+        assert!(t
+            .get(TCP, local, SocketAddr::new(peer.into(), 40000))
+            .is_some());
+        assert!(t
+            .get(TCP, local, "192.168.69.66:40001".parse().unwrap())
+            .is_none());
+    }
+}
