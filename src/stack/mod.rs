@@ -587,7 +587,8 @@ impl<O: StackObserver> Stack<O> {
     }
 
     /// Takes an entry out; its socket is aborted silently (nothing more is sent) and kept for reuse.
-    /// Every connection leaves through here, with one `Closed` event.
+    /// Every connection leaves through here (or through its two halves, [`Stack::take_out`] and
+    /// [`Stack::park`], when an RST must go between them), with one `Closed` event.
     fn recycle(&mut self, key: usize, cause: CloseCause) {
         let e = self.take_out(key, cause);
         self.park(e);
