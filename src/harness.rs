@@ -617,6 +617,16 @@ impl Harness {
             .count()
     }
 
+    /// Why each of the server tracer's last 64 closed TCP connections closed, oldest first (the
+    /// `reason` of their `conn_closed` events: `"FIN"`, `"RST"`, `"handshake timed out"`...).
+    pub fn trace_close_reasons(&self) -> Vec<&'static str> {
+        self.server
+            .observer()
+            .closed_flows()
+            .map(|f| f.close_reason.unwrap_or("-"))
+            .collect()
+    }
+
     /// The state of every TCP socket of the server, listeners included (for failure messages).
     pub fn tcp_states(&self) -> Vec<tcp::State> {
         self.server.tcp_states()

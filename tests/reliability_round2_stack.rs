@@ -189,6 +189,13 @@ fn h2_fin_wait1_against_a_zero_window_is_reset_after_the_bound() {
     assert!(after <= ORPHAN_BOUND + Duration::from_secs(1), "{after:?}");
     assert_eq!(timed_out, 8);
     assert_eq!(rsts, 8, "each is reset once");
+    // The trace tells why, from the stack's event (not a bare "RST").
+    let reasons = h.trace_close_reasons();
+    let told = reasons
+        .iter()
+        .filter(|r| **r == "FIN-WAIT-1 timed out, reset")
+        .count();
+    assert_eq!(told, 8, "{reasons:?}");
     // The slots serve again.
     let c = h.connect(80).unwrap();
     assert!(h.run_until(Duration::from_secs(3), |h| h.is_established(c)));
@@ -256,6 +263,7 @@ fn h2_last_ack_against_a_silent_peer_is_reset_after_the_bound() {
     assert!(after <= ORPHAN_BOUND + Duration::from_secs(1), "{after:?}");
     assert_eq!(drops(&h, LAST_ACK_TIMED_OUT), 1);
     assert_eq!(rsts_out(&h, 7, mark), 1, "reset once");
+    assert_eq!(h.trace_close_reasons(), ["LAST-ACK timed out, reset"]);
 }
 
 /// Both sides close at once (daytime's FIN crosses the peer's), then the peer goes silent: the
@@ -290,6 +298,7 @@ fn h2_closing_against_a_silent_peer_is_reset_after_the_bound() {
     );
     assert!(gone, "{:?}", states(&h));
     assert_eq!(drops(&h, CLOSING_TIMED_OUT), 1);
+    assert_eq!(h.trace_close_reasons(), ["CLOSING timed out, reset"]);
 }
 
 // ---------------------------------------------------------------------------------------------
