@@ -617,6 +617,31 @@ impl Harness {
         self.server.socket_count()
     }
 
+    /// Flows in the server tracer's table (live ones, and closed or connectionless ones not yet
+    /// retired): what a flood of frames the stack cannot answer must not grow without bound.
+    pub fn trace_flow_count(&self) -> usize {
+        self.server.observer().flow_count()
+    }
+
+    /// Flows in the server tracer's table whose peer is `ip`.
+    pub fn trace_flows_from(&self, ip: IpAddr) -> usize {
+        self.server
+            .observer()
+            .flow_records()
+            .filter(|f| f.remote.ip() == ip)
+            .count()
+    }
+
+    /// Why each of the server tracer's last 64 closed TCP connections closed, oldest first (the
+    /// `reason` of their `conn_closed` events: `"FIN"`, `"RST"`, `"handshake timed out"`...).
+    pub fn trace_close_reasons(&self) -> Vec<&'static str> {
+        self.server
+            .observer()
+            .closed_flows()
+            .map(|f| f.close_reason.unwrap_or("-"))
+            .collect()
+    }
+
     /// The state of every TCP socket of the server, listeners included (for failure messages).
     pub fn tcp_states(&self) -> Vec<tcp::State> {
         self.server.tcp_states()

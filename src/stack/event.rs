@@ -63,6 +63,11 @@ pub enum Timeout {
     Handshake,
     /// The peer never sent its FIN after ours was acknowledged.
     FinWait2,
+    /// After our close the peer held the connection open in this state (FIN-WAIT-1, CLOSING or
+    /// LAST-ACK) for too long: it never took our last data and FIN (a window kept at zero) or never
+    /// acknowledged them (silence). We aborted it with RST, as Linux does with an orphaned socket
+    /// whose retries ran out.
+    Orphan(State),
 }
 
 /// How a connection ended.

@@ -1,7 +1,8 @@
 //! Listener pools: smoltcp has no listen queue (one socket serves one connection, and a SYN that finds
 //! no listening socket gets RST), so each served port keeps a listening entry at all times. A SYN to a
 //! served port first gets a fresh listener, unless `--max-connections` is reached: then a half-open
-//! connection gives way, or the SYN is refused, counted and logged.
+//! connection gives way, or the SYN is refused, counted and logged, whether or not its port still
+//! has a listener (listeners do not count towards the limit; served connections on all ports do).
 
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
@@ -155,15 +156,17 @@ impl<O: StackObserver> Stack<O> {
             self.refuse(now, p, Refusal::NoListener);
             return None;
         };
-        self.replenish(pool);
-        let mut key = self.listen.pools[pool].listeners.first().copied();
-        // At the limit: a half-open connection gives way (as a kernel's full SYN queue drops its
+        // The limit is on served connections across all ports, not per listener: every port keeps
+        // its listener when the limit is reached elsewhere (a connection closing anywhere frees a
+        // slot for any port), so the listener's presence says nothing about the room left.
+        // At the limit, a half-open connection gives way (as a kernel's full SYN queue drops its
         // oldest), so a flood of SYNs that are never answered cannot lock real clients out.
-        if key.is_none() && self.evict_half_open() {
-            self.replenish(pool);
-            key = self.listen.pools[pool].listeners.first().copied();
+        if self.listen.served >= self.listen.max_connections && !self.evict_half_open() {
+            self.refuse(now, p, Refusal::ConnectionLimit);
+            return None;
         }
-        let Some(key) = key else {
+        self.replenish(pool);
+        let Some(key) = self.listen.pools[pool].listeners.first().copied() else {
             self.refuse(now, p, Refusal::ConnectionLimit);
             return None;
         };

@@ -66,6 +66,16 @@ pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// (Linux's `tcp_fin_timeout` is also 60 s). Without it a peer that never closes holds a connection
 /// slot, and enough of them fill `--max-connections`.
 pub(crate) const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a peer may hold a connection open after we closed it (FIN-WAIT-1, CLOSING, LAST-ACK),
+/// counted from our FIN: a window kept at zero (the peer never reads our last data, so the FIN never
+/// goes) or silence (our FIN is never acknowledged; smoltcp retransmits it for ever). Then the
+/// connection is reset and its slot is free. Linux aborts such an orphan once its retries run out
+/// (`tcp_orphan_retries`, 8 by default; the issue measured the host side freeing the same client in
+/// 8-10 s); we bound time rather than retries, because a peer that answers every zero-window probe
+/// never lets a retry count grow. 60 s, like [`FIN_WAIT2_TIMEOUT`]: a connection we closed holds its
+/// slot at most 60 s in each phase of the close, and a reader as slow as 1.1 KiB/s (4.3 KiB/s with
+/// the 256 KiB offload buffers) still gets every byte of a full send buffer within the bound.
+pub(crate) const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub(crate) const UDP_PACKETS: usize = 64;
 pub(crate) const UDP_BUFFER: usize = 64 * 1024;
@@ -407,8 +417,9 @@ impl<O: StackObserver> Stack<O> {
             return;
         };
         let mut t = self.iface.poll_at(now, &e.set);
+        let mut own = e.orphan_deadline();
         if let Role::Served(s) = &e.role {
-            let mut own = match &s.life {
+            let session = match &s.life {
                 Life::Open { session, .. } => session.poll_timeout(),
                 _ => None,
             };
@@ -419,12 +430,12 @@ impl<O: StackObserver> Stack<O> {
                 (_, tcp::State::FinWait2) => Some(e.state_since + FIN_WAIT2_TIMEOUT),
                 _ => None,
             };
-            if let Some(h) = limit {
-                own = Some(own.map_or(h, |o| o.min(h)));
+            for x in [session, limit].into_iter().flatten() {
+                own = Some(own.map_or(x, |o| o.min(x)));
             }
-            if let Some(st) = own {
-                t = Some(t.map_or(st, |t| t.min(st)));
-            }
+        }
+        if let Some(st) = own {
+            t = Some(t.map_or(st, |t| t.min(st)));
         }
         self.table.schedule(key, t);
     }
@@ -457,15 +468,28 @@ impl<O: StackObserver> Stack<O> {
         };
         e.state = state;
         e.state_since = now;
+        // CLOSING follows FIN-WAIT-1 and keeps its start: the bound is on the whole close.
+        if matches!(
+            state,
+            tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+        ) && e.closed_since.is_none()
+        {
+            e.closed_since = Some(now);
+        }
         self.emit(ev);
     }
 
-    /// Our own timers on served connections (smoltcp has none for these): a handshake the peer
-    /// never completes, and a FIN-WAIT-2 the peer never ends. Returns whether the entry was removed.
+    /// Our own timers (smoltcp has none for these): a handshake the peer never completes, a
+    /// FIN-WAIT-2 the peer never ends, and a close the peer holds open (FIN-WAIT-1, CLOSING,
+    /// LAST-ACK) past [`ORPHAN_TIMEOUT`]. Returns whether the entry was removed.
     fn enforce_timeouts(&mut self, now: Instant, key: usize) -> bool {
         let Some(e) = self.table.get(key) else {
             return true;
         };
+        if e.orphan_deadline().is_some_and(|t| now >= t) {
+            self.abort_orphan(now, key);
+            return true;
+        }
         let Role::Served(s) = &e.role else {
             return false;
         };
@@ -496,6 +520,37 @@ impl<O: StackObserver> Stack<O> {
             return true;
         }
         false
+    }
+
+    /// Ends a connection the peer held open past [`ORPHAN_TIMEOUT`] after our close: counted, told
+    /// (`Closed` with `TimedOut(Orphan(state))`), and reset, so that a peer still listening learns
+    /// the connection is gone rather than probing a socket that no longer exists.
+    fn abort_orphan(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.table.get(key) else {
+            return;
+        };
+        let (state, served) = (e.state, matches!(e.role, Role::Served(_)));
+        self.counters.drop(match state {
+            tcp::State::FinWait1 => {
+                "tcp: FIN-WAIT-1 timed out (the peer never took our last data and FIN), reset"
+            }
+            tcp::State::Closing => {
+                "tcp: CLOSING timed out (the peer never acknowledged our FIN), reset"
+            }
+            _ => "tcp: LAST-ACK timed out (the peer never acknowledged our FIN), reset",
+        });
+        // The `Closed` event goes before the RST (and with no state change before it): the tracer
+        // then closes the flow for the stack's reason, and shows the RST as what followed, not as
+        // a reset without a why.
+        let mut e = self.take_out(key, CloseCause::TimedOut(Timeout::Orphan(state)));
+        e.sock().abort();
+        while self.iface.poll_egress(now, &mut self.nic, &mut e.set)
+            != smoltcp::iface::PollResult::None
+        {}
+        self.park(e);
+        if served {
+            self.slot_freed();
+        }
     }
 
     /// Removes an entry whose connection is over. TIME-WAIT is cut short: the socket goes once the
@@ -537,9 +592,17 @@ impl<O: StackObserver> Stack<O> {
     }
 
     /// Takes an entry out; its socket is aborted silently (nothing more is sent) and kept for reuse.
-    /// Every connection leaves through here, with one `Closed` event.
+    /// Every connection leaves through here (or through its two halves, [`Stack::take_out`] and
+    /// [`Stack::park`], when an RST must go between them), with one `Closed` event.
     fn recycle(&mut self, key: usize, cause: CloseCause) {
-        let mut e = self.table.remove(key);
+        let e = self.take_out(key, cause);
+        self.park(e);
+    }
+
+    /// The first half of [`Stack::recycle`]: the entry leaves the table, the demultiplexer and the
+    /// counts, with its `Closed` event; its socket is still as it was.
+    fn take_out(&mut self, key: usize, cause: CloseCause) -> table::Entry {
+        let e = self.table.remove(key);
         self.trim_half_open(key);
         self.demux.remove(e.local, e.remote, key);
         let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
@@ -573,6 +636,11 @@ impl<O: StackObserver> Stack<O> {
                 service,
             });
         }
+        e
+    }
+
+    /// The second half of [`Stack::recycle`]: the socket is kept for reuse.
+    fn park(&mut self, mut e: table::Entry) {
         // abort() only queues an RST for the next egress of this set, which never comes: `listen` and
         // `connect` reset the socket first.
         e.sock().abort();

@@ -75,6 +75,9 @@ pub(super) struct Entry {
     pub state_since: Instant,
     /// We reset it (an abort): its close is ours.
     pub aborted: bool,
+    /// When our FIN was queued (the socket entered FIN-WAIT-1 or LAST-ACK): the start of the time
+    /// the peer may hold it open before [`super::ORPHAN_TIMEOUT`] ends it.
+    pub closed_since: Option<Instant>,
     /// Where this entry sits in the deadline index.
     deadline: Option<Instant>,
     /// Queued in `ready` for this turn.
@@ -92,6 +95,24 @@ impl Entry {
 
     pub(super) fn state_now(&self) -> tcp::State {
         self.sock_ref().state()
+    }
+
+    /// When the peer's hold on a connection we closed runs out: in FIN-WAIT-1, CLOSING or LAST-ACK,
+    /// [`super::ORPHAN_TIMEOUT`] after our FIN was queued. Only for connections nobody owns any more
+    /// (served ones, and client sockets their owner released), like Linux's orphans.
+    pub(super) fn orphan_deadline(&self) -> Option<Instant> {
+        let owned = matches!(
+            self.role,
+            Role::Listener { .. } | Role::Client { released: false }
+        );
+        let held = matches!(
+            self.state,
+            tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+        );
+        if owned || !held {
+            return None;
+        }
+        self.closed_since.map(|t| t + super::ORPHAN_TIMEOUT)
     }
 
     pub(super) fn service(&self) -> Option<ServiceKind> {
@@ -193,6 +214,7 @@ impl Table {
             state,
             state_since: now,
             aborted: false,
+            closed_since: None,
             deadline: None,
             ready: false,
         });

@@ -263,3 +263,84 @@ fn test_a_released_handle_is_stale_even_when_its_slot_is_reused() {
     stack.tcp_release(new);
     assert_eq!(stack.tcp(new).err(), Some(StaleHandle), "released is stale");
 }
+
+/// The peer sends its FIN, echo closes (LAST-ACK), and the peer never acknowledges ours: smoltcp
+/// would retransmit it for ever. The entry's own deadline wakes it exactly [`ORPHAN_TIMEOUT`] after
+/// our FIN; it is told as `Closed` with `TimedOut(Orphan(LAST-ACK))` (no state change before it, so
+/// the tracer closes the flow for that reason), then reset, and its status row and slot are free.
+#[test]
+fn test_last_ack_held_by_a_silent_peer_is_reset_at_its_deadline() {
+    let (mut stack, mut peer) = stack_on_wire(8);
+    let mut status = Status::default();
+    let our_next = establish(&mut stack, &mut peer, &mut status);
+    let fin = test_frames::segment(40000, 7, 1001, Some(our_next as u32)).fin();
+    peer.send(&fin.to_server()).unwrap();
+    let mut now = Instant::ZERO;
+    turn(&mut stack, &mut status, now);
+    assert_eq!(
+        stack.tcp_states(),
+        [tcp::State::LastAck, tcp::State::Listen]
+    );
+    let closed_at = now;
+    let mut buf = [0u8; 1600];
+    let mut rst_after_closed = None;
+    // Jump from deadline to deadline, as the reactor sleeps.
+    while stack.connection_count() > 0 {
+        now = stack.poll_at(now).expect("a deadline while LAST-ACK lasts");
+        assert!(now <= closed_at + ORPHAN_TIMEOUT, "{now}");
+        if now >= closed_at + ORPHAN_TIMEOUT - Duration::from_secs(1) {
+            // The peer's host still answers ARP (smoltcp forgets a neighbour after 60 s).
+            peer.send(&test_frames::arp_reply()).unwrap();
+        }
+        let seen = stack.observer().0.len();
+        turn(&mut stack, &mut status, now);
+        while let Some(n) = peer.recv(&mut buf).unwrap() {
+            if peek_tcp(&buf[..n]).is_some_and(|p| p.rst) {
+                rst_after_closed = Some(stack.observer().0[seen..].to_vec());
+            }
+        }
+    }
+    assert_eq!(now, closed_at + ORPHAN_TIMEOUT, "woken by its own deadline");
+    let told = rst_after_closed.expect("an RST to the peer");
+    assert!(
+        matches!(
+            told[..],
+            [StackEvent::Closed {
+                cause: CloseCause::TimedOut(Timeout::Orphan(tcp::State::LastAck)),
+                ..
+            }]
+        ),
+        "{told:?}"
+    );
+    assert_eq!(
+        stack
+            .counters()
+            .drops
+            .get("tcp: LAST-ACK timed out (the peer never acknowledged our FIN), reset"),
+        Some(&1)
+    );
+    assert!(status.conns.is_empty(), "no row is left behind");
+    assert_eq!(stack.listener_count(), 1);
+}
+
+/// At the limit a SYN to another served port is refused even though that port has its listener.
+#[test]
+fn test_the_limit_holds_across_ports_with_listeners() {
+    let (mut stack, mut peer) = stack_on_wire(1);
+    stack.serve_tcp(ServiceKind::Discard, 9);
+    let mut status = Status::default();
+    establish(&mut stack, &mut peer, &mut status);
+    assert_eq!(stack.connection_count(), 1);
+    assert_eq!(stack.listener_count(), 1, "port 9 still listens");
+    peer.send(&test_frames::syn(40001, 9)).unwrap();
+    turn(&mut stack, &mut status, Instant::ZERO);
+    assert_eq!(stack.connection_count(), 1);
+    assert_eq!(stack.counters().conns_refused, 1);
+    assert!(stack.observer().0.iter().any(|e| matches!(
+        e,
+        StackEvent::Refused {
+            why: Refusal::ConnectionLimit,
+            ..
+        }
+    )));
+}

@@ -4,7 +4,9 @@
 //! Flows are keyed by protocol and 4-tuple seen from the stack: `local` is the stack's end (source of
 //! `out` frames, destination of `in` frames). TCP flows follow the segments; UDP 4-tuples and ICMP echo
 //! identifiers get lighter records of the same shape. The table is bounded: when full, a closed (or
-//! non-TCP) flow is evicted first, else the oldest live one; evictions are counted.
+//! non-TCP) flow is evicted first, else the oldest live one; evictions are counted. Beside a stack,
+//! a TCP flow the stack never opened (an ACK or FIN flood, a refused SYN) is retirable from its first
+//! frame, like a UDP flow, so only the stack's own connections are live flows.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ pub(crate) const CLOSED_KEPT: usize = 64;
 /// or a retransmitted FIN); beyond this the one that became evictable first is retired. Without it
 /// every closed connection kept its segment record (about 13 KiB) until the table reached its cap:
 /// some 850 MiB at the default cap.
-pub(crate) const EVICTABLE_KEPT: usize = 1024;
+pub const EVICTABLE_KEPT: usize = 1024;
 const RST_HINTS_CAP: usize = 1024;
 
 const TCP: u8 = 6;
@@ -120,6 +122,9 @@ pub(crate) struct FlowTable {
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
     /// Shared with the stack (and through it the host side), so that an id names one connection.
     ids: ConnIds,
+    /// A stack tells this table which connections it opens ([`FlowTable::open`]): a TCP flow that
+    /// only frames started is then traffic the stack has no connection for.
+    stack_driven: bool,
     narration: NarrationLimit,
 }
 
@@ -141,6 +146,7 @@ impl FlowTable {
             closed: VecDeque::new(),
             rst_hints: HashMap::new(),
             ids: ConnIds::default(),
+            stack_driven: false,
             narration: NarrationLimit::new(0),
         }
     }
@@ -160,9 +166,11 @@ impl FlowTable {
         self.ids.next()
     }
 
-    /// Takes ids from `ids` (the stack's) from now on.
+    /// Takes ids from `ids` (the stack's) from now on; the stack will also say which connections it
+    /// opens, so that TCP flows it never opened can be retired like UDP and ICMP flows.
     pub(crate) fn share_ids(&mut self, ids: ConnIds) {
         self.ids = ids;
+        self.stack_driven = true;
     }
 
     /// The stack opened connection `id` on this 4-tuple: its flow starts now, under the stack's id
@@ -447,6 +455,13 @@ impl FlowTable {
         }
         if !self.map.contains_key(&key) {
             self.create(key, now_us);
+            // The stack never opened it (it would have said so first): an ACK, FIN or refused SYN
+            // from a source the stack cannot or need not answer. Nothing will ever close such a flow
+            // when the answer cannot leave (no route, no ARP reply), so it may be retired at once,
+            // like a UDP flow: random-source floods used to fill the table to its cap.
+            if self.stack_driven {
+                self.make_evictable(&key);
+            }
         }
         let hint = if fl.rst() && dir == Direction::Out {
             self.rst_hints.remove(&(key.local, key.remote))
@@ -520,6 +535,14 @@ impl FlowTable {
             labels.push("handshake 3/3");
             f.stage = 3;
             f.rec.handshake_us = Some(now_us - f.syn_at);
+        }
+
+        // A SYN one way and a SYN-ACK the other: a connection is being set up on a flow that was
+        // retirable (one only frames started), so it is followed as live until it closes. Only the
+        // stack sends our side's SYN-ACK, so no peer can keep a flow live by itself.
+        if fl.syn() && f.dirs[0].syn && f.dirs[1].syn && !f.closed && f.evict_seq != 0 {
+            self.evictable.remove(&f.evict_seq);
+            f.evict_seq = 0;
         }
 
         // The close.
@@ -709,5 +732,91 @@ impl FlowTable {
         let key = self.order.get(&id)?;
         let f = self.map.get(key)?;
         Some((f.rec.local, f.rec.remote, f.rec.proto))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::{Eth, Tcp, SERVER_V4};
+    use crate::trace::decode::decode;
+    use std::net::Ipv4Addr;
+
+    fn seen(t: &mut FlowTable, now_us: i64, dir: Direction, frame: &[u8]) -> Observed {
+        t.observe(now_us, dir, &decode(frame))
+    }
+
+    /// A table beside a stack (which shares its ids with it).
+    fn stack_driven() -> FlowTable {
+        let mut t = FlowTable::default();
+        t.share_ids(ConnIds::default());
+        t
+    }
+
+    #[test]
+    fn test_flows_the_stack_never_opened_are_retired_past_the_evictable_limit() {
+        let mut t = stack_driven();
+        // A connection the stack opened: live, whatever comes after it.
+        let (local, remote) = (
+            "192.168.69.1:7".parse().unwrap(),
+            "192.168.69.100:40000".parse().unwrap(),
+        );
+        t.open(0, local, remote, 1);
+        let n = EVICTABLE_KEPT as u32 + 3000;
+        for i in 0..n {
+            let src = Ipv4Addr::from(0xc612_0000 + i);
+            let seg = if i % 2 == 0 {
+                Tcp::new(1000 + i as u16, 7, i).ack(7)
+            } else {
+                Tcp::new(1000 + i as u16, 7, i).fin().ack(7)
+            };
+            let o = seen(
+                &mut t,
+                i as i64,
+                Direction::In,
+                &Eth::to_server().ipv4(src, SERVER_V4).tcp(&seg),
+            );
+            assert!(o.conn.is_some() && !o.closed);
+        }
+        assert_eq!(t.len(), EVICTABLE_KEPT + 1);
+        assert_eq!(t.evictions(), 0, "retired, not evicted");
+        assert!(
+            t.get(TCP, local, remote).is_some(),
+            "the stack's own flow stays"
+        );
+        assert!(t.closed().is_empty(), "retiring tells nothing");
+    }
+
+    #[test]
+    fn test_a_syn_syn_ack_exchange_keeps_a_frame_started_flow_live() {
+        let mut t = stack_driven();
+        let peer = Ipv4Addr::new(192, 168, 69, 100);
+        let syn = Eth::to_server()
+            .ipv4(peer, SERVER_V4)
+            .tcp(&Tcp::new(40000, 7, 10).syn());
+        let syn_ack = Eth::to_client()
+            .ipv4(SERVER_V4, peer)
+            .tcp(&Tcp::new(7, 40000, 99).syn().ack(11));
+        seen(&mut t, 0, Direction::In, &syn);
+        seen(&mut t, 1, Direction::Out, &syn_ack);
+        // A SYN-ACK from outside does not count: only the stack sends ours.
+        let spoofed = Eth::to_server()
+            .ipv4(Ipv4Addr::new(192, 168, 69, 66), SERVER_V4)
+            .tcp(&Tcp::new(40001, 7, 10).syn().ack(1));
+        seen(&mut t, 2, Direction::In, &spoofed);
+        for i in 0..EVICTABLE_KEPT as u32 + 10 {
+            let src = Ipv4Addr::from(0xc612_0000 + i);
+            let ack = Eth::to_server()
+                .ipv4(src, SERVER_V4)
+                .tcp(&Tcp::new(1, 7, i).ack(1));
+            seen(&mut t, 10 + i as i64, Direction::In, &ack);
+        }
+        let local = SocketAddr::new(SERVER_V4.into(), 7);
+        assert!(t
+            .get(TCP, local, SocketAddr::new(peer.into(), 40000))
+            .is_some());
+        assert!(t
+            .get(TCP, local, "192.168.69.66:40001".parse().unwrap())
+            .is_none());
     }
 }

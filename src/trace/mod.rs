@@ -50,6 +50,7 @@ pub use decode::{
 };
 pub use events::{ConnClosed, Event, TraceCounters};
 pub use explain::{explain, ExplainError};
+pub use flow::EVICTABLE_KEPT;
 pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Side};
 
 pub(crate) use events::EventSink;
@@ -742,6 +743,14 @@ fn close_reason(cause: CloseCause) -> &'static str {
         CloseCause::Aborted => "aborted",
         CloseCause::TimedOut(Timeout::Handshake) => "handshake timed out",
         CloseCause::TimedOut(Timeout::FinWait2) => "FIN-WAIT-2 timed out",
+        // An orphan: we closed, and the peer neither took our last data and FIN nor went away.
+        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::FinWait1)) => {
+            "FIN-WAIT-1 timed out, reset"
+        }
+        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::Closing)) => {
+            "CLOSING timed out, reset"
+        }
+        CloseCause::TimedOut(Timeout::Orphan(_)) => "LAST-ACK timed out, reset",
         CloseCause::Evicted => "evicted at the connection limit",
         CloseCause::Superseded => "superseded",
     }
