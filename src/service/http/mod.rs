@@ -5,18 +5,36 @@
 //!
 //! Connections: keep-alive by default for HTTP/1.1, only on `Connection: keep-alive` for HTTP/1.0;
 //! `Connection: close` closes after that response. Pipelined requests are answered in order. Every
-//! response has `Date`, `Server` and `Content-Length`.
+//! response has `Date`, `Server` and `Content-Length`, except the echo of a chunked body longer than
+//! [`ECHO_HOLD`], which is sent chunked as it arrives. The answer to a request whose body is read
+//! only to be thrown away is sent once that body is in.
 //!
 //! Errors: 400 malformed head or framing, 404 unknown path, 405 wrong method (with `Allow`),
-//! 413 `Content-Length` (or decoded chunked echo body) over [`MAX_BODY`], 431 head over [`MAX_HEAD`]
-//! bytes or [`MAX_HEADERS`] lines, 501 a transfer coding other than `chunked`. After 400, 413, 431 and
-//! 501 the connection closes. A connection with neither input nor output progress for
-//! `Settings::idle_timeout` is closed silently (what was not yet handed to the transport is dropped).
-//! A request head must arrive whole within one idle timeout of its first byte: bytes trickling in
-//! (slowloris) do not count as progress.
+//! 408 a request body too slow (below), 413 `Content-Length` over [`MAX_BODY`], 431 head over
+//! [`MAX_HEAD`] bytes or [`MAX_HEADERS`] lines, 501 a transfer coding other than `chunked`. After
+//! 400, 408, 413, 431 and 501 the connection closes.
 //!
-//! Backpressure: no new request is parsed while more than [`PENDING_CAP`] bytes (or
-//! [`MAX_QUEUED_PARTS`] response parts) wait to be sent; the rest stays in the transport's buffer.
+//! Deadlines, all on the clock the caller passes in:
+//! - Idle: a connection with neither input nor output progress for `Settings::idle_timeout` is
+//!   closed silently (what was not yet handed to the transport is dropped).
+//! - Head: a request head must arrive whole within one idle timeout of its first byte: bytes
+//!   trickling in (slowloris) do not count as progress.
+//! - Body: a request body must be taken within one idle timeout of its head plus 1 s per
+//!   `Settings::body_min_rate` bytes (500 by default): a minimum average rate after a grace, as
+//!   Apache's mod_reqtimeout `body=20,MinRate=500` (with our idle timeout as the grace). A total
+//!   deadline fixed from `Content-Length` would not cover chunked bodies, and nginx's
+//!   `client_body_timeout` (time between two reads) is what a byte-a-second client (`slowhttptest -B`)
+//!   defeats; the rate rule lets a body of any length through at any honest speed, and cuts a
+//!   trickle off one grace after its head whatever it keeps sending. A body that misses it is answered
+//!   408 and the connection closes; if its answer has begun (a streaming echo), the connection just
+//!   closes, which is how a client learns that a response is cut short. The clock counts bytes the
+//!   session took, so an echo whose client does not read its answer is held to the same rate.
+//!
+//! Memory and backpressure: no new request is parsed, and no echo body taken, while more than
+//! [`PENDING_CAP`] bytes (or [`MAX_QUEUED_PARTS`] response parts) wait to be sent; the rest stays in
+//! the transport's buffer, whose window then closes. A session holds at most about
+//! `PENDING_CAP + ECHO_HOLD + MAX_HEAD` bytes (a few hundred KiB of capacity at worst, 90 KiB measured
+//! for a 4 MiB echo) whatever the body's length, and gives its queue back as it drains.
 
 mod bytes;
 mod chunked;
@@ -45,7 +63,8 @@ use std::time::SystemTime;
 pub const SERVER: &str = concat!("tapstack/", env!("CARGO_PKG_VERSION"));
 /// Largest request head (request line and headers) accepted; more is answered with 431.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Largest request body accepted; more is answered with 413.
+/// Largest `Content-Length` accepted; more is answered with 413 before the body is read. (A chunked
+/// body has no such limit: it is streamed or thrown away, never held.)
 pub const MAX_BODY: u64 = 1024 * 1024;
 /// No new request is read while this many response bytes wait to be sent.
 pub const PENDING_CAP: usize = 64 * 1024;
@@ -465,6 +484,10 @@ impl HttpSession {
             self.queue(cx, resp, head_only, self.persist);
         } else {
             // The answer waits for the body, which has a deadline: a body too slow gets 408 instead.
+            // Since the body will be read, a client that waits for leave to send it gets it.
+            if req.minor_version == 1 && has_token(&req.headers, "expect", "100-continue") {
+                self.push_bytes(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
             self.deferred = Some((resp, head_only));
             self.start_body(cx);
         }
@@ -1210,6 +1233,21 @@ mod tests {
         );
         s.handle_input(&cx(5_000, &st, &se), b"0123456789");
         assert_eq!(s.poll_timeout(), Some(Instant::from_millis(30_020)));
+    }
+
+    #[test]
+    fn test_answer_to_a_thrown_away_body_waits_for_it() {
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let head = b"POST / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n";
+        // The body will be read, so a client waiting for leave to send it is told to go on.
+        assert_eq!(exchange(&mut s, &c, head), b"HTTP/1.1 100 Continue\r\n\r\n");
+        let rs = split(
+            &exchange(&mut s, &c, b"abGET /bytes/1 HTTP/1.1\r\n\r\n"),
+            &[],
+        );
+        assert_eq!(rs.iter().map(|r| r.status).collect::<Vec<_>>(), [405, 200]);
     }
 
     #[test]

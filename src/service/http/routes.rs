@@ -13,9 +13,11 @@
 //! - `GET`/`HEAD /live.json?since=N`: packets recorded after packet number `N` (see
 //!   [`crate::trace::pictures`]); 400 when `N` is not a number. `/conn`, `/live` and `/live.json` are
 //!   sent with `Cache-Control: no-store`.
-//! - `POST /echo`: the request body back. `Content-Length` bodies stream through (never held whole);
-//!   `Transfer-Encoding: chunked` bodies are decoded and collected (at most [`MAX_BODY`]) since every
-//!   response carries `Content-Length`. A `POST` without either has an empty body and gets one back.
+//! - `POST /echo`: the request body back, streamed as it arrives (never held whole). A
+//!   `Content-Length` body (at most [`MAX_BODY`](super::MAX_BODY)) comes back with the same length;
+//!   a `Transfer-Encoding: chunked` one of any length is decoded, held while it is at most
+//!   [`ECHO_HOLD`](super::ECHO_HOLD) bytes and then answered with `Content-Length`, else answered
+//!   chunked from that point on. A `POST` without either has an empty body and gets one back.
 //!
 
 use super::{
