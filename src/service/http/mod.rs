@@ -637,14 +637,19 @@ impl HttpSession {
             Reading::Chunked { decoder, echo } => {
                 // A streaming echo takes no more than the output queue has room for, and the decoder
                 // sees only that: the rest stays in the transport (backpressure).
-                let mut limit = input.len();
-                if matches!(echo, Some(ChunkedEcho::Streaming)) {
-                    let room = PENDING_CAP.saturating_sub(self.queued);
-                    if room == 0 {
-                        return 0;
+                // While held, it takes at most one byte past ECHO_HOLD: the byte that starts the
+                // stream, so the switch queues no more than ECHO_HOLD + 1 bytes of body at once.
+                let limit = match echo {
+                    Some(ChunkedEcho::Streaming) => {
+                        let room = PENDING_CAP.saturating_sub(self.queued);
+                        if room == 0 {
+                            return 0;
+                        }
+                        input.len().min(room)
                     }
-                    limit = limit.min(room);
-                }
+                    Some(ChunkedEcho::Holding(held)) => input.len().min(ECHO_HOLD + 1 - held.len()),
+                    None => input.len(),
+                };
                 match decoder.step(&input[..limit]) {
                     Err(e) => {
                         self.fail(cx, Response::text(400, &e.to_string()));
@@ -1340,6 +1345,53 @@ mod tests {
         eprintln!("FIGURE http echo of 4 MiB chunked, drained 1500 B at a time: peak {peak} B held (bound {MEMORY_BOUND} B)");
         assert!(peak <= MEMORY_BOUND, "peak {peak} > {MEMORY_BOUND}");
         assert!(!s.is_finished(), "keep-alive: the next request may come");
+    }
+
+    #[test]
+    fn test_chunked_echo_behind_a_full_queue_stays_within_the_bound() {
+        // An echo nobody reads nearly fills the queue (a new request is still parsed); a chunked
+        // echo pipelined behind it may add its held 16 KiB (and the byte that starts it streaming).
+        let first_len = PENDING_CAP - 4096;
+        let (st, se) = (Status::default(), settings());
+        let c = cx(0, &st, &se);
+        let mut s = HttpSession::new(&c);
+        let first = [
+            format!("POST /echo HTTP/1.1\r\nContent-Length: {first_len}\r\n\r\n").into_bytes(),
+            vec![b'f'; first_len],
+        ]
+        .concat();
+        let req = [first, chunked_echo_request(&noise(1 << 20), 65_536)].concat();
+        let mut used = 0;
+        while used < req.len() {
+            let n = s.handle_input(&c, &req[used..req.len().min(used + 65_536)]);
+            if n == 0 {
+                break;
+            }
+            used += n;
+        }
+        assert!(
+            s.pending() <= PENDING_CAP + ECHO_HOLD + 512,
+            "{}",
+            s.pending()
+        );
+        assert!(
+            s.buffered_capacity() <= MEMORY_BOUND,
+            "{}",
+            s.buffered_capacity()
+        );
+        let mut out = Vec::new();
+        while used < req.len() || !s.out.is_empty() {
+            out.extend(drain(&mut s, &c, 1500, usize::MAX));
+            used += s.handle_input(&c, &req[used..req.len().min(used + 65_536)]);
+            assert!(
+                s.pending() <= PENDING_CAP + ECHO_HOLD + 512,
+                "{}",
+                s.pending()
+            );
+        }
+        let rs = split(&out, &[]);
+        assert_eq!(rs[0].body, vec![b'f'; first_len]);
+        assert!(rs[1].body == noise(1 << 20));
     }
 
     #[test]
