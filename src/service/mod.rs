@@ -61,6 +61,9 @@ pub struct Settings {
     pub message: String,
     /// HTTP idle timeout.
     pub idle_timeout: smoltcp::time::Duration,
+    /// HTTP: the slowest average rate (bytes per second) a request body may arrive at, after a grace
+    /// of one idle timeout from its head (mod_reqtimeout's `body=...,MinRate=500`); 0: no bound.
+    pub body_min_rate: u64,
 }
 
 impl Default for Settings {
@@ -68,6 +71,7 @@ impl Default for Settings {
         Settings {
             message: DEFAULT_QOTD.to_string(),
             idle_timeout: smoltcp::time::Duration::from_secs(30),
+            body_min_rate: 500,
         }
     }
 }

@@ -57,6 +57,12 @@ impl ChunkedDecoder {
         }
     }
 
+    /// Heap bytes held for a partial chunk-size or trailer line (at most about [`MAX_LINE`]).
+    #[cfg(test)]
+    pub(super) fn line_capacity(&self) -> usize {
+        self.line.capacity()
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         self.state == State::Done
     }

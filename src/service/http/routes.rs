@@ -1,10 +1,11 @@
 //! The pages the HTTP server serves: which path is which [`Route`], and the response each one gets.
 //!
-//! Adding a route is a variant, an arm in `Route::resolve`, `Route::allow` and [`respond`]:
+//! Adding a route is a variant, an arm in `Route::resolve`, `Route::allow` and `respond`:
 //! - `GET`/`HEAD /`: the status page ([`status_html`]): both stacks' connections, endpoints, counters.
 //! - `GET`/`HEAD /netstat.json`: the same as JSON ([`status_json`]).
-//! - `GET`/`HEAD /bytes/N`: `N` bytes of [`bytes_pattern`] (`N` at most [`BYTES_MAX`], else 400), with
-//!   single `Range` support as [`resolve_range`] documents (206 / 416; several ranges get the full 200).
+//! - `GET`/`HEAD /bytes/N`: `N` bytes of [`bytes_pattern`](super::bytes_pattern) (`N` at most
+//!   [`BYTES_MAX`], else 400), with single `Range` support as [`resolve_range`] documents (206 / 416;
+//!   several ranges get the full 200).
 //!   The body is generated in `poll_output` from a position, never materialised.
 //! - `GET`/`HEAD /conn/ID` (also `/conn/cID`): the SVG ladder diagram of a live or recently closed
 //!   connection (`image/svg+xml`; 404 for an unknown id, 400 for one that is not a number).
@@ -13,9 +14,11 @@
 //! - `GET`/`HEAD /live.json?since=N`: packets recorded after packet number `N` (see
 //!   [`crate::trace::pictures`]); 400 when `N` is not a number. `/conn`, `/live` and `/live.json` are
 //!   sent with `Cache-Control: no-store`.
-//! - `POST /echo`: the request body back. `Content-Length` bodies stream through (never held whole);
-//!   `Transfer-Encoding: chunked` bodies are decoded and collected (at most [`MAX_BODY`]) since every
-//!   response carries `Content-Length`. A `POST` without either has an empty body and gets one back.
+//! - `POST /echo`: the request body back, streamed as it arrives (never held whole). A
+//!   `Content-Length` body (at most [`MAX_BODY`](super::MAX_BODY)) comes back with the same length;
+//!   a `Transfer-Encoding: chunked` one of any length is decoded, held while it is at most
+//!   [`ECHO_HOLD`](super::ECHO_HOLD) bytes and then answered with `Content-Length`, else answered
+//!   chunked from that point on. A `POST` without either has an empty body and gets one back.
 //!
 
 use super::{

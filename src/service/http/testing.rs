@@ -1,12 +1,15 @@
 //! What the HTTP tests share: a session fed by hand, and its output split into responses.
 
 use super::head::Header;
-use super::{bytes_pattern, header, parse_response_head, HttpSession};
+use super::{
+    bytes_pattern, has_token, header, parse_response_head, ChunkedDecoder, ChunkedStep, HttpSession,
+};
 use crate::service::testing::{cx, drain, settings};
 use crate::service::{Context, StreamSession};
 use crate::status::{ConnRow, Endpoint, Proto, StackKind, Status};
 
-/// One parsed response: status, headers, body (`Content-Length` bytes; none for 1xx).
+/// One parsed response: status, headers, body (`Content-Length` bytes or decoded chunks; none for
+/// 1xx).
 #[derive(Debug)]
 pub(super) struct Resp {
     pub(super) status: u16,
@@ -27,16 +30,20 @@ pub(super) fn split(mut bytes: &[u8], head_only: &[bool]) -> Vec<Resp> {
         let head = parse_response_head(bytes)
             .unwrap()
             .unwrap_or_else(|| panic!("incomplete head: {:?}", String::from_utf8_lossy(bytes)));
-        let len: usize = match head.status {
-            100..=199 => 0,
-            _ if head_only.get(out.len()).copied().unwrap_or(false) => 0,
-            _ => std::str::from_utf8(header(&head.headers, "content-length").unwrap())
+        let no_body = (100..=199).contains(&head.status)
+            || head_only.get(out.len()).copied().unwrap_or(false);
+        let (body, used) = if no_body {
+            (Vec::new(), 0)
+        } else if has_token(&head.headers, "transfer-encoding", "chunked") {
+            dechunk(&bytes[head.len..])
+        } else {
+            let len: usize = std::str::from_utf8(header(&head.headers, "content-length").unwrap())
                 .unwrap()
                 .parse()
-                .unwrap(),
+                .unwrap();
+            (bytes[head.len..head.len + len].to_vec(), len)
         };
-        let body = bytes[head.len..head.len + len].to_vec();
-        bytes = &bytes[head.len + len..];
+        bytes = &bytes[head.len + used..];
         out.push(Resp {
             status: head.status,
             headers: head.headers,
@@ -44,6 +51,26 @@ pub(super) fn split(mut bytes: &[u8], head_only: &[bool]) -> Vec<Resp> {
         });
     }
     out
+}
+
+/// Decodes a whole chunked body from the front of `bytes`: the body and the bytes it took.
+pub(super) fn dechunk(bytes: &[u8]) -> (Vec<u8>, usize) {
+    let mut d = ChunkedDecoder::new();
+    let (mut body, mut used) = (Vec::new(), 0);
+    loop {
+        assert!(used < bytes.len(), "chunked response cut short");
+        match d
+            .step(&bytes[used..])
+            .expect("a well-formed chunked response")
+        {
+            ChunkedStep::Framing(n) => used += n,
+            ChunkedStep::Data(n) => {
+                body.extend_from_slice(&bytes[used..used + n]);
+                used += n;
+            }
+            ChunkedStep::Done(n) => return (body, used + n),
+        }
+    }
 }
 
 /// Feeds all of `input` (it must be consumed) and collects all output.
