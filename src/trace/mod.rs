@@ -25,12 +25,10 @@
 use smoltcp::time::Instant;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, BufWriter, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::device::{Direction, Observer};
-use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
 use crate::status::{Counters, Endpoint, Status};
 
 pub(crate) mod decode;
@@ -39,10 +37,12 @@ pub(crate) mod explain;
 pub(crate) mod flow;
 pub(crate) mod ladder;
 pub(crate) mod narrate;
+mod observe;
 pub(crate) mod pcap;
 pub(crate) mod pictures;
 pub(crate) mod records;
 pub(crate) mod step;
+mod tell;
 
 pub use decode::{
     decode, ArpInfo, Decoded, EthInfo, FragInfo, IcmpInfo, IpInfo, Mac, TcpFlags, TcpInfo, TcpOpts,
@@ -56,7 +56,7 @@ pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Sid
 pub(crate) use events::EventSink;
 pub(crate) use flow::FlowTable;
 pub(crate) use pcap::PcapWriter;
-pub(crate) use step::{StepReply, Stepper};
+pub(crate) use step::Stepper;
 
 use records::{PacketRing, Secs, Summary};
 
@@ -255,74 +255,9 @@ impl Tracer {
             .map(|t| Instant::from_micros(t.max(0)))
     }
 
-    fn log_narration_summary(&self, t_us: i64, force: bool) {
-        if let Some(s) = self.flows.narration().take_summary(t_us, force) {
-            if self.tcp_log {
-                log::info!(target: TCP, "+{} {s}", Secs(t_us));
-            }
-        }
-    }
-
     /// A fresh connection id (host connections get theirs here, so ids are unique across stacks).
     pub fn alloc_id(&self) -> u64 {
         self.flows.alloc_id()
-    }
-
-    /// A smoltcp socket of the userspace stack changed state.
-    pub(crate) fn tcp_state(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: Option<SocketAddr>,
-        from: &'static str,
-        to: &'static str,
-    ) {
-        let t_us = self.now_us(now);
-        let mut conn = None;
-        let mut closed = false;
-        match remote {
-            Some(r) => {
-                let (id, c) = self.flows.tcp_state(t_us, local, r, from, to);
-                conn = Some(id);
-                closed = c;
-                if self.tcp_log {
-                    let f = self.flows.get(6, local, r);
-                    if f.is_none_or(|f| f.narrated) {
-                        self.log_narration_summary(t_us, false);
-                        let arrow = f.map_or("<->", |f| f.arrow());
-                        log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
-                    }
-                }
-            }
-            None => {
-                if self.tcp_log {
-                    log::info!(target: TCP, "+{} listener {local} {from} -> {to}", Secs(t_us));
-                }
-            }
-        }
-        if let Some(ev) = self.events.as_mut() {
-            ev.emit(&Event::TcpState {
-                t_us,
-                conn,
-                local,
-                remote,
-                from,
-                to,
-            });
-        }
-        if closed {
-            self.report_closed(t_us);
-        }
-    }
-
-    /// Why the next RST towards `remote` from `local` is sent (no listener, pool full, abort).
-    pub(crate) fn rst_reason(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        reason: &'static str,
-    ) {
-        self.flows.rst_hint(local, remote, reason);
     }
 
     /// Everything is bound (the `ready` event).
@@ -448,326 +383,6 @@ impl Tracer {
         let t = now.total_micros();
         self.last_us = t;
         t
-    }
-
-    fn count(&mut self, reason: &'static str) {
-        *self.malformed.entry(reason).or_insert(0) += 1;
-        self.malformed_keys
-            .entry(reason)
-            .or_insert_with(|| format!("malformed: {reason}"));
-    }
-
-    fn capture(&mut self, t_us: i64, frame: &[u8]) {
-        let Some(w) = self.pcap.as_mut() else {
-            return;
-        };
-        let ts = self.wall_epoch + Duration::from_micros(t_us.max(0) as u64);
-        if let Err(e) = w.write_frame(ts, frame) {
-            log::warn!(target: "tapstack::trace", "pcap: write failed, capture stopped: {e}");
-            self.pcap = None;
-        }
-    }
-
-    /// One frame that crossed the device (`dropped`: it was lost right after, on the way in).
-    fn handle(
-        &mut self,
-        now: Instant,
-        dir: Direction,
-        frame: &[u8],
-        dropped: Option<&'static str>,
-    ) {
-        let t_us = self.now_us(now);
-        let d = decode(frame);
-        if let Some(m) = d.malformed {
-            self.count(m);
-        }
-        if let Some(c) = d.bad_checksum {
-            self.count(c);
-        }
-        self.capture(t_us, frame);
-        let obs = self.flows.observe(t_us, dir, &d);
-        if dropped.is_some() {
-            self.flows.mark_dropped(dir, &d);
-        }
-        let mut rec = PacketRecord {
-            seq: 0,
-            t_us,
-            dir,
-            decoded: d,
-            conn: obs.conn,
-            rel_seq: obs.rel_seq,
-            rel_ack: obs.rel_ack,
-            labels: obs.labels,
-            rst_reason: obs.rst_reason,
-            dropped,
-            wire_frames: self.wire_mtu.and_then(|mtu| wire_frames(&d, mtu)),
-        };
-        rec.seq = self.packets.push(rec);
-        if self.lines {
-            // Formatted straight into the log record, not through a String first: at thousands of
-            // frames a second the extra allocation and copy were a tenth of the loop's time.
-            log::info!(
-                target: PACKET,
-                "{:<3} {} +{} {}",
-                rec.dir.as_str(),
-                self.device,
-                Secs(rec.t_us),
-                Summary {
-                    rec: &rec,
-                    absolute_seq: self.absolute_seq
-                }
-            );
-            if self.hex {
-                let mut dump = String::new();
-                decode::hex_dump(&mut dump, frame);
-                log::trace!(target: PACKET, "\n{dump}");
-            }
-        }
-        if obs.new_flow && self.explain_on {
-            if let Some(id) = obs.conn {
-                self.explain_flow(id);
-            }
-        }
-        if let Some(ev) = self.events.as_mut() {
-            ev.emit(&Event::Packet(&rec));
-            if let Some(why) = dropped {
-                ev.emit(&Event::Drop {
-                    t_us,
-                    dir,
-                    reason: why,
-                    len: frame.len(),
-                    conn: obs.conn,
-                    summary: rec.summary(self.absolute_seq),
-                });
-            }
-        }
-        if let Some(l) = self.ladders.as_mut() {
-            l.after_frame(&self.flows, obs.conn, t_us);
-        }
-        if obs.closed {
-            self.report_closed(t_us);
-        }
-        if !self.quiet {
-            if let Some(s) = self.step.as_mut() {
-                if s.wait() == StepReply::Quit {
-                    self.quit = true;
-                }
-            }
-        }
-    }
-
-    /// A frame the stack sent was lost after the packet line was written.
-    fn dropped_out(&mut self, now: Instant, frame: &[u8], why: &'static str) {
-        let t_us = self.now_us(now);
-        let d = decode(frame);
-        self.flows.mark_dropped(Direction::Out, &d);
-        let conn = self.packets.mark_dropped(Direction::Out, &d, why);
-        if self.lines {
-            log::info!(
-                target: PACKET,
-                "out {} +{} DROPPED ({why}): the frame above never reached the link",
-                self.device,
-                Secs(t_us)
-            );
-        }
-        if let Some(ev) = self.events.as_mut() {
-            let rec = PacketRecord {
-                seq: 0,
-                t_us,
-                dir: Direction::Out,
-                decoded: d,
-                conn,
-                rel_seq: None,
-                rel_ack: None,
-                labels: Labels::default(),
-                rst_reason: None,
-                dropped: Some(why),
-                wire_frames: None,
-            };
-            ev.emit(&Event::Drop {
-                t_us,
-                dir: Direction::Out,
-                reason: why,
-                len: frame.len(),
-                conn,
-                summary: rec.summary(true),
-            });
-        }
-    }
-
-    fn report_closed(&mut self, t_us: i64) {
-        let Some(f) = self.flows.closed().back() else {
-            return;
-        };
-        if self.tcp_log && f.narrated {
-            self.log_narration_summary(t_us, false);
-            log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
-        }
-        if let Some(ev) = self.events.as_mut() {
-            ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
-        }
-        if let Some(l) = self.ladders.as_mut() {
-            l.closed(f);
-        }
-    }
-
-    /// Explains a new flow's addresses and ports: each address and each named service port once, and
-    /// the dynamic and unnamed registered ranges once each (client ports would otherwise be explained
-    /// one by one).
-    fn explain_flow(&mut self, id: u64) {
-        let Some((local, remote, proto)) = self.flows.ends(id) else {
-            return;
-        };
-        let mut text = String::new();
-        for a in [remote.ip(), local.ip()] {
-            if self.explained_addrs.len() < EXPLAINED_ADDRS_CAP && self.explained_addrs.insert(a) {
-                text.push('\n');
-                text.push_str(&explain::explain_addr(a));
-            }
-        }
-        if proto != "icmp" {
-            for p in [remote.port(), local.port()] {
-                let fresh = if p >= 49152 {
-                    !std::mem::replace(&mut self.explained_dynamic, true)
-                } else if p >= 1024 && explain::port_service(p).is_none() {
-                    !std::mem::replace(&mut self.explained_registered, true)
-                } else {
-                    self.explained_ports.insert(p)
-                };
-                if fresh {
-                    text.push('\n');
-                    text.push_str(&explain::explain_port(p));
-                }
-            }
-        }
-        if text.is_empty() {
-            return;
-        }
-        if proto == "icmp" {
-            let (l, r) = (local.ip(), remote.ip());
-            log::info!(target: EXPLAIN, "c{id} icmp echo {l} / {r}:{text}");
-        } else {
-            log::info!(target: EXPLAIN, "c{id} {proto} {local} / {remote}:{text}");
-        }
-    }
-}
-
-/// How many frames of at most `mtu` bytes of IP would carry this TCP segment's payload, when the
-/// segment is larger than that (it crossed the link whole, thanks to segmentation offload).
-fn wire_frames(d: &Decoded, mtu: usize) -> Option<u32> {
-    let (ip, t) = (d.ip?, d.tcp?);
-    let total = ip.len as usize;
-    if total <= mtu || t.len == 0 {
-        return None;
-    }
-    // IP and TCP headers repeat in every frame.
-    let per_frame = mtu.checked_sub(total - t.len as usize)?.max(1);
-    Some((t.len as usize).div_ceil(per_frame) as u32)
-}
-
-/// The stack's events: narration and flow records follow what the stack did.
-impl StackObserver for Tracer {
-    fn attach(&mut self, ids: &ConnIds) {
-        self.flows.share_ids(ids.clone());
-    }
-
-    fn event(&mut self, now: Instant, ev: &StackEvent) {
-        match *ev {
-            StackEvent::Opened {
-                conn,
-                local,
-                remote,
-                ..
-            } => {
-                let t_us = self.now_us(now);
-                self.flows.open(t_us, local, remote, conn);
-            }
-            StackEvent::State {
-                local,
-                remote,
-                from,
-                to,
-                ..
-            } => self.tcp_state(now, local, Some(remote), state_name(from), state_name(to)),
-            StackEvent::RstIgnored {
-                conn,
-                local,
-                remote,
-                seq,
-                why,
-            } => {
-                let t_us = self.now_us(now);
-                let narrated = self.flows.get(6, local, remote).is_none_or(|f| f.narrated);
-                if self.tcp_log && narrated {
-                    log::info!(target: TCP, "+{} c{conn} {local} <- {remote} RST ignored: {}", Secs(t_us), why.as_str());
-                }
-                if let Some(ev) = self.events.as_mut() {
-                    ev.emit(&Event::RstIgnored {
-                        t_us,
-                        conn,
-                        local,
-                        remote,
-                        seq,
-                        why: why.as_str(),
-                    });
-                }
-            }
-            StackEvent::Refused { local, remote, why } => {
-                self.rst_reason(local, remote, why.as_str())
-            }
-            StackEvent::Closed {
-                local,
-                remote,
-                cause,
-                ..
-            } => {
-                // Connections that end without a last state change (evicted, timed out, released)
-                // end in the trace too, so that their flows do not linger.
-                let t_us = self.now_us(now);
-                if self.flows.end(t_us, local, remote, close_reason(cause)) {
-                    self.report_closed(t_us);
-                }
-            }
-        }
-    }
-
-    fn view(&self) -> Option<&dyn crate::service::TraceView> {
-        Some(self)
-    }
-}
-
-fn close_reason(cause: CloseCause) -> &'static str {
-    match cause {
-        CloseCause::Closed => "CLOSED",
-        CloseCause::ResetByPeer => "reset by the peer",
-        CloseCause::Aborted => "aborted",
-        CloseCause::TimedOut(Timeout::Handshake) => "handshake timed out",
-        CloseCause::TimedOut(Timeout::FinWait2) => "FIN-WAIT-2 timed out",
-        // An orphan: we closed, and the peer neither took our last data and FIN nor went away.
-        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::FinWait1)) => {
-            "FIN-WAIT-1 timed out, reset"
-        }
-        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::Closing)) => {
-            "CLOSING timed out, reset"
-        }
-        CloseCause::TimedOut(Timeout::Orphan(_)) => "LAST-ACK timed out, reset",
-        CloseCause::Evicted => "evicted at the connection limit",
-        CloseCause::Superseded => "superseded",
-    }
-}
-
-impl Observer for Tracer {
-    fn frame(&mut self, now: Instant, dir: Direction, frame: &[u8]) {
-        self.handle(now, dir, frame, None);
-    }
-
-    /// Outgoing frames were already observed (captured, printed) before the loss; incoming ones never
-    /// reached the stack but did reach the device, so they are captured and printed here, marked.
-    fn dropped(&mut self, now: Instant, dir: Direction, frame: &[u8], reason: &'static str) {
-        match dir {
-            Direction::In => self.handle(now, dir, frame, Some(reason)),
-            Direction::Out => self.dropped_out(now, frame, reason),
-        }
     }
 }
 

@@ -938,10 +938,11 @@ mod tests {
     /// Through a real tracer: frames in, ladders, SVG and live JSON out.
     mod tracer {
         use super::super::*;
+        use crate::device::Observer;
         use crate::service::TraceView;
         use crate::status::Status;
         use crate::trace::fixtures::*;
-        use crate::trace::{Observer, TraceConfig};
+        use crate::trace::TraceConfig;
         use smoltcp::time::Instant;
         use std::cell::RefCell;
         use std::net::SocketAddr;

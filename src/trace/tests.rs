@@ -10,6 +10,7 @@ use smoltcp::wire::ArpOperation;
 
 use super::fixtures::*;
 use super::*;
+use crate::device::{Direction, Observer};
 use crate::status::{Proto, StackKind};
 
 /// A writer the test can read back.

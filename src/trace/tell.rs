@@ -1,0 +1,184 @@
+//! Narration from what the stack says it did: state changes, RSTs it ignored, refusals and closes
+//! with their causes ([`StackEvent`]s) become `tapstack::tcp` lines, flow records and `--events`
+//! lines. Nothing here is guessed from the look of a frame.
+
+use smoltcp::time::Instant;
+use std::net::SocketAddr;
+
+use super::events::{self, Event};
+use super::{Secs, Tracer, TCP};
+use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
+
+impl Tracer {
+    pub(super) fn log_narration_summary(&self, t_us: i64, force: bool) {
+        if let Some(s) = self.flows.narration().take_summary(t_us, force) {
+            if self.tcp_log {
+                log::info!(target: TCP, "+{} {s}", Secs(t_us));
+            }
+        }
+    }
+
+    /// A smoltcp socket of the userspace stack changed state.
+    pub(crate) fn tcp_state(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: Option<SocketAddr>,
+        from: &'static str,
+        to: &'static str,
+    ) {
+        let t_us = self.now_us(now);
+        let mut conn = None;
+        let mut closed = false;
+        match remote {
+            Some(r) => {
+                let (id, c) = self.flows.tcp_state(t_us, local, r, from, to);
+                conn = Some(id);
+                closed = c;
+                if self.tcp_log {
+                    let f = self.flows.get(6, local, r);
+                    if f.is_none_or(|f| f.narrated) {
+                        self.log_narration_summary(t_us, false);
+                        let arrow = f.map_or("<->", |f| f.arrow());
+                        log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
+                    }
+                }
+            }
+            None => {
+                if self.tcp_log {
+                    log::info!(target: TCP, "+{} listener {local} {from} -> {to}", Secs(t_us));
+                }
+            }
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::TcpState {
+                t_us,
+                conn,
+                local,
+                remote,
+                from,
+                to,
+            });
+        }
+        if closed {
+            self.report_closed(t_us);
+        }
+    }
+
+    /// Why the next RST towards `remote` from `local` is sent (no listener, pool full, abort).
+    pub(crate) fn rst_reason(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        reason: &'static str,
+    ) {
+        self.flows.rst_hint(local, remote, reason);
+    }
+
+    pub(super) fn report_closed(&mut self, t_us: i64) {
+        let Some(f) = self.flows.closed().back() else {
+            return;
+        };
+        if self.tcp_log && f.narrated {
+            self.log_narration_summary(t_us, false);
+            log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
+        }
+        if let Some(l) = self.ladders.as_mut() {
+            l.closed(f);
+        }
+    }
+}
+
+/// The stack's events: narration and flow records follow what the stack did.
+impl StackObserver for Tracer {
+    fn attach(&mut self, ids: &ConnIds) {
+        self.flows.share_ids(ids.clone());
+    }
+
+    fn event(&mut self, now: Instant, ev: &StackEvent) {
+        match *ev {
+            StackEvent::Opened {
+                conn,
+                local,
+                remote,
+                ..
+            } => {
+                let t_us = self.now_us(now);
+                self.flows.open(t_us, local, remote, conn);
+            }
+            StackEvent::State {
+                local,
+                remote,
+                from,
+                to,
+                ..
+            } => self.tcp_state(now, local, Some(remote), state_name(from), state_name(to)),
+            StackEvent::RstIgnored {
+                conn,
+                local,
+                remote,
+                seq,
+                why,
+            } => {
+                let t_us = self.now_us(now);
+                let narrated = self.flows.get(6, local, remote).is_none_or(|f| f.narrated);
+                if self.tcp_log && narrated {
+                    log::info!(target: TCP, "+{} c{conn} {local} <- {remote} RST ignored: {}", Secs(t_us), why.as_str());
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::RstIgnored {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        seq,
+                        why: why.as_str(),
+                    });
+                }
+            }
+            StackEvent::Refused { local, remote, why } => {
+                self.rst_reason(local, remote, why.as_str())
+            }
+            StackEvent::Closed {
+                local,
+                remote,
+                cause,
+                ..
+            } => {
+                // Connections that end without a last state change (evicted, timed out, released)
+                // end in the trace too, so that their flows do not linger.
+                let t_us = self.now_us(now);
+                if self.flows.end(t_us, local, remote, close_reason(cause)) {
+                    self.report_closed(t_us);
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> Option<&dyn crate::service::TraceView> {
+        Some(self)
+    }
+}
+
+fn close_reason(cause: CloseCause) -> &'static str {
+    match cause {
+        CloseCause::Closed => "CLOSED",
+        CloseCause::ResetByPeer => "reset by the peer",
+        CloseCause::Aborted => "aborted",
+        CloseCause::TimedOut(Timeout::Handshake) => "handshake timed out",
+        CloseCause::TimedOut(Timeout::FinWait2) => "FIN-WAIT-2 timed out",
+        // An orphan: we closed, and the peer neither took our last data and FIN nor went away.
+        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::FinWait1)) => {
+            "FIN-WAIT-1 timed out, reset"
+        }
+        CloseCause::TimedOut(Timeout::Orphan(smoltcp::socket::tcp::State::Closing)) => {
+            "CLOSING timed out, reset"
+        }
+        CloseCause::TimedOut(Timeout::Orphan(_)) => "LAST-ACK timed out, reset",
+        CloseCause::Evicted => "evicted at the connection limit",
+        CloseCause::Superseded => "superseded",
+    }
+}
