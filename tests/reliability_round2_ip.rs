@@ -5,10 +5,11 @@
 //! Every figure printed here (`FIGURE ...` lines on stderr, `--nocapture` to see them) is in
 //! RELIABILITY.md, "Round 2".
 
-use std::net::Ipv4Addr;
+use smoltcp::wire::{Icmpv6Repr, NdiscRepr, RawHardwareAddress};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tapstack::device::Direction;
-use tapstack::frames::{Arp, Eth, Tcp, SERVER_MAC, SERVER_V4};
+use tapstack::frames::{Arp, Eth, Ipv6, Tcp, SERVER_MAC, SERVER_V4, SERVER_V6};
 use tapstack::harness::{Harness, Side};
 use tapstack::service::ServiceKind;
 
@@ -129,4 +130,182 @@ fn h_neighbours_beyond_eight_never_stall() {
         "a SYN-ACK waited {worst_us} us for its neighbour (smoltcp's 1 s ARP rate limit)"
     );
     assert_eq!(arp_answers, 0, "every host was remembered");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 3. IPv6 extension headers in front of a live connection's segments.
+
+/// An IPv6 peer that exists only in injected frames (the client stack ignores its MAC).
+const PEER_V6: Ipv6Addr = Ipv6Addr::new(0xfdaa, 0, 0, 0, 0, 0, 0, 0x77);
+const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x77];
+
+fn from_peer() -> Ipv6 {
+    Eth::new(PEER_MAC, SERVER_MAC).ipv6(PEER_V6, SERVER_V6)
+}
+
+/// The peer's first sequence number; its data starts one later.
+const PEER_ISN: u32 = 1000;
+
+/// Opens a connection from the spoofed IPv6 peer's `port` to the discard service (port 9): a
+/// neighbour solicitation tells the server where the peer is, then SYN, SYN-ACK, ACK. Returns the
+/// server's next sequence number.
+fn open_from_peer(h: &mut Harness, port: u16) -> u32 {
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: SERVER_V6,
+        lladdr: Some(RawHardwareAddress::from_bytes(&PEER_MAC)),
+    });
+    h.inject(Side::Server, &from_peer().hop_limit(255).icmp(&ns));
+    let mark = h.packet_mark();
+    let syn = Tcp::new(port, 9, PEER_ISN).syn().mss(1460);
+    h.inject(Side::Server, &from_peer().tcp(&syn));
+    h.run_for(Duration::from_millis(10));
+    let synack = h
+        .packets_since(mark)
+        .iter()
+        .filter(|r| r.dir == Direction::Out)
+        .find_map(|r| {
+            r.decoded
+                .tcp
+                .filter(|t| t.flags.syn() && t.dst_port == port)
+        })
+        .expect("SYN-ACK to the IPv6 peer");
+    let ack = Tcp::new(port, 9, PEER_ISN + 1).ack(synack.seq.wrapping_add(1));
+    h.inject(Side::Server, &from_peer().tcp(&ack));
+    h.run_for(Duration::from_millis(10));
+    synack.seq.wrapping_add(1)
+}
+
+/// 8-byte extension headers, each followed by `next`: PadN options for Hop-by-Hop (0) and
+/// Destination Options (60), a type-0 Routing header (43) with no segments left, an atomic
+/// Fragment header (44: offset 0, no more fragments).
+fn ext(kind: u8, next: u8) -> Vec<u8> {
+    match kind {
+        43 => vec![next, 0, 0, 0, 0, 0, 0, 0],
+        44 => vec![next, 0, 0, 0, 0, 0, 0x12, 0x67],
+        _ => vec![next, 0, 1, 4, 0, 0, 0, 0],
+    }
+}
+
+/// What the server made of one data segment of a live connection behind an extension chain.
+#[derive(Debug)]
+struct Outcome {
+    rst: bool,
+    /// The server acknowledged the five bytes.
+    delivered: bool,
+    /// Drops counted under an `ipv6:` reason meanwhile.
+    counted: u64,
+    /// The server's next sequence number, for a segment that follows.
+    server_next: u32,
+}
+
+fn ipv6_drops(h: &Harness) -> u64 {
+    h.counters()
+        .drops
+        .iter()
+        .filter(|(k, _)| k.starts_with("ipv6:"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn segment_behind(h: &mut Harness, port: u16, chain: &[(u8, u8)]) -> Outcome {
+    let server_next = open_from_peer(h, port);
+    let seg = Tcp::new(port, 9, PEER_ISN + 1)
+        .ack(server_next)
+        .psh()
+        .data(b"hello");
+    let mut payload: Vec<u8> = chain.iter().flat_map(|&(k, n)| ext(k, n)).collect();
+    payload.extend(seg.segment(PEER_V6.into(), SERVER_V6.into()));
+    let before = ipv6_drops(h);
+    let mark = h.packet_mark();
+    h.inject(Side::Server, &from_peer().packet(chain[0].0, &payload));
+    h.run_for(Duration::from_millis(300));
+    let out: Vec<_> = h
+        .packets_since(mark)
+        .iter()
+        .filter(|r| r.dir == Direction::Out)
+        .filter_map(|r| r.decoded.tcp)
+        .filter(|t| t.dst_port == port)
+        .collect();
+    Outcome {
+        rst: out.iter().any(|t| t.flags.rst()),
+        delivered: out
+            .iter()
+            .any(|t| t.flags.ack() && t.ack == PEER_ISN + 1 + 5),
+        counted: ipv6_drops(h) - before,
+        server_next,
+    }
+}
+
+/// A data segment of a live connection behind Hop-by-Hop, Destination Options, Routing (type 0, no
+/// segments left) and atomic Fragment headers, and chains of them. On main the Hop-by-Hop one
+/// missed the 4-tuple demux and the shared set answered with RST (a real peer accepts it: the
+/// connection died); the others drew an ICMPv6 parameter problem and were counted nowhere. Now:
+/// behind Hop-by-Hop (which smoltcp reads) the data is delivered and acknowledged; behind anything
+/// else the segment is dropped and counted with its reason, and the connection lives on (the same
+/// bytes sent plainly are acknowledged). Never an RST.
+#[test]
+fn h_ipv6_extension_headers_never_reset_a_live_connection() {
+    let mut h = Harness::builder()
+        .serve(ServiceKind::Discard, 9)
+        .seed(3)
+        .build();
+    // (name, the chain as (header, next header) pairs, whether smoltcp can deliver it)
+    type Case = (&'static str, &'static [(u8, u8)], bool);
+    let cases: [Case; 6] = [
+        ("Hop-by-Hop", &[(0, 6)], true),
+        ("Destination Options", &[(60, 6)], false),
+        ("Routing type 0", &[(43, 6)], false),
+        ("atomic Fragment", &[(44, 6)], false),
+        (
+            "Hop-by-Hop, Destination Options",
+            &[(0, 60), (60, 6)],
+            false,
+        ),
+        (
+            "Hop-by-Hop, Routing, Fragment",
+            &[(0, 43), (43, 44), (44, 6)],
+            false,
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (i, (name, chain, deliverable)) in cases.iter().enumerate() {
+        let port = 41000 + i as u16;
+        let o = segment_behind(&mut h, port, chain);
+        rows.push(format!(
+            "{name}: rst {}, delivered {}, counted {}",
+            o.rst, o.delivered, o.counted
+        ));
+        assert!(!o.rst, "{name}: the server reset a live connection: {o:?}");
+        if *deliverable {
+            assert!(o.delivered && o.counted == 0, "{name}: {o:?}");
+        } else {
+            assert!(!o.delivered && o.counted == 1, "{name}: {o:?}");
+            // The connection is alive: the same bytes without extension headers get through.
+            let mark = h.packet_mark();
+            let seg = Tcp::new(port, 9, PEER_ISN + 1)
+                .ack(o.server_next)
+                .psh()
+                .data(b"hello");
+            h.inject(Side::Server, &from_peer().tcp(&seg));
+            h.run_for(Duration::from_millis(300));
+            let acked = h.packets_since(mark).iter().any(|r| {
+                r.dir == Direction::Out
+                    && r.decoded.tcp.is_some_and(|t| {
+                        t.dst_port == port && t.ack == PEER_ISN + 6 && !t.flags.rst()
+                    })
+            });
+            assert!(acked, "{name}: the connection did not survive");
+        }
+    }
+    let drops: Vec<String> = h
+        .counters()
+        .drops
+        .iter()
+        .filter(|(k, _)| k.starts_with("ipv6:"))
+        .map(|(k, v)| format!("{v} x {k}"))
+        .collect();
+    eprintln!(
+        "FIGURE ipv6 extension headers: {}; drops: {drops:?}",
+        rows.join("; ")
+    );
 }

@@ -38,7 +38,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use demux::{peek_tcp, to_socket_addr, TcpPeek};
+pub use demux::{ipv6_undeliverable, peek_tcp, to_socket_addr, TcpPeek};
 pub use event::{
     state_name, CloseCause, ConnIds, Opener, Refusal, RstIgnored, StackEvent, StackObserver,
     Timeout,
@@ -244,6 +244,12 @@ impl<O: StackObserver> Stack<O> {
         let mut n = 0;
         while n < budget && self.nic.fill_rx(now) {
             n += 1;
+            // IPv6 behind an extension header smoltcp does not read: it would miss its socket and
+            // be answered with an ICMPv6 error, or RST from the shared set; dropped and counted.
+            if let Some(why) = self.nic.peek_rx().and_then(ipv6_undeliverable) {
+                self.nic.discard_rx(now, why);
+                continue;
+            }
             let peek = self.nic.peek_rx().and_then(peek_tcp);
             // A SYN that opens a connection is numbered before its packet line, which then names it.
             let opens = peek.as_ref().is_some_and(|p| self.may_open(p));
