@@ -71,6 +71,13 @@ pub const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub const UDP_PACKETS: usize = 64;
 pub const UDP_BUFFER: usize = 64 * 1024;
+/// The largest UDP payload the stack takes in or answers: what one of smoltcp's 16 KiB reassembly
+/// slots holds (`reassembly-buffer-size-16384`) after the IPv4 and UDP headers.
+pub const UDP_DATAGRAM_MAX: usize = 16 * 1024 - 20 - 8;
+/// How long smoltcp keeps the fragments of an unfinished datagram. Fragments of one datagram
+/// arrive back to back; waiting longer (smoltcp's default is 60 s) only lets a flood of fragments
+/// that never complete hold the few reassembly slots longer.
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
 
@@ -132,6 +139,7 @@ impl<O: StackObserver> Stack<O> {
         let mut config = Config::new(HardwareAddress::Ethernet(cfg.mac));
         config.random_seed = cfg.random_seed;
         let mut iface = Interface::new(config, &mut nic, now);
+        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         iface.update_ip_addrs(|a| {
             for c in &cfg.addrs {
                 // The config allows at most as many as smoltcp holds; ignore the impossible overflow.
@@ -146,7 +154,8 @@ impl<O: StackObserver> Stack<O> {
         }
         let ids = ConnIds::default();
         nic.observer_mut().attach(&ids);
-        let max = nic.io().max_frame();
+        // A datagram in and its answer out: a reassembled one is larger than any frame.
+        let max = nic.io().max_frame().max(UDP_DATAGRAM_MAX);
         Stack {
             iface,
             nic,
