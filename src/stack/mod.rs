@@ -306,8 +306,15 @@ impl<O: StackObserver> Stack<O> {
                     self.rst_for = None;
                 }
                 _ => {
+                    // smoltcp drops a fragment silently when every reassembly slot holds another
+                    // datagram (a fragment flood): its count tells.
+                    let no_slot = self.iface.fragments_dropped_no_assembler();
                     self.iface
                         .poll_ingress_single(now, &mut self.nic, &mut self.shared);
+                    if self.iface.fragments_dropped_no_assembler() > no_slot {
+                        self.counters
+                            .drop("ipv4: fragment dropped, every reassembly slot busy");
+                    }
                     if peek.is_none() {
                         // A neighbour may have just been learned: entries waiting for one retry now
                         // rather than at the end of smoltcp's one-second silence.
