@@ -5,6 +5,8 @@
 //! Every figure printed here (`FIGURE ...` lines on stderr, `--nocapture` to see them) is in
 //! RELIABILITY.md, "Round 2".
 
+mod common;
+
 use smoltcp::wire::{Icmpv6Repr, Ipv4Packet, NdiscRepr, RawHardwareAddress};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -410,4 +412,47 @@ fn h_fragment_flood_is_bounded_and_counted() {
     assert_eq!(flood_drops, FLOOD as u64 - 4, "4 slots, the rest counted");
     assert!(during.is_none() && echo_drops >= 6, "{echo_drops}");
     assert_eq!(after.as_deref(), Some(&data[..]), "the slots came back");
+}
+
+/// Sends one `size`-byte UDP datagram to each of host:port pairs and prints how many bytes came back
+/// from each (0: no answer within 2 s).
+const PY_UDP_BIG: &str = r#"
+import socket, sys
+size = int(sys.argv[1])
+data = bytes((i * 31 + i // 253) & 0xff for i in range(size))
+out = []
+for target in sys.argv[2:]:
+    host, port = target.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(data, (host, int(port)))
+    try:
+        got = s.recvfrom(70000)[0]
+        out.append(str(len(got)) if got == data else "differs")
+    except socket.timeout:
+        out.append("0")
+    s.close()
+print(" ".join(out))
+"#;
+
+/// The same echo end to end: the kernel in the namespace sends 8,000 bytes to the stack's echo
+/// port in fragments (tap0's MTU is 1,500), tapstack reassembles and answers; the host side answers
+/// the same datagram on 127.0.0.1:10007. With and without the device's offloads.
+#[test]
+fn tap_udp_echo_of_8000_bytes_like_the_host_side() {
+    for extra in [&[][..], &["--no-offload"][..]] {
+        let Some(ns) = common::Netns::with_tap("udpfrag") else {
+            return;
+        };
+        let mut args = vec!["serve", "--tap", "tap0", "-q", "--serve", "echo"];
+        args.extend_from_slice(extra);
+        let ts = ns.tapstack(&args);
+        ts.wait_ready();
+        let got = ns.python(PY_UDP_BIG, &["8000", "192.168.69.1:7", "127.0.0.1:10007"]);
+        eprintln!(
+            "FIGURE udp fragments on the TAP {extra:?}: stack, host: {}",
+            got.trim()
+        );
+        assert_eq!(got.trim(), "8000 8000", "{extra:?}");
+    }
 }

@@ -129,12 +129,13 @@ fn ipv6_upper<'a>(ip: &Ipv6Packet<&'a [u8]>) -> Result<Ipv6Upper<'a>, &'static s
                 (h.header_len() as usize + 1) * 8
             }
             IpProtocol::Ipv6Frag => {
-                // Eight bytes whatever its (reserved) second byte says.
-                let h = Ipv6ExtHeader::new_checked(rest.get(..8).unwrap_or(&[]))
+                // Eight bytes whatever its second (reserved, ignored on reception) byte says.
+                let (Some(&next), Some(body)) = (rest.first(), rest.get(2..8)) else {
+                    return Err("ipv6: truncated extension header");
+                };
+                let f = Ipv6FragmentHeader::new_checked(body)
                     .map_err(|_| "ipv6: truncated extension header")?;
-                let f = Ipv6FragmentHeader::new_checked(rest.get(2..8).unwrap_or(&[]))
-                    .map_err(|_| "ipv6: truncated extension header")?;
-                proto = h.next_header();
+                proto = IpProtocol::from(next);
                 if f.frag_offset() != 0 || f.more_frags() {
                     // The upper header may be in another fragment: the walk ends here.
                     return Ok(Ipv6Upper {
@@ -316,6 +317,11 @@ mod tests {
             ),
             (FRAGMENT, ext(6, FRAGMENT, 1480), "fragment (smoltcp"),
         ];
+        // A Fragment header's second byte is reserved, not a length.
+        let mut reserved = ext(6, FRAGMENT, 0);
+        reserved[1] = 0xff;
+        assert!(ipv6_undeliverable(&v6_behind(FRAGMENT, &reserved))
+            .is_some_and(|w| w.contains("atomic Fragment")));
         for (first, chain, why) in cases {
             let f = v6_behind(first, &chain);
             assert_eq!(peek_tcp(&f), None, "{why}");
