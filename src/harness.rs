@@ -466,7 +466,7 @@ impl Harness {
         self.client.udp(h).send_slice(payload, ep).ok()?;
         let mut reply = None;
         self.run_until(limit, |hs| {
-            let mut buf = [0u8; 2048];
+            let mut buf = vec![0u8; crate::stack::UDP_DATAGRAM_MAX];
             if let Ok((n, _)) = hs.client.udp(h).recv_slice(&mut buf) {
                 reply = Some(buf[..n].to_vec());
             }

@@ -38,7 +38,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use demux::{peek_tcp, to_socket_addr, TcpPeek};
+pub(crate) use demux::{ipv6_undeliverable, peek_tcp, to_socket_addr, TcpPeek};
 pub(crate) use event::{
     state_name, CloseCause, ConnIds, RstIgnored, StackEvent, StackObserver, Timeout,
 };
@@ -79,6 +79,13 @@ pub(crate) const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub(crate) const UDP_PACKETS: usize = 64;
 pub(crate) const UDP_BUFFER: usize = 64 * 1024;
+/// The largest UDP payload the stack takes in or answers: what one of smoltcp's 16 KiB reassembly
+/// slots holds (`reassembly-buffer-size-16384`) after the IPv4 and UDP headers.
+pub(crate) const UDP_DATAGRAM_MAX: usize = 16 * 1024 - 20 - 8;
+/// How long smoltcp keeps the fragments of an unfinished datagram. Fragments of one datagram
+/// arrive back to back; waiting longer (smoltcp's default is 60 s) only lets a flood of fragments
+/// that never complete hold the few reassembly slots longer.
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
 
@@ -147,6 +154,7 @@ impl<O: StackObserver> Stack<O> {
         let mut config = Config::new(HardwareAddress::Ethernet(cfg.mac));
         config.random_seed = cfg.random_seed;
         let mut iface = Interface::new(config, &mut nic, now);
+        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         iface.update_ip_addrs(|a| {
             for c in &cfg.addrs {
                 // The config allows at most as many as smoltcp holds; ignore the impossible overflow.
@@ -161,7 +169,8 @@ impl<O: StackObserver> Stack<O> {
         }
         let ids = ConnIds::default();
         nic.observer_mut().attach(&ids);
-        let max = nic.io().max_frame();
+        // A datagram in and its answer out: a reassembled one is larger than any frame.
+        let max = nic.io().max_frame().max(UDP_DATAGRAM_MAX);
         Stack {
             iface,
             nic,
@@ -259,6 +268,12 @@ impl<O: StackObserver> Stack<O> {
         let mut n = 0;
         while n < budget && self.nic.fill_rx(now) {
             n += 1;
+            // IPv6 behind an extension header smoltcp does not read: it would miss its socket and
+            // be answered with an ICMPv6 error, or RST from the shared set; dropped and counted.
+            if let Some(why) = self.nic.peek_rx().and_then(ipv6_undeliverable) {
+                self.nic.discard_rx(now, why);
+                continue;
+            }
             let peek = self.nic.peek_rx().and_then(peek_tcp);
             // A SYN that opens a connection is numbered before its packet line, which then names it.
             let opens = peek.as_ref().is_some_and(|p| self.may_open(p));
@@ -306,8 +321,15 @@ impl<O: StackObserver> Stack<O> {
                     self.rst_for = None;
                 }
                 _ => {
+                    // smoltcp drops a fragment silently when every reassembly slot holds another
+                    // datagram (a fragment flood): its count tells.
+                    let no_slot = self.iface.fragments_dropped_no_assembler();
                     self.iface
                         .poll_ingress_single(now, &mut self.nic, &mut self.shared);
+                    if self.iface.fragments_dropped_no_assembler() > no_slot {
+                        self.counters
+                            .drop("ipv4: fragment dropped, every reassembly slot busy");
+                    }
                     if peek.is_none() {
                         // A neighbour may have just been learned: entries waiting for one retry now
                         // rather than at the end of smoltcp's one-second silence.

@@ -182,6 +182,42 @@ pub struct FragInfo {
     pub offset: u16,
     /// More fragments follow.
     pub more: bool,
+    /// The identification of the datagram the fragment belongs to (16 bits in IPv4, 32 in IPv6).
+    pub id: u32,
+    /// Bytes of the datagram this fragment carries.
+    pub len: u16,
+}
+
+impl FragInfo {
+    /// The fragment's place in its datagram, counting from 1, where the frame alone tells: the first
+    /// one, and any one that is not the last when the fragments before it were as long as it is
+    /// (every sender cuts a datagram into equal pieces but the last).
+    pub fn number(&self) -> Option<u32> {
+        if self.offset == 0 {
+            Some(1)
+        } else if self.more && self.len > 0 && self.offset.is_multiple_of(self.len) {
+            Some((self.offset / self.len) as u32 + 1)
+        } else {
+            None
+        }
+    }
+}
+
+/// `fragment 2 of datagram id 4711, offset 1480, more follow`, `last fragment of datagram id 4711,
+/// offset 7400`.
+impl fmt::Display for FragInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.more, self.number()) {
+            (false, _) => f.write_str("last fragment")?,
+            (true, Some(n)) => write!(f, "fragment {n}")?,
+            (true, None) => f.write_str("fragment")?,
+        }
+        write!(f, " of datagram id {}, offset {}", self.id, self.offset)?;
+        if self.more {
+            f.write_str(", more follow")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -472,6 +508,8 @@ fn decode_ipv4(b: &[u8], d: &mut Decoded) -> Step {
     let fragment = (p.more_frags() || p.frag_offset() != 0).then(|| FragInfo {
         offset: p.frag_offset(),
         more: p.more_frags(),
+        id: u32::from(p.ident()),
+        len: p.total_len().saturating_sub(u16::from(p.header_len())),
     });
     d.ip = Some(IpInfo {
         version: 4,
@@ -528,12 +566,15 @@ fn decode_ipv6(b: &[u8], d: &mut Decoded) -> Step {
                 let h = Ipv6ExtHeader::new_checked(rest)
                     .map_err(|_| "truncated IPv6 fragment header")?;
                 let raw = be16(rest, 2);
+                nh = h.next_header();
+                let id = (u32::from(be16(rest, 4)) << 16) | u32::from(be16(rest, 6));
+                rest = rest.get(8..).unwrap_or(&[]);
                 let frag = FragInfo {
                     offset: raw & 0xfff8,
                     more: raw & 1 != 0,
+                    id,
+                    len: rest.len().min(u16::MAX as usize) as u16,
                 };
-                nh = h.next_header();
-                rest = rest.get(8..).unwrap_or(&[]);
                 if frag.offset != 0 || frag.more {
                     info.fragment = Some(frag);
                     info.proto = u8::from(nh);
@@ -1110,6 +1151,80 @@ mod tests {
         assert_eq!(d.problem(), None);
         assert!(d.tcp.is_none());
         assert!(d.ip.unwrap().fragment.unwrap().more);
+    }
+
+    /// An IPv4 fragment from the client: datagram `id`, `len` bytes at `offset`, `more` or not.
+    fn ipv4_fragment(id: u16, offset: u16, more: bool, len: usize) -> Vec<u8> {
+        let mut f = crate::frames::Eth::to_server()
+            .ipv4(crate::frames::CLIENT_V4, crate::frames::SERVER_V4)
+            .ident(id)
+            .may_fragment()
+            .packet(17, &vec![0xab; len]);
+        let mut p = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+        p.set_more_frags(more);
+        p.set_frag_offset(offset);
+        p.fill_checksum();
+        f
+    }
+
+    #[test]
+    fn test_fragment_line_names_datagram_and_place() {
+        let line = |f: &[u8]| {
+            let d = decode(f);
+            assert_eq!(d.problem(), None);
+            assert!(d.udp.is_none(), "upper layers span fragments: not decoded");
+            d.ip.unwrap().fragment.unwrap().to_string()
+        };
+        assert_eq!(
+            line(&ipv4_fragment(4711, 0, true, 1480)),
+            "fragment 1 of datagram id 4711, offset 0, more follow"
+        );
+        assert_eq!(
+            line(&ipv4_fragment(4711, 1480, true, 1480)),
+            "fragment 2 of datagram id 4711, offset 1480, more follow"
+        );
+        assert_eq!(
+            line(&ipv4_fragment(4711, 5920, true, 1480)),
+            "fragment 5 of datagram id 4711, offset 5920, more follow"
+        );
+        // The last one's number depends on the pieces before it, which the frame does not show.
+        assert_eq!(
+            line(&ipv4_fragment(4711, 7400, false, 608)),
+            "last fragment of datagram id 4711, offset 7400"
+        );
+        // Pieces of unequal length: the place is not guessed.
+        assert_eq!(
+            line(&ipv4_fragment(9, 1000, true, 96)),
+            "fragment of datagram id 9, offset 1000, more follow"
+        );
+        let d = decode(&ipv4_fragment(4711, 1480, true, 1480));
+        assert_eq!(
+            d.ip.unwrap().fragment,
+            Some(FragInfo {
+                offset: 1480,
+                more: true,
+                id: 4711,
+                len: 1480
+            })
+        );
+    }
+
+    #[test]
+    fn test_ipv6_fragment_header_gives_id_and_length() {
+        let mut payload = vec![17, 0, 0x05, 0xc9, 0, 0, 0x12, 0x67];
+        payload.extend_from_slice(&[0u8; 64]);
+        let f = crate::frames::Eth::to_server()
+            .ipv6(crate::frames::CLIENT_V6, crate::frames::SERVER_V6)
+            .packet(44, &payload);
+        let fr = decode(&f).ip.unwrap().fragment.unwrap();
+        assert_eq!(
+            (fr.offset, fr.more, fr.id, fr.len),
+            (1480, true, 0x1267, 64)
+        );
+        assert_eq!(
+            fr.to_string(),
+            "fragment of datagram id 4711, offset 1480, more follow"
+        );
     }
 
     /// Every truncation and every single-byte corruption of every fixture decodes without a panic.

@@ -455,12 +455,7 @@ impl fmt::Display for Summary<'_> {
                     write!(f, " (protocol {})", ip.proto)?;
                 }
                 if let Some(fr) = ip.fragment {
-                    write!(
-                        f,
-                        " fragment at offset {}{}",
-                        fr.offset,
-                        if fr.more { ", more follow" } else { ", last" }
-                    )?;
+                    write!(f, " {fr}")?;
                 }
                 if ip.fragment.is_none() && d.malformed.is_none() {
                     write!(f, " len {}", ip.len)?;

@@ -259,6 +259,10 @@ pub(crate) struct FragmentsBuffer {
 
     #[cfg(feature = "_proto-fragmentation")]
     pub reassembly_timeout: Duration,
+
+    /// Fragments dropped because every packet assembler held another packet.
+    #[cfg(feature = "_proto-fragmentation")]
+    pub dropped_no_assembler: u64,
 }
 
 #[cfg(not(feature = "_proto-fragmentation"))]

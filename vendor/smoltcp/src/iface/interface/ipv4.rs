@@ -116,6 +116,7 @@ impl InterfaceInner {
                     Ok(f) => f,
                     Err(_) => {
                         net_debug!("No available packet assembler for fragmented packet");
+                        frag.dropped_no_assembler += 1;
                         return None;
                     }
                 };

@@ -267,6 +267,8 @@ impl Interface {
                 assembler: PacketAssemblerSet::new(),
                 #[cfg(feature = "_proto-fragmentation")]
                 reassembly_timeout: Duration::from_secs(60),
+                #[cfg(feature = "_proto-fragmentation")]
+                dropped_no_assembler: 0,
             },
             fragmenter: Fragmenter::new(),
             inner: InterfaceInner {
@@ -456,6 +458,18 @@ impl Interface {
             );
         }
         self.fragments.reassembly_timeout = timeout;
+    }
+
+    /// The number of fragments dropped because every packet assembler was
+    /// busy reassembling another packet (see the `reassembly-buffer-count-*`
+    /// features), since the interface was created.
+    ///
+    /// Such drops are otherwise silent; a rising count means fragmented
+    /// packets arrive faster than they complete, e.g. a flood of fragments
+    /// that are never completed, holding every assembler until it times out.
+    #[cfg(feature = "_proto-fragmentation")]
+    pub fn fragments_dropped_no_assembler(&self) -> u64 {
+        self.fragments.dropped_no_assembler
     }
 
     /// Transmit packets queued in the sockets, and receive packets queued

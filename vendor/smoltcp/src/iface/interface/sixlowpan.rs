@@ -136,6 +136,7 @@ impl InterfaceInner {
             Ok(frag) => frag,
             Err(AssemblerFullError) => {
                 net_debug!("No available packet assembler for fragmented packet");
+                f.dropped_no_assembler += 1;
                 return None;
             }
         };

@@ -1383,6 +1383,59 @@ fn test_raw_socket_rx_fragmentation(#[case] medium: Medium) {
 
 #[rstest]
 #[case(Medium::Ip)]
+#[cfg(all(feature = "proto-ipv4-fragmentation", feature = "medium-ip"))]
+#[case(Medium::Ethernet)]
+#[cfg(all(feature = "proto-ipv4-fragmentation", feature = "medium-ethernet"))]
+fn test_fragment_dropped_no_assembler(#[case] medium: Medium) {
+    use crate::config::REASSEMBLY_BUFFER_COUNT;
+    use crate::wire::{IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr};
+
+    let (mut iface, mut sockets, _device) = setup(medium);
+
+    // The first fragment of a packet that never completes.
+    let first_fragment = |ident: u16| -> Vec<u8> {
+        let repr = Ipv4Repr {
+            src_addr: Ipv4Address::new(127, 0, 0, 2),
+            dst_addr: Ipv4Address::new(127, 0, 0, 1),
+            next_header: IpProtocol::Unknown(99),
+            hop_limit: 64,
+            payload_len: 24,
+        };
+        let mut bytes = vec![0u8; repr.buffer_len() + 24];
+        let mut pkt = Ipv4Packet::new_unchecked(&mut bytes[..]);
+        repr.emit(&mut pkt, &ChecksumCapabilities::default());
+        pkt.set_ident(ident);
+        pkt.set_dont_frag(false);
+        pkt.set_more_frags(true);
+        pkt.set_frag_offset(0);
+        pkt.fill_checksum();
+        bytes
+    };
+
+    let mut feed = |ident: u16| {
+        let bytes = first_fragment(ident);
+        iface.inner.process_ipv4(
+            &mut sockets,
+            PacketMeta::default(),
+            HardwareAddress::default(),
+            &Ipv4Packet::new_unchecked(&bytes[..]),
+            &mut iface.fragments,
+        );
+    };
+
+    // Every assembler takes a packet of its own: nothing is dropped.
+    for ident in 0..REASSEMBLY_BUFFER_COUNT as u16 {
+        feed(ident);
+    }
+    // Another fragment of a packet being reassembled still finds its assembler.
+    feed(0);
+    // A fragment of one more packet finds none.
+    feed(REASSEMBLY_BUFFER_COUNT as u16);
+    assert_eq!(iface.fragments_dropped_no_assembler(), 1);
+}
+
+#[rstest]
+#[case(Medium::Ip)]
 #[cfg(all(feature = "socket-udp", feature = "medium-ip"))]
 #[case(Medium::Ethernet)]
 #[cfg(all(feature = "socket-udp", feature = "medium-ethernet"))]
