@@ -12,17 +12,21 @@
 //! the reactor polls again at once instead of sleeping. So the readiness of the connections already
 //! open (a peer's FIN, the next request, an echo) is served between two batches of new ones.
 
-use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::net::{TcpListener, UdpSocket};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use smoltcp::time::{Duration, Instant};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr};
 
-use crate::service::driver::{self, ByteStream, Drive, StreamState};
-use crate::service::{Context, DatagramService, ServiceKind, StreamSession};
+use crate::service::driver::StreamState;
+use crate::service::{Context, DatagramService, ServiceKind};
 use crate::status::{ConnRow, Counters, Endpoint, Proto, StackKind, Status};
 use crate::trace::Tracer;
+
+mod conn;
+
+use conn::{HostConn, HostStream};
 
 /// Tokens from here up belong to host sockets; the reactor's fixed tokens sit below.
 pub(crate) const TOKEN_BASE: usize = 16;
@@ -108,38 +112,6 @@ enum Source {
         service: Box<dyn DatagramService>,
     },
     Conn(Box<HostConn>),
-}
-
-struct HostConn {
-    id: u64,
-    kind: ServiceKind,
-    local: SocketAddr,
-    remote: SocketAddr,
-    stream: HostStream,
-    session: Box<dyn StreamSession>,
-    state: StreamState,
-    /// When we sent FIN (shutdown write); from then on we wait for the peer's FIN or the linger deadline.
-    shut: Option<Instant>,
-    writable_registered: bool,
-    /// The state last shown in the connection table.
-    row_state: &'static str,
-    /// Its ESTABLISHED line was logged (within `--narrate-limit`), so its CLOSED line is too.
-    narrated: bool,
-}
-
-/// A kernel TCP socket with the buffers that make it look like smoltcp's to the driver: the kernel
-/// hands over bytes only by copying them out, so what the session did not take waits in `inbuf`, and
-/// what the kernel did not take waits in `outbuf`.
-struct HostStream {
-    sock: TcpStream,
-    /// Received bytes the session has not consumed yet.
-    inbuf: Vec<u8>,
-    /// Output the kernel has not taken yet.
-    outbuf: Vec<u8>,
-    /// A read returned 0: the peer's FIN is behind whatever `inbuf` holds.
-    fin: bool,
-    /// Bytes written from `outbuf` since the counters last heard of it.
-    flushed: u64,
 }
 
 pub(crate) struct Host {
@@ -562,133 +534,6 @@ enum Accepted {
     Drained,
     /// Stopped before the queue was known to be empty: accept again next turn.
     BudgetSpent,
-}
-
-impl HostConn {
-    fn deadline(&self) -> Option<Instant> {
-        let s = self.session.poll_timeout();
-        match self.shut {
-            Some(t) => Some(s.map_or(t + LINGER, |s| s.min(t + LINGER))),
-            None => s,
-        }
-    }
-
-    /// Runs the session over the socket. Returns true when the connection is over.
-    fn drive(
-        &mut self,
-        cx: &Context,
-        scratch: &mut [u8],
-        counters: &mut Counters,
-    ) -> io::Result<bool> {
-        if self.shut.is_some_and(|t| cx.now >= t + LINGER) {
-            return Ok(true);
-        }
-        let mut io = HostIo {
-            stream: &mut self.stream,
-            scratch,
-            counters,
-        };
-        let drive = driver::drive(cx, self.session.as_mut(), &mut self.state, &mut io)?;
-        if self.state.closing && self.shut.is_none() {
-            self.shut = Some(cx.now);
-        }
-        Ok(drive == Drive::Done)
-    }
-}
-
-impl HostStream {
-    /// Writes `outbuf`; true when it is empty.
-    fn flush(&mut self) -> io::Result<bool> {
-        while !self.outbuf.is_empty() {
-            match self.sock.write(&self.outbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.outbuf.drain(..n);
-                    self.flushed += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// A [`HostStream`] for the length of one drive, with the loop's scratch buffer and the counters.
-struct HostIo<'a> {
-    stream: &'a mut HostStream,
-    scratch: &'a mut [u8],
-    counters: &'a mut Counters,
-}
-
-/// Any socket error ends the connection (the caller drops it, and the kernel resets if it must).
-impl ByteStream for HostIo<'_> {
-    type Error = io::Error;
-
-    fn recv(&mut self, f: impl FnOnce(&[u8]) -> usize) -> io::Result<usize> {
-        let s = &mut *self.stream;
-        if !s.inbuf.is_empty() {
-            let n = f(&s.inbuf);
-            s.inbuf.drain(..n);
-            return Ok(n);
-        }
-        // Only an empty inbuf lets more in: a session that stops consuming leaves the rest in the kernel.
-        while !s.fin {
-            match s.sock.read(self.scratch) {
-                Ok(0) => s.fin = true,
-                Ok(n) => {
-                    self.counters.bytes_in += n as u64;
-                    let used = f(&self.scratch[..n]);
-                    s.inbuf.extend_from_slice(&self.scratch[used..n]);
-                    return Ok(used);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(0)
-    }
-
-    /// New output is asked for only once the kernel took the last batch.
-    fn send(&mut self, f: impl FnOnce(&mut [u8]) -> usize) -> io::Result<usize> {
-        let s = &mut *self.stream;
-        let flushed = s.flush();
-        self.counters.bytes_out += std::mem::take(&mut s.flushed);
-        if !flushed? {
-            return Ok(0);
-        }
-        let n = f(self.scratch);
-        let mut off = 0;
-        while off < n {
-            match s.sock.write(&self.scratch[off..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(w) => {
-                    off += w;
-                    self.counters.bytes_out += w as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        s.outbuf.extend_from_slice(&self.scratch[off..n]);
-        Ok(n)
-    }
-
-    fn peer_closed(&self) -> bool {
-        self.stream.fin && self.stream.inbuf.is_empty()
-    }
-
-    /// shutdown(Write) would strand what `outbuf` holds, so the FIN waits until the kernel has it all.
-    fn may_close(&self) -> bool {
-        self.stream.outbuf.is_empty()
-    }
-
-    fn close(&mut self) {
-        let _ = self.stream.sock.shutdown(Shutdown::Write);
-    }
 }
 
 fn drive_udp(
