@@ -602,6 +602,13 @@ impl Harness {
         c
     }
 
+    /// How many times a neighbour of the server changed MAC address (ARP said another MAC for an
+    /// address than before: a second host, or spoofing); each change counts once, the same MAC again
+    /// counts nothing. The server's `neighbours_moved` counter.
+    pub fn neighbour_moves(&self) -> u64 {
+        self.server.counters().neighbours_moved
+    }
+
     /// TCP connections the server is serving (half-open ones included, listeners not).
     pub fn connection_count(&self) -> usize {
         self.server.connection_count()

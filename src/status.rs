@@ -101,6 +101,15 @@ pub struct Counters {
     pub conns_closed: u64,
     /// Frames or datagrams dropped, by reason (`"malformed: truncated IPv4 header"`, `"tx: link down"`).
     pub drops: BTreeMap<String, u64>,
+    /// Neighbours whose MAC address changed (ARP said another MAC for an address than before: a
+    /// second host answering for it, or ARP spoofing). Not a drop: the frame was processed. Left out
+    /// of the JSON while 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub neighbours_moved: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counters {

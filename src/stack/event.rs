@@ -1,12 +1,12 @@
 //! What the userspace stack tells whoever watches it: a typed event for each thing it did to a TCP
 //! connection (opened, state changed, an RST ignored and why, refused, evicted, timed out, closed and
-//! why). The stack never asks its watcher anything: the tracer, the status table and `--events` build
+//! why), and a neighbour whose MAC address changed. The stack never asks its watcher anything: the tracer, the status table and `--events` build
 //! their view from these, so what they say is what the stack did, not a guess from the look of a frame.
 
 use smoltcp::socket::tcp::State;
 use smoltcp::time::Instant;
 use std::cell::Cell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use crate::device::Observer;
@@ -130,6 +130,15 @@ pub enum StackEvent {
         remote: SocketAddr,
         cause: CloseCause,
         service: Option<ServiceKind>,
+    },
+    /// An ARP packet smoltcp learns from said that neighbour `ip` is at `to`, and the last one from
+    /// `ip` said `from`: a second host answering for this address, or ARP spoofing. smoltcp's
+    /// neighbour cache follows the packet (that is the protocol); the stack only tells. Once per
+    /// change: the same MAC again is not a move.
+    NeighbourMoved {
+        ip: IpAddr,
+        from: [u8; 6],
+        to: [u8; 6],
     },
 }
 

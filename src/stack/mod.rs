@@ -31,6 +31,7 @@ use crate::status::{Counters, Endpoint, Proto, StackKind, Status};
 pub(crate) mod demux;
 pub(crate) mod event;
 mod listen;
+mod neighbours;
 mod ports;
 mod serve;
 mod sockets;
@@ -47,6 +48,7 @@ pub(crate) use sockets::{ConnectError, TcpHandle};
 
 use demux::Demux;
 use listen::Listen;
+use neighbours::Neighbours;
 use ports::Ports;
 use serve::UdpService;
 use table::{Life, Role, Table};
@@ -146,6 +148,8 @@ pub struct Stack<O: StackObserver> {
     broadcasts: Vec<IpAddress>,
     /// The time of the last ingress or egress, for events outside of them.
     last_now: Instant,
+    /// Which MAC each IPv4 neighbour last answered ARP with, to tell when it changes (bounded).
+    neighbours: Neighbours,
 }
 
 impl<O: StackObserver> Stack<O> {
@@ -196,6 +200,7 @@ impl<O: StackObserver> Stack<O> {
                 })
                 .collect(),
             last_now: now,
+            neighbours: Neighbours::default(),
         }
     }
 
@@ -206,6 +211,26 @@ impl<O: StackObserver> Stack<O> {
             self.events.pop_front();
         }
         self.events.push_back(ev);
+    }
+
+    /// The frame in the rx slot as an ARP packet smoltcp learns a neighbour from: its sender.
+    fn arp_sender(&self) -> Option<neighbours::ArpSender> {
+        // Ethernet is the only medium built in.
+        let HardwareAddress::Ethernet(mac) = self.iface.hardware_addr();
+        neighbours::arp_sender(self.nic.peek_rx()?, mac, self.iface.ip_addrs())
+    }
+
+    /// Records what an ARP packet said: a neighbour whose MAC changed is counted and told
+    /// ([`StackEvent::NeighbourMoved`]). Only watches: smoltcp's cache follows the packet itself.
+    fn watch_neighbour(&mut self, s: neighbours::ArpSender) {
+        if let Some(from) = self.neighbours.learn(s.ip, s.mac) {
+            self.counters.neighbours_moved += 1;
+            self.emit(StackEvent::NeighbourMoved {
+                ip: std::net::IpAddr::V4(s.ip),
+                from,
+                to: s.mac,
+            });
+        }
     }
 
     /// The next thing the stack did that the caller has not taken yet (the status table is built
@@ -324,11 +349,19 @@ impl<O: StackObserver> Stack<O> {
                     // smoltcp drops a fragment silently when every reassembly slot holds another
                     // datagram (a fragment flood): its count tells.
                     let no_slot = self.iface.fragments_dropped_no_assembler();
+                    // Read before smoltcp takes the frame: ARP that says who a neighbour is.
+                    let arp = match peek {
+                        None => self.arp_sender(),
+                        Some(_) => None,
+                    };
                     self.iface
                         .poll_ingress_single(now, &mut self.nic, &mut self.shared);
                     if self.iface.fragments_dropped_no_assembler() > no_slot {
                         self.counters
                             .drop("ipv4: fragment dropped, every reassembly slot busy");
+                    }
+                    if let Some(sender) = arp {
+                        self.watch_neighbour(sender);
                     }
                     if peek.is_none() {
                         // A neighbour may have just been learned: entries waiting for one retry now
@@ -791,6 +824,7 @@ impl<O: StackObserver> Stack<O> {
         c.conns_accepted = self.counters.conns_accepted;
         c.conns_refused = self.counters.conns_refused;
         c.conns_closed = self.counters.conns_closed;
+        c.neighbours_moved = self.counters.neighbours_moved;
         for (k, v) in &self.counters.drops {
             *c.drops.entry(k.clone()).or_insert(0) += v;
         }

@@ -5,8 +5,9 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use super::decode::Mac;
 use super::records::{DirStats, FlowRecord, PacketRecord, Side};
 use crate::device::Direction;
 use crate::status::{Counters, Endpoint};
@@ -58,6 +59,18 @@ pub enum Event<'a> {
     },
     /// A TCP connection ended: its summary.
     ConnClosed(ConnClosed<'a>),
+    /// ARP said another MAC address for a neighbour than before: a second host answering for
+    /// this address, or ARP spoofing.
+    NeighbourMoved {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// The neighbour's address.
+        ip: IpAddr,
+        /// The MAC it was at.
+        from: Mac,
+        /// The MAC it is at now (what smoltcp's neighbour cache holds from now on).
+        to: Mac,
+    },
     /// A frame was lost on the way (fault injector, full link).
     Drop {
         /// Microseconds since the start.

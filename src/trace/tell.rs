@@ -5,6 +5,7 @@
 use smoltcp::time::Instant;
 use std::net::SocketAddr;
 
+use super::decode::Mac;
 use super::events::{self, Event};
 use super::{Secs, Tracer, TCP};
 use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
@@ -153,6 +154,18 @@ impl StackObserver for Tracer {
                 let t_us = self.now_us(now);
                 if self.flows.end(t_us, local, remote, close_reason(cause)) {
                     self.report_closed(t_us);
+                }
+            }
+            StackEvent::NeighbourMoved { ip, from, to } => {
+                let t_us = self.now_us(now);
+                let (from, to) = (Mac(from), Mac(to));
+                log::warn!(
+                    target: "tapstack::arp",
+                    "+{} {ip} moved from {from} to {to}: a second host answering for this address, or ARP spoofing",
+                    Secs(t_us)
+                );
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::NeighbourMoved { t_us, ip, from, to });
                 }
             }
         }
