@@ -146,6 +146,16 @@ pub struct Resources {
     pub host_conns: usize,
     /// Resident memory of the process, KiB (refreshed at most every 100 ms).
     pub rss_kib: u64,
+    /// The TAP device's `txqueuelen`: frames the kernel queues towards tapstack while the loop is
+    /// busy (0 without a TAP device). Refreshed with `rss_kib`.
+    pub tap_queue_len: u64,
+    /// Frames the kernel dropped on their way to tapstack because that queue was full: the device's
+    /// TX dropped, as `ip -s link` shows it (since the device was created, not since tapstack started).
+    pub tap_tx_dropped: u64,
+    /// Frames from tapstack the kernel dropped: the device's RX dropped.
+    pub tap_rx_dropped: u64,
+    /// The device's TX FIFO errors.
+    pub tap_tx_fifo_errors: u64,
 }
 
 /// Resident memory of this process in KiB, from /proc/self/status (0 where that is unavailable).

@@ -122,6 +122,123 @@ fn interface_flags(name: &str) -> io::Result<libc::c_int> {
     Ok(unsafe { req.ifr_ifru.ifru_flags } as libc::c_int)
 }
 
+/// The interface's transmit queue length (`ip link set dev NAME txqueuelen N`): how many frames the
+/// kernel holds for us while we are busy; for a TAP device the size of the ring we read from.
+fn interface_txqueuelen(name: &str) -> io::Result<u64> {
+    let req = interface_query(name, libc::SIOCGIFTXQLEN as libc::c_ulong)?;
+    // SAFETY: SIOCGIFTXQLEN filled the `int` member of the union (ifr_qlen, which libc names
+    // ifru_ifindex: the same `int` at the same place).
+    let qlen = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(qlen.max(0) as u64)
+}
+
+/// The kernel's own view of a TAP device's queue, as `ip -s link show NAME` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TapQueueStats {
+    /// `txqueuelen`: frames the kernel queues towards tapstack.
+    pub(crate) queue_len: u64,
+    /// Frames the kernel dropped on their way to tapstack (the queue was full): TX dropped.
+    pub(crate) tx_dropped: u64,
+    /// Frames from tapstack the kernel dropped: RX dropped.
+    pub(crate) rx_dropped: u64,
+    /// TX FIFO errors.
+    pub(crate) tx_fifo_errors: u64,
+}
+
+/// Reads a TAP device's queue counters now and then (never per frame) and says when the kernel
+/// started dropping frames queued for us.
+///
+/// The counters come from `/proc/self/net/dev`, which always shows the reading process's network
+/// namespace, whereas `/sys/class/net` shows the namespace of whoever mounted sysfs: right under
+/// `ip netns exec` (which mounts a fresh sysfs), but another namespace's devices under `nsenter -n`
+/// or `unshare -n` without a remount. They are the same numbers (the kernel's `dev_get_stats`) as
+/// `/sys/class/net/NAME/statistics/{tx,rx}_dropped` and `ip -s link`. The queue length comes from
+/// `SIOCGIFTXQLEN` on our own socket, namespace-correct for the same reason.
+pub(crate) struct TapQueueWatch {
+    name: String,
+    /// The file's text, kept so that a reading allocates nothing once it has grown to size.
+    buf: String,
+    /// TX dropped as last reported in a warning (or at the first reading: drops from before this
+    /// run are not ours to warn about).
+    reported: Option<u64>,
+    warned_at: Option<std::time::Instant>,
+}
+
+/// At most one warning about the kernel's drops per this interval.
+pub(crate) const TAP_DROP_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl TapQueueWatch {
+    pub(crate) fn new(name: &str) -> TapQueueWatch {
+        TapQueueWatch {
+            name: name.to_string(),
+            buf: String::with_capacity(4096),
+            reported: None,
+            warned_at: None,
+        }
+    }
+
+    /// The device's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the counters now; `None` where they cannot be read (no /proc, the device gone).
+    pub(crate) fn read(&mut self) -> Option<TapQueueStats> {
+        use std::io::Read;
+        self.buf.clear();
+        std::fs::File::open("/proc/self/net/dev")
+            .and_then(|mut f| f.read_to_string(&mut self.buf))
+            .ok()?;
+        let mut s = parse_net_dev(&self.buf, &self.name)?;
+        s.queue_len = interface_txqueuelen(&self.name).unwrap_or(0);
+        Some(s)
+    }
+
+    /// Reads the counters and logs the warning when TX dropped grew (at most once per
+    /// [`TAP_DROP_WARN_EVERY`]; drops in between are told in the next one).
+    pub(crate) fn sample(&mut self, now: std::time::Instant) -> Option<TapQueueStats> {
+        let s = self.read()?;
+        let reported = *self.reported.get_or_insert(s.tx_dropped);
+        if s.tx_dropped > reported
+            && self
+                .warned_at
+                .is_none_or(|t| now.duration_since(t) >= TAP_DROP_WARN_EVERY)
+        {
+            self.warned_at = Some(now);
+            self.reported = Some(s.tx_dropped);
+            log::warn!(
+                target: "tapstack",
+                "{}: the kernel dropped {} frames queued for tapstack (txqueuelen {}): raise it (tap-setup.sh sets 10000)",
+                self.name,
+                s.tx_dropped - reported,
+                s.queue_len
+            );
+        }
+        Some(s)
+    }
+}
+
+/// The drop counters of `name` in the text of `/proc/net/dev`: after `NAME:` come 8 receive
+/// columns (bytes packets errs drop fifo frame compressed multicast) and 8 transmit ones (bytes
+/// packets errs drop fifo colls carrier compressed).
+fn parse_net_dev(text: &str, name: &str) -> Option<TapQueueStats> {
+    let line = text.lines().find_map(|l| {
+        let (dev, rest) = l.split_once(':')?;
+        (dev.trim() == name).then_some(rest)
+    })?;
+    let mut cols = line.split_whitespace().map(|c| c.parse::<u64>().ok());
+    let mut col = |skip: usize| cols.nth(skip).flatten();
+    let rx_dropped = col(3)?;
+    let tx_dropped = col(7)?;
+    let tx_fifo_errors = col(0)?;
+    Some(TapQueueStats {
+        queue_len: 0,
+        tx_dropped,
+        rx_dropped,
+        tx_fifo_errors,
+    })
+}
+
 /// How long a look at the link's up flag stays good.
 const LINK_CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -510,6 +627,21 @@ mod tests {
         csum::complete(&mut seg, 5000, 16);
         csum::complete(&mut seg, 0, 5000);
         assert_eq!(seg, before);
+    }
+
+    #[test]
+    fn test_net_dev_columns_are_the_drop_counters() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+lo:  154518    2219    0    0    0     0          0         0   154518    2219    0    0    0     0       0          0\n  \
+tap10:       1       2    3    4    5     6          7         8        9      10   11   12   13    14      15         16\n   \
+tap1:       0       0    0    7    0     0          0         0        0       0    0 3200    9     0       0          0\n";
+        let s = parse_net_dev(text, "tap1").expect("tap1 is listed");
+        assert_eq!((s.rx_dropped, s.tx_dropped, s.tx_fifo_errors), (7, 3200, 9));
+        let s = parse_net_dev(text, "tap10").expect("tap10 is listed");
+        assert_eq!((s.rx_dropped, s.tx_dropped, s.tx_fifo_errors), (4, 12, 13));
+        assert_eq!(parse_net_dev(text, "tap"), None);
+        assert_eq!(parse_net_dev("tap1: 1 2 3\n", "tap1"), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
-use crate::device::tap::TapError;
+use crate::device::tap::{TapError, TapQueueWatch};
 use crate::device::{FaultInjector, FrameIo, Nic};
 use crate::host::{BindError, Host};
 use crate::service::{Context, Settings};
@@ -136,6 +136,8 @@ pub(crate) struct Reactor {
     serving_on: bool,
     /// When resident memory was last read.
     rss_at: Option<Instant>,
+    /// The TAP device's queue counters, read with resident memory (none on the in-memory wire).
+    tap_queue: Option<TapQueueWatch>,
     /// When buffered log lines were last written (real time, also under the virtual clock).
     last_log_flush: std::time::Instant,
 }
@@ -160,6 +162,8 @@ impl Reactor {
                 .register(&mut SourceFd(&fd), LINK, Interest::READABLE)
                 .map_err(|e| RunError::Io("cannot watch the TAP device", e))?;
         }
+        // Only a TAP device has a file descriptor; the demo's wire has none.
+        let tap_queue = io.raw_fd().map(|_| TapQueueWatch::new(&cfg.tap));
         let port = Nic::new(io, tracer).with_faults(faults);
         let stack_cfg = StackConfig {
             mac: cfg.mac,
@@ -246,6 +250,7 @@ impl Reactor {
             busy: false,
             serving_on: false,
             rss_at: None,
+            tap_queue,
             last_log_flush: std::time::Instant::now(),
         })
     }
@@ -314,6 +319,7 @@ impl Reactor {
             &mut self.status,
             self.clock.now(),
             &mut self.rss_at,
+            self.tap_queue.as_mut(),
         );
     }
 
@@ -334,9 +340,20 @@ impl Reactor {
             );
         }
         let r = &self.status.resources;
+        let tap = match &self.tap_queue {
+            Some(t) => format!(
+                ", {} txqueuelen {} tx_dropped {} rx_dropped {} tx_fifo_errors {}",
+                t.name(),
+                r.tap_queue_len,
+                r.tap_tx_dropped,
+                r.tap_rx_dropped,
+                r.tap_tx_fifo_errors
+            ),
+            None => String::new(),
+        };
         log::info!(
             target: "tapstack::stats",
-            "resources: stack sockets {} (connections {}, listeners {}), trace flows {}, host sources {} (connections {}), rss {} KiB",
+            "resources: stack sockets {} (connections {}, listeners {}), trace flows {}, host sources {} (connections {}), rss {} KiB{tap}",
             r.stack_sockets, r.stack_conns, r.stack_listeners, r.trace_flows, r.host_sources, r.host_conns, r.rss_kib
         );
     }
@@ -348,6 +365,7 @@ impl Reactor {
         let wall = self.clock.wall();
         let registry = self.poll.registry();
         let (host, settings, rss_at) = (&mut self.host, &self.settings, &mut self.rss_at);
+        let tap_queue = &mut self.tap_queue;
         let app_running = self.app_result.is_none();
         // Without a client stack of its own (connect, get), the app runs on the main stack.
         let (mut main_app, mut peer_app) = match self.peer {
@@ -360,7 +378,14 @@ impl Reactor {
         let n = self
             .stack
             .turn(now, INGRESS_BUDGET, &mut self.status, |stack, status| {
-                refresh_counters(stack, host.as_ref(), status, now, rss_at);
+                refresh_counters(
+                    stack,
+                    host.as_ref(),
+                    status,
+                    now,
+                    rss_at,
+                    tap_queue.as_mut(),
+                );
                 stack.run_services(now, wall, status, settings);
                 if let Some(h) = host.as_mut() {
                     let cx = Context {
@@ -639,13 +664,15 @@ fn poll_app(
     progress
 }
 
-/// Copies the counters of both stacks and the resources in use into the status read-model.
+/// Copies the counters of both stacks and the resources in use into the status read-model. Resident
+/// memory and the TAP device's queue counters are read at most every 100 ms.
 fn refresh_counters(
     stack: &TracedStack,
     host: Option<&Host>,
     status: &mut Status,
     now: Instant,
     rss_at: &mut Option<Instant>,
+    tap_queue: Option<&mut TapQueueWatch>,
 ) {
     status.stack = stack.all_counters();
     if let Some(h) = host {
@@ -662,5 +689,11 @@ fn refresh_counters(
     if rss_at.is_none_or(|t| now >= t + Duration::from_millis(100)) {
         *rss_at = Some(now);
         r.rss_kib = crate::status::rss_kib();
+        if let Some(s) = tap_queue.and_then(|t| t.sample(std::time::Instant::now())) {
+            r.tap_queue_len = s.queue_len;
+            r.tap_tx_dropped = s.tx_dropped;
+            r.tap_rx_dropped = s.rx_dropped;
+            r.tap_tx_fifo_errors = s.tx_fifo_errors;
+        }
     }
 }

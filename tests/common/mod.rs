@@ -41,6 +41,9 @@ pub fn skip(why: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
+/// The `txqueuelen` tap-setup.sh gives the TAP device: room for a burst of SYNs while tapstack is busy.
+pub const TAP_SETUP_TXQUEUELEN: u32 = 10000;
+
 pub fn tapstack_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tapstack"))
 }
@@ -120,6 +123,13 @@ impl Netns {
             return None;
         }
         Some(ns)
+    }
+
+    /// Sets tap0's queue towards tapstack (`txqueuelen`); [`TAP_SETUP_TXQUEUELEN`] is what
+    /// tap-setup.sh sets. [`Netns::with_tap`] keeps the kernel's default (1000), which the existing
+    /// tests and their figures were measured with.
+    pub fn set_tap_txqueuelen(&self, n: u32) {
+        self.sh_ok(&format!("ip link set dev tap0 txqueuelen {n}"));
     }
 
     /// A command that runs inside the namespace.
