@@ -85,6 +85,9 @@ pub enum CloseCause {
     Evicted,
     /// A new SYN reused the 4-tuple of a connection in TIME-WAIT.
     Superseded,
+    /// The SYN it was numbered for never reached its listener: smoltcp dropped it (a non-unicast
+    /// source address, port 0, a bad checksum).
+    SynDropped,
 }
 
 /// One thing the stack did. Addresses are the stack's end (`local`) and the peer's (`remote`).

@@ -340,6 +340,9 @@ impl<O: StackObserver> Stack<O> {
                     if let Role::Listener { pool } = e.role {
                         self.replenish(pool);
                     }
+                    if opens {
+                        self.syn_not_taken(key, p);
+                    }
                     self.table.mark_ready(key);
                     // Right after the frame that caused it, so that no state is skipped.
                     self.settle(now, key, false);
@@ -411,6 +414,34 @@ impl<O: StackObserver> Stack<O> {
             return None;
         }
         self.accept_syn(now, p)
+    }
+
+    /// Ends the connection a SYN was numbered for ([`Stack::accept_syn`] told `Opened`) when the
+    /// SYN never reached listener `key`: smoltcp dropped it first (a non-unicast source address,
+    /// port 0, a bad checksum) and the listener still listens. Without its `Closed` event the
+    /// tracer kept the flow live for good: about 9% of a random-source SYN flood.
+    fn syn_not_taken(&mut self, key: usize, p: &TcpPeek) {
+        let Some(e) = self.table.get(key) else {
+            return;
+        };
+        let Role::Listener { pool } = e.role else {
+            return;
+        };
+        if e.state_now() != tcp::State::Listen {
+            return;
+        }
+        let conn = e.id;
+        let service = self.listen.pools.get(pool).map(|pl| pl.kind);
+        self.counters.drop(
+            "tcp: SYN dropped before its listener (non-unicast source, port 0 or bad checksum)",
+        );
+        self.emit(StackEvent::Closed {
+            conn,
+            local: to_socket_addr(p.dst),
+            remote: to_socket_addr(p.src),
+            cause: CloseCause::SynDropped,
+            service,
+        });
     }
 
     /// Whether an RST for entry `key` must not reset it: RFC 5961 3.2 lets only an RST at exactly

@@ -193,5 +193,6 @@ fn close_reason(cause: CloseCause) -> &'static str {
         CloseCause::TimedOut(Timeout::Orphan(_)) => "LAST-ACK timed out, reset",
         CloseCause::Evicted => "evicted at the connection limit",
         CloseCause::Superseded => "superseded",
+        CloseCause::SynDropped => "SYN dropped before its listener",
     }
 }
