@@ -358,6 +358,13 @@ fn h_udp_echo_of_8000_bytes_in_fragments() {
             .any(|l| l.contains("fragment 2 of datagram id") && l.contains("offset 1480")),
         "{lines:#?}"
     );
+    // The fragment that completes the 8,008-byte datagram (8,000 bytes and the UDP header) says so,
+    // each way.
+    let whole = lines
+        .iter()
+        .filter(|l| l.contains("completes the 8008-byte datagram"))
+        .count();
+    assert_eq!(whole, 2, "{lines:#?}");
     assert!(
         frag_lines.iter().any(|l| l.contains("last fragment")),
         "{lines:#?}"

@@ -31,6 +31,7 @@ use std::time::SystemTime;
 
 use crate::status::{Counters, Endpoint, Status};
 
+mod datagrams;
 pub(crate) mod decode;
 pub(crate) mod events;
 pub(crate) mod explain;
@@ -142,6 +143,8 @@ pub struct Tracer {
     ladders: Option<pictures::LadderOut>,
     /// The wire's IP MTU when the link offloads segmentation (TCP segments above it are annotated).
     wire_mtu: Option<usize>,
+    /// Fragments on their way to making a datagram.
+    datagrams: datagrams::Datagrams,
 }
 
 impl Tracer {
@@ -171,6 +174,7 @@ impl Tracer {
             last_us: 0,
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
             wire_mtu: None,
+            datagrams: datagrams::Datagrams::default(),
         };
         t.flows.set_narration_limit(cfg.narrate_limit);
         if let Some(path) = &cfg.pcap {

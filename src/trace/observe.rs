@@ -64,6 +64,10 @@ impl Tracer {
             rst_reason: obs.rst_reason,
             dropped,
             wire_frames: self.wire_mtu.and_then(|mtu| wire_frames(&d, mtu)),
+            datagram: match dropped {
+                None => self.datagrams.fragment(t_us, &d),
+                Some(_) => None,
+            },
         };
         rec.seq = self.packets.push(rec);
         if self.lines {
@@ -146,6 +150,7 @@ impl Tracer {
                 rst_reason: None,
                 dropped: Some(why),
                 wire_frames: None,
+                datagram: None,
             };
             ev.emit(&Event::Drop {
                 t_us,

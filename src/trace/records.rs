@@ -362,6 +362,8 @@ pub struct PacketRecord {
     /// A TCP segment larger than the wire's MTU (segmentation offload): how many wire-sized frames
     /// it stands for.
     pub wire_frames: Option<u32>,
+    /// This fragment completed a datagram of this many bytes (its fragments all crossed the device).
+    pub datagram: Option<u32>,
 }
 
 impl PacketRecord {
@@ -457,6 +459,9 @@ impl fmt::Display for Summary<'_> {
                 if let Some(fr) = ip.fragment {
                     write!(f, " {fr}")?;
                 }
+                if let Some(n) = r.datagram {
+                    write!(f, ", completes the {n}-byte datagram")?;
+                }
                 if ip.fragment.is_none() && d.malformed.is_none() {
                     write!(f, " len {}", ip.len)?;
                 }
@@ -533,6 +538,8 @@ struct PacketView<'a> {
     dropped: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wire_frames: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datagram: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -571,6 +578,7 @@ impl Serialize for PacketRecord {
             bad_checksum: d.bad_checksum,
             dropped: self.dropped,
             wire_frames: self.wire_frames,
+            datagram: self.datagram,
         }
         .serialize(s)
     }
