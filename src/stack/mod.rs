@@ -88,7 +88,7 @@ pub(crate) const UDP_DATAGRAM_MAX: usize = 16 * 1024 - 20 - 8;
 /// arrive back to back; waiting longer (smoltcp's default is 60 s) only lets a flood of fragments
 /// that never complete hold the few reassembly slots longer.
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Events kept for [`Stack::poll_event`] when nobody takes them (the oldest go first).
+/// Events kept for the status table between two reports (a turn reports twice; the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
 
 /// How the userspace stack is set up.
@@ -138,7 +138,7 @@ pub struct Stack<O: StackObserver> {
     udp: Vec<UdpService>,
     ids: ConnIds,
     counters: Counters,
-    /// Events not yet taken with [`Stack::poll_event`].
+    /// Events not yet applied to the status table (see [`Stack::turn`]).
     events: VecDeque<StackEvent>,
     /// The entry the frame being processed went to, when that frame was an RST.
     rst_for: Option<usize>,
@@ -204,7 +204,7 @@ impl<O: StackObserver> Stack<O> {
         }
     }
 
-    /// Tells the observer, and keeps the event for [`Stack::poll_event`].
+    /// Tells the observer at once, and keeps the event for the status table.
     fn emit(&mut self, ev: StackEvent) {
         self.nic.observer_mut().event(self.last_now, &ev);
         if self.events.len() >= EVENTS_KEPT {
@@ -231,17 +231,6 @@ impl<O: StackObserver> Stack<O> {
                 to: s.mac,
             });
         }
-    }
-
-    /// The next thing the stack did that the caller has not taken yet (the status table is built
-    /// from these).
-    pub fn poll_event(&mut self) -> Option<StackEvent> {
-        self.events.pop_front()
-    }
-
-    /// The source of connection ids, to share with the host side.
-    pub fn conn_ids(&self) -> &ConnIds {
-        &self.ids
     }
 
     /// One turn: up to `budget` frames in, then `work` (the services, an app on this stack), then
