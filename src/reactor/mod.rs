@@ -21,16 +21,15 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use smoltcp::time::{Duration, Instant};
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
-use crate::device::tap::{TapError, TapQueueWatch};
+use crate::device::tap::TapQueueWatch;
 use crate::device::{FaultInjector, FrameIo, Nic};
-use crate::host::{BindError, Host};
+use crate::host::Host;
 use crate::service::{Context, Settings};
 use crate::stack::{
     entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD,
@@ -38,7 +37,13 @@ use crate::stack::{
 use crate::status::Status;
 use crate::trace::Tracer;
 
+mod app;
+mod stats;
 mod stdin;
+
+use app::poll_app;
+pub(crate) use app::{App, RunError};
+use stats::refresh_counters;
 
 use stdin::{StdinRead, StdinWatch};
 
@@ -54,57 +59,6 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// The userspace stack as the loop runs it: watched by the tracer.
 pub(crate) type TracedStack = Stack<Tracer>;
-
-/// Something that runs on the loop beside the services: the demo's tour, `connect`, `get`.
-pub(crate) trait App {
-    /// Does what it can now on `stack` (the stack it was given: the TAP stack for `connect`, the
-    /// client stack on the wire in the demo). Returns whether it made progress.
-    fn poll(&mut self, now: Instant, stack: &mut TracedStack) -> bool;
-    /// When it wants to be polled again at the latest.
-    fn poll_at(&self) -> Option<Instant>;
-    /// `Some` once finished: `Err` with a one-line reason when it failed.
-    fn outcome(&self) -> Option<Result<(), String>>;
-    /// Called once after it finished (the demo prints its summary here).
-    fn finish(&mut self, _stack: &mut TracedStack) {}
-}
-
-/// Why a run ended badly (exit status 1).
-#[derive(Debug)]
-pub enum RunError {
-    Tap(TapError),
-    Bind(BindError),
-    /// The link died under us (TAP device deleted).
-    LinkGone(io::Error),
-    Io(&'static str, io::Error),
-    /// A client mode failed (connection refused, timed out, HTTP error status).
-    App(String),
-}
-
-impl fmt::Display for RunError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RunError::Tap(e) => e.fmt(f),
-            RunError::Bind(e) => e.fmt(f),
-            RunError::LinkGone(e) => write!(f, "{e}"),
-            RunError::Io(what, e) => write!(f, "{what}: {e}"),
-            RunError::App(msg) => f.write_str(msg),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
-
-impl From<TapError> for RunError {
-    fn from(e: TapError) -> Self {
-        RunError::Tap(e)
-    }
-}
-
-impl From<BindError> for RunError {
-    fn from(e: BindError) -> Self {
-        RunError::Bind(e)
-    }
-}
 
 /// The loop and everything it drives.
 pub(crate) struct Reactor {
@@ -320,41 +274,6 @@ impl Reactor {
             self.clock.now(),
             &mut self.rss_at,
             self.tap_queue.as_mut(),
-        );
-    }
-
-    fn log_stats(&mut self) {
-        self.rss_at = None;
-        self.refresh_counters();
-        for (name, c) in [("stack", &self.status.stack), ("host", &self.status.host)] {
-            log::info!(
-                target: "tapstack::stats",
-                "{name}: packets in {} out {}, bytes in {} out {}, connections accepted {} refused {} closed {} open {}, drops {}{}",
-                c.packets_in, c.packets_out, c.bytes_in, c.bytes_out,
-                c.conns_accepted, c.conns_refused, c.conns_closed,
-                self.status.conns.values().filter(|r| r.stack.as_str() == name).count(),
-                c.drops_total(),
-                if c.drops.is_empty() { String::new() } else {
-                    format!(" ({})", c.drops.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; "))
-                }
-            );
-        }
-        let r = &self.status.resources;
-        let tap = match &self.tap_queue {
-            Some(t) => format!(
-                ", {} txqueuelen {} tx_dropped {} rx_dropped {} tx_fifo_errors {}",
-                t.name(),
-                r.tap_queue_len,
-                r.tap_tx_dropped,
-                r.tap_rx_dropped,
-                r.tap_tx_fifo_errors
-            ),
-            None => String::new(),
-        };
-        log::info!(
-            target: "tapstack::stats",
-            "resources: stack sockets {} (connections {}, listeners {}), trace flows {}, host sources {} (connections {}), rss {} KiB{tap}",
-            r.stack_sockets, r.stack_conns, r.stack_listeners, r.trace_flows, r.host_sources, r.host_conns, r.rss_kib
         );
     }
 
@@ -645,55 +564,5 @@ impl Reactor {
         tracer.shutdown(now, &status);
         tracer.flush();
         log::info!(target: "tapstack", "bye");
-    }
-}
-
-/// Polls an app on the stack it runs on; records its outcome once it has one.
-fn poll_app(
-    app: &mut Box<dyn App>,
-    now: Instant,
-    stack: &mut TracedStack,
-    done: &mut Option<Result<(), String>>,
-) -> bool {
-    let mut progress = app.poll(now, stack);
-    if let Some(r) = app.outcome() {
-        app.finish(stack);
-        *done = Some(r);
-        progress = true;
-    }
-    progress
-}
-
-/// Copies the counters of both stacks and the resources in use into the status read-model. Resident
-/// memory and the TAP device's queue counters are read at most every 100 ms.
-fn refresh_counters(
-    stack: &TracedStack,
-    host: Option<&Host>,
-    status: &mut Status,
-    now: Instant,
-    rss_at: &mut Option<Instant>,
-    tap_queue: Option<&mut TapQueueWatch>,
-) {
-    status.stack = stack.all_counters();
-    if let Some(h) = host {
-        status.host = h.counters().clone();
-    }
-    stack.observer().merge_into(&mut status.stack);
-    let r = &mut status.resources;
-    r.stack_sockets = stack.socket_count();
-    r.stack_conns = stack.connection_count();
-    r.stack_listeners = stack.listener_count();
-    r.trace_flows = stack.observer().flow_count();
-    r.host_sources = host.map_or(0, |h| h.source_count());
-    r.host_conns = host.map_or(0, |h| h.connection_count());
-    if rss_at.is_none_or(|t| now >= t + Duration::from_millis(100)) {
-        *rss_at = Some(now);
-        r.rss_kib = crate::status::rss_kib();
-        if let Some(s) = tap_queue.and_then(|t| t.sample(std::time::Instant::now())) {
-            r.tap_queue_len = s.queue_len;
-            r.tap_tx_dropped = s.tx_dropped;
-            r.tap_rx_dropped = s.rx_dropped;
-            r.tap_tx_fifo_errors = s.tx_fifo_errors;
-        }
     }
 }
