@@ -15,24 +15,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn start(tag: &str, args: &[&str]) -> Option<(Netns, Tapstack)> {
-    let ns = Netns::with_tap(tag)?;
-    let mut all = vec!["serve", "--tap", "tap0", "-q"];
-    all.extend_from_slice(args);
-    let ts = ns.tapstack(&all);
-    ts.wait_ready();
-    Some((ns, ts))
-}
-
-/// Ends a tapstack with SIGTERM and checks it exits 0 without a panic.
-fn stop_clean(mut ts: Tapstack) {
-    ts.signal("TERM");
-    let code = ts.wait_exit(Duration::from_secs(5));
-    let err = ts.stderr_text();
-    assert_eq!(code, Some(0), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Case 2: a burst of new host connections.
 
@@ -102,7 +84,7 @@ fn host_accept_burst_ab_20000_no_resets_and_echo_keeps_answering() {
         skip("needs ApacheBench (`ab`, Debian package apache2-utils; .ci/run installs it)");
         return;
     }
-    let Some((ns, ts)) = start("accept", &["--serve", "echo,http"]) else {
+    let Some((ns, ts)) = Netns::serving("accept", &["--serve", "echo,http"]) else {
         return;
     };
     let mut probe = ns
@@ -187,7 +169,7 @@ fn host_accept_burst_ab_20000_no_resets_and_echo_keeps_answering() {
             "{stack} echo stalled while ab ran: {r}"
         );
     }
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +204,7 @@ fn echo_once(ns: &Netns) -> Value {
 
 #[test]
 fn host_stdin_exit_bytes_on_stdin_do_not_block_the_loop() {
-    let Some((ns, mut ts)) = start("stdin", &["--serve", "echo", "--stdin-exit"]) else {
+    let Some((ns, mut ts)) = Netns::serving("stdin", &["--serve", "echo", "--stdin-exit"]) else {
         return;
     };
     let before = echo_once(&ns);

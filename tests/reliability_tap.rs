@@ -20,15 +20,6 @@ fn py(ns: &Netns, prog: &str, args: &[&str]) -> String {
     ns.python(&format!("{PY_FRAMES}\n{prog}"), args)
 }
 
-fn start(tag: &str, args: &[&str]) -> Option<(Netns, Tapstack)> {
-    let ns = Netns::with_tap(tag)?;
-    let mut all = vec!["serve", "--tap", "tap0", "-q"];
-    all.extend_from_slice(args);
-    let ts = ns.tapstack(&all);
-    ts.wait_ready();
-    Some((ns, ts))
-}
-
 fn res(js: &Value, key: &str) -> i64 {
     js["resources"][key]
         .as_i64()
@@ -48,16 +39,6 @@ fn drops(js: &Value, stack: &str) -> std::collections::BTreeMap<String, i64> {
 
 fn counter(js: &Value, stack: &str, key: &str) -> i64 {
     js["counters"][stack][key].as_i64().unwrap_or(0)
-}
-
-/// Ends a tapstack with SIGTERM and checks it exits 0 without a panic.
-fn stop_clean(mut ts: Tapstack) -> String {
-    ts.signal("TERM");
-    let code = ts.wait_exit(Duration::from_secs(5));
-    let err = ts.stderr_text();
-    assert_eq!(code, Some(0), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,7 +103,7 @@ print(json.dumps({"sent": sent, "refused": refused, "expect": expect,
 
 #[test]
 fn tap_malformed_frames_dropped_counted_memory_bounded() {
-    let Some((ns, ts)) = start("malf", &["--serve", "echo,discard,http"]) else {
+    let Some((ns, ts)) = Netns::serving("malf", &["--serve", "echo,discard,http"]) else {
         return;
     };
     ns.sh_ok("ping -c 1 -W 2 192.168.69.1 >/dev/null");
@@ -176,7 +157,7 @@ fn tap_malformed_frames_dropped_counted_memory_bounded() {
     );
     let e = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "20000"]);
     assert!(e.starts_with("OK "), "{e}");
-    let err = stop_clean(ts);
+    let err = ts.stop_clean();
     assert!(!err.contains("backtrace"), "{err}");
 }
 
@@ -230,7 +211,9 @@ print("failed %r after %.3f" % (err, time.time() - t0))
 
 #[test]
 fn tap_syn_flood_half_open_bounded_host_unaffected() {
-    let Some((ns, ts)) = start("synf", &["--serve", "echo,http", "--max-connections", "64"]) else {
+    let Some((ns, ts)) =
+        Netns::serving("synf", &["--serve", "echo,http", "--max-connections", "64"])
+    else {
         return;
     };
     let out = py(&ns, PY_SYN_FLOOD, &["3000", "3000"]);
@@ -247,14 +230,16 @@ fn tap_syn_flood_half_open_bounded_host_unaffected() {
     assert!(beyond >= 3000 - 64 - 64, "{r}");
     assert!(host.starts_with("connected"), "{host}");
     // The refusals are logged, but rate-limited: not one line per SYN.
-    let err = stop_clean(ts);
+    let err = ts.stop_clean();
     let lines = err.lines().filter(|l| l.contains("refusing SYN")).count();
     assert!(lines <= 10, "{lines} refusal lines");
 }
 
 #[test]
 fn tap_syn_flood_then_a_real_client_connects_within_3_s() {
-    let Some((ns, ts)) = start("synr", &["--serve", "echo,http", "--max-connections", "64"]) else {
+    let Some((ns, ts)) =
+        Netns::serving("synr", &["--serve", "echo,http", "--max-connections", "64"])
+    else {
         return;
     };
     py(&ns, PY_SYN_FLOOD, &["2000", "4000"]);
@@ -270,7 +255,7 @@ fn tap_syn_flood_then_a_real_client_connects_within_3_s() {
         real.trim(),
         t0.elapsed().as_secs_f64()
     );
-    stop_clean(ts);
+    ts.stop_clean();
     assert!(real.starts_with("connected"), "{real}");
     assert_eq!(conns, 0);
 }
@@ -314,7 +299,7 @@ print(json.dumps(out))
 
 #[test]
 fn tap_syn_option_abuse_answered_or_counted() {
-    let Some((ns, ts)) = start("synopt", &["--serve", "echo,http"]) else {
+    let Some((ns, ts)) = Netns::serving("synopt", &["--serve", "echo,http"]) else {
         return;
     };
     ns.sh_ok("ping -c 1 -W 2 192.168.69.1 >/dev/null");
@@ -326,7 +311,7 @@ fn tap_syn_option_abuse_answered_or_counted() {
     }
     let e = ns.python(PY_ECHO_BULK, &["192.168.69.1", "7", "50000"]);
     assert!(e.starts_with("OK "), "{e}");
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,7 +366,7 @@ fn tap_faults_echo_byte_exact_few_seeds() {
             "seed {seed}: {stdout}{stderr}"
         );
         assert!(ok, "seed {seed}: echo failed: {stdout}{stderr}");
-        stop_clean(ts);
+        ts.stop_clean();
     }
     eprintln!(
         "FIGURE faults-tap: 256 KiB echo, drop 0.1 dup 0.05 reorder 0.05 corrupt 0.02: {}",
@@ -429,7 +414,7 @@ fn tap_sequential_connections_return_to_baseline() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let Some((ns, ts)) = start("leak", &["--serve", "echo,http"]) else {
+    let Some((ns, ts)) = Netns::serving("leak", &["--serve", "echo,http"]) else {
         return;
     };
     // The client's TIME-WAIT sockets would run the namespace out of ports at 100k: cap them.
@@ -519,7 +504,7 @@ fn tap_sequential_connections_return_to_baseline() {
         accepted(&after, "stack") - accepted(&before, "stack"),
         n as i64
     );
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 const PY_MAX_CONN: &str = r#"
@@ -551,7 +536,8 @@ print(over, "then", "served" if again else "refused")
 
 #[test]
 fn tap_max_connections_is_exact_on_both_stacks() {
-    let Some((ns, ts)) = start("maxc", &["--serve", "echo", "--max-connections", "8"]) else {
+    let Some((ns, ts)) = Netns::serving("maxc", &["--serve", "echo", "--max-connections", "8"])
+    else {
         return;
     };
     let stack = ns.python(PY_MAX_CONN, &["192.168.69.1", "7", "8"]);
@@ -563,7 +549,7 @@ fn tap_max_connections_is_exact_on_both_stacks() {
     );
     assert_eq!(stack.trim(), "refused then served");
     assert_eq!(host.trim(), "refused then served");
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,7 +632,7 @@ print(json.dumps({"rss_growth_kib": rss1 - rss0, "conns": conns_mid, "loris_clos
 
 #[test]
 fn tap_zero_window_and_slowloris_bounded_and_others_served() {
-    let Some((ns, ts)) = start(
+    let Some((ns, ts)) = Netns::serving(
         "slow",
         &["--serve", "echo,chargen,http", "--idle-timeout", "1.5"],
     ) else {
@@ -668,7 +654,7 @@ fn tap_zero_window_and_slowloris_bounded_and_others_served() {
     );
     assert!(r["loris_last_closed_s"].as_f64().unwrap() < 3.0, "{r}");
     assert!(r["during_p99"].as_f64().unwrap() < 50.0, "{r}");
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,7 +693,7 @@ print(json.dumps({"n": len(out), "p50": out[len(out) // 2], "p99": out[int(len(o
 
 #[test]
 fn tap_flood_does_not_starve_host_sockets() {
-    let Some((ns, ts)) = start("fair", &["--serve", "echo,discard,http"]) else {
+    let Some((ns, ts)) = Netns::serving("fair", &["--serve", "echo,discard,http"]) else {
         return;
     };
     let flood = ns
@@ -730,7 +716,7 @@ fn tap_flood_does_not_starve_host_sockets() {
         counter(&js, "stack", "packets_in")
     );
     assert!(r["p99"].as_f64().unwrap() < 50.0, "{r}");
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -747,7 +733,7 @@ fn tap_link_down_drops_are_counted_by_tapstack() {
 }
 
 fn link_down(require_own_count: bool) {
-    let Some((ns, ts)) = start("down", &["--serve", "echo,chargen,http"]) else {
+    let Some((ns, ts)) = Netns::serving("down", &["--serve", "echo,chargen,http"]) else {
         return;
     };
     // A chargen stream keeps the stack sending; the client reads slowly in the background.
@@ -819,7 +805,7 @@ fn link_down(require_own_count: bool) {
     }
     assert!(ping.contains("3 received"), "{ping}");
     assert!(e.starts_with("OK "), "{e}");
-    stop_clean(ts);
+    ts.stop_clean();
 }
 
 #[test]
@@ -929,7 +915,8 @@ print(json.dumps(r))
 
 #[test]
 fn tap_udp_no_reflection_no_amplification_both_stacks() {
-    let Some((ns, ts)) = start("udpab", &["--serve", "echo,chargen,qotd,daytime,http"]) else {
+    let Some((ns, ts)) = Netns::serving("udpab", &["--serve", "echo,chargen,qotd,daytime,http"])
+    else {
         return;
     };
     ns.sh_ok("ping -c 1 -W 2 192.168.69.1 >/dev/null");
@@ -948,6 +935,6 @@ fn tap_udp_no_reflection_no_amplification_both_stacks() {
         assert!(len("daytime").is_some_and(|n| n <= 512), "{r}");
     }
     assert_eq!(r["spoofed reflection replies"], 0, "{r}");
-    stop_clean(ts);
+    ts.stop_clean();
     // The directed broadcast is asserted in h_udp_directed_broadcast_not_answered (a known bug).
 }

@@ -125,6 +125,17 @@ impl Netns {
         Some(ns)
     }
 
+    /// A fresh namespace with tap0 and `tapstack serve --tap tap0 -q ARGS` in it, ready; `None`
+    /// (after a visible skip) where namespaces cannot be made.
+    pub fn serving(tag: &str, args: &[&str]) -> Option<(Netns, Tapstack)> {
+        let ns = Netns::with_tap(tag)?;
+        let mut all = vec!["serve", "--tap", "tap0", "-q"];
+        all.extend_from_slice(args);
+        let ts = ns.tapstack(&all);
+        ts.wait_ready();
+        Some((ns, ts))
+    }
+
     /// Sets tap0's queue towards tapstack (`txqueuelen`); [`TAP_SETUP_TXQUEUELEN`] is what
     /// tap-setup.sh sets. [`Netns::with_tap`] keeps the kernel's default (1000), which the existing
     /// tests and their figures were measured with.
@@ -264,6 +275,16 @@ fn collect(r: impl std::io::Read + Send + 'static, into: Arc<(Mutex<Lines>, Cond
 }
 
 impl Tapstack {
+    /// Ends it with SIGTERM, checks it exits 0 without a panic, and returns its standard error.
+    pub fn stop_clean(mut self) -> String {
+        self.signal("TERM");
+        let code = self.wait_exit(Duration::from_secs(5));
+        let err = self.stderr_text();
+        assert_eq!(code, Some(0), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    }
+
     pub fn spawn(mut cmd: Command) -> Tapstack {
         let mut child = cmd.spawn().expect("start tapstack");
         let stderr = Arc::new((Mutex::new(Lines::default()), Condvar::new()));
