@@ -304,6 +304,10 @@ pub struct TcpOpts {
     /// Number of SACK blocks carried.
     #[serde(skip_serializing_if = "is_zero")]
     pub sack_blocks: u8,
+    /// The SACK blocks (left edge, right edge; absolute), the first `sack_blocks` of them. Events
+    /// carry them relative to the receiver's first sequence number (`sack` beside `rel_ack`).
+    #[serde(skip)]
+    pub sack: [(u32, u32); 3],
     /// (TSval, TSecr).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<(u32, u32)>,
@@ -320,8 +324,15 @@ impl TcpOpts {
     }
 }
 
-impl fmt::Display for TcpOpts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TcpOpts {
+    /// The SACK blocks carried, absolute.
+    pub fn sack_blocks(&self) -> &[(u32, u32)] {
+        &self.sack[..(self.sack_blocks as usize).min(3)]
+    }
+
+    /// Writes the options with SACK edges relative to `base` (the acknowledged side's first
+    /// sequence number; 0 for absolute numbers): `sack 2921-4381`, as Wireshark shows them.
+    pub fn write_relative(&self, f: &mut impl fmt::Write, base: u32) -> fmt::Result {
         let mut sep = "";
         if let Some(m) = self.mss {
             write!(f, "{sep}mss {m}")?;
@@ -332,7 +343,10 @@ impl fmt::Display for TcpOpts {
             sep = ",";
         }
         if self.sack_blocks > 0 {
-            write!(f, "{sep}sack {}", self.sack_blocks)?;
+            write!(f, "{sep}sack")?;
+            for (l, r) in self.sack_blocks() {
+                write!(f, " {}-{}", l.wrapping_sub(base), r.wrapping_sub(base))?;
+            }
             sep = ",";
         }
         if let Some((v, e)) = self.ts {
@@ -343,6 +357,12 @@ impl fmt::Display for TcpOpts {
             write!(f, "{sep}wscale {w}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for TcpOpts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_relative(f, 0)
     }
 }
 
@@ -666,7 +686,8 @@ fn decode_tcp(b: &[u8], src: IpAddr, dst: IpAddr, d: &mut Decoded) -> Step {
     d.tcp = Some(info);
     opts?;
     if !p.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {
-        d.bad_checksum = Some("bad TCP checksum");
+        // Layer order: a bad IPv4 header checksum found first is the one blamed.
+        d.bad_checksum = d.bad_checksum.or(Some("bad TCP checksum"));
     }
     if flags.syn() && flags.fin() {
         return Err("impossible TCP flags SYN+FIN");
@@ -707,7 +728,14 @@ fn parse_tcp_options(mut o: &[u8], opts: &mut TcpOpts) -> Step {
                     TcpOption::WindowScale(w) => opts.wscale = Some(w),
                     TcpOption::SackPermitted => opts.sack_ok = true,
                     TcpOption::SackRange(r) => {
-                        opts.sack_blocks = r.iter().filter(|x| x.is_some()).count() as u8
+                        let mut n = 0;
+                        for (l, r) in r.iter().flatten() {
+                            if let Some(slot) = opts.sack.get_mut(n) {
+                                *slot = (*l, *r);
+                                n += 1;
+                            }
+                        }
+                        opts.sack_blocks = n as u8;
                     }
                     TcpOption::TimeStamp { tsval, tsecr } => opts.ts = Some((tsval, tsecr)),
                     _ => {}
@@ -735,7 +763,8 @@ fn decode_udp(b: &[u8], src: IpAddr, dst: IpAddr, d: &mut Decoded) -> Step {
         len: p.payload().len(),
     });
     if !p.verify_checksum(&IpAddress::from(src), &IpAddress::from(dst)) {
-        d.bad_checksum = Some("bad UDP checksum");
+        // Layer order: a bad IPv4 header checksum found first is the one blamed.
+        d.bad_checksum = d.bad_checksum.or(Some("bad UDP checksum"));
     }
     Ok(())
 }
@@ -771,7 +800,8 @@ fn decode_icmpv4(b: &[u8], d: &mut Decoded) -> Step {
         len: p.data().len(),
     });
     if !p.verify_checksum() {
-        d.bad_checksum = Some("bad ICMP checksum");
+        // Layer order: a bad IPv4 header checksum found first is the one blamed.
+        d.bad_checksum = d.bad_checksum.or(Some("bad ICMP checksum"));
     }
     Ok(())
 }
@@ -837,7 +867,8 @@ fn decode_icmpv6(b: &[u8], src: Ipv6Addr, dst: Ipv6Addr, d: &mut Decoded) -> Ste
         len: p.payload().len(),
     });
     if !p.verify_checksum(&src, &dst) {
-        d.bad_checksum = Some("bad ICMPv6 checksum");
+        // Layer order: a bad IPv4 header checksum found first is the one blamed.
+        d.bad_checksum = d.bad_checksum.or(Some("bad ICMPv6 checksum"));
     }
     Ok(())
 }

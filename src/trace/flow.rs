@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use super::analysis::{Analysis, DupAck};
 use super::decode::{Decoded, TcpFlags, TcpInfo};
 use super::narrate::NarrationLimit;
 use super::records::{FlowRecord, Labels, SegmentRecord, Side};
@@ -56,8 +57,6 @@ impl std::hash::Hash for FlowKey {
 struct DirState {
     /// First sequence number (the ISN, or the first one seen when the SYN was missed).
     base: Option<u32>,
-    /// Highest sequence number + length seen (for retransmission detection).
-    max_end: Option<u32>,
     /// The last acknowledgment number this side sent (absolute).
     last_ack: Option<u32>,
     syn: bool,
@@ -80,6 +79,8 @@ struct Flow {
     seen: bool,
     /// This flow's key in `evictable` (0: not evictable).
     evict_seq: u64,
+    /// Wireshark's TCP analysis of the flow's segments.
+    ana: Analysis,
 }
 
 /// What the tracker added to one frame.
@@ -94,6 +95,10 @@ pub(crate) struct Observed {
     pub rst_reason: Option<&'static str>,
     /// The frame closed its TCP flow: its record is the newest of `closed()`.
     pub closed: bool,
+    /// A duplicate ACK: which one, of which frame.
+    pub dup_ack: Option<DupAck>,
+    /// The window scale shift in force for this segment (negotiated, not a SYN).
+    pub win_shift: Option<u8>,
 }
 
 fn idx(dir: Direction) -> usize {
@@ -310,9 +315,18 @@ impl FlowTable {
         self.rst_hints.insert((local, remote), reason);
     }
 
-    /// Follows one frame. Malformed frames and frames with a bad checksum are not followed (the stack
-    /// drops them); they only get the id of an existing flow.
-    pub(crate) fn observe(&mut self, now_us: i64, dir: Direction, d: &Decoded) -> Observed {
+    /// Follows one frame, number `frame` of the capture (1-based; every frame counted); `dropped`: it
+    /// was lost right after this point (it still crossed it, so the analysis counts it, but it
+    /// cannot complete a handshake). Malformed frames and frames with a bad checksum are not
+    /// followed (the stack drops them); they only get the id of an existing flow.
+    pub(crate) fn observe(
+        &mut self,
+        now_us: i64,
+        dir: Direction,
+        d: &Decoded,
+        frame: u64,
+        dropped: bool,
+    ) -> Observed {
         let Some(ip) = d.ip else {
             return Observed::default();
         };
@@ -340,7 +354,7 @@ impl FlowTable {
             if d.problem().is_some() {
                 return self.existing(&key);
             }
-            return self.observe_tcp(now_us, dir, key, &t);
+            return self.observe_tcp(now_us, dir, key, &t, frame, dropped);
         } else if let Some(u) = d.udp {
             let (local, remote) = ends(u.src_port, u.dst_port);
             (
@@ -395,6 +409,8 @@ impl FlowTable {
                 rst_reason: None,
                 dropped: false,
                 abs_seq: seq,
+                dup_ack: None,
+                win_shift: None,
             });
         }
         Observed {
@@ -432,12 +448,27 @@ impl FlowTable {
             remote,
         };
         match self.map.get_mut(&key) {
-            Some(f) => f.rec.mark_dropped(dir, t.seq, t.flags, t.len),
+            Some(f) => {
+                let found = f.rec.mark_dropped(dir, t.seq, t.flags, t.len);
+                if found && f.stage == 3 && f.rec.handshake_us.is_none() {
+                    // The ACK that completed the handshake was lost after it was seen.
+                    f.stage = 2;
+                }
+                found
+            }
             None => false,
         }
     }
 
-    fn observe_tcp(&mut self, now_us: i64, dir: Direction, key: FlowKey, t: &TcpInfo) -> Observed {
+    fn observe_tcp(
+        &mut self,
+        now_us: i64,
+        dir: Direction,
+        key: FlowKey,
+        t: &TcpInfo,
+        frame: u64,
+        dropped: bool,
+    ) -> Observed {
         let fl = t.flags;
         let (d, o) = (idx(dir), 1 - idx(dir));
         let pure_syn = fl.syn() && !fl.ack();
@@ -496,21 +527,8 @@ impl FlowTable {
             .ack()
             .then(|| t.ack.wrapping_sub(f.dirs[o].base.unwrap_or(t.ack)));
 
-        // Retransmission: sequence space that was already sent this way.
-        let seg_len = t.seg_len();
-        let mut retrans = false;
-        if seg_len > 0 {
-            let end = t.seq.wrapping_add(seg_len);
-            match f.dirs[d].max_end {
-                Some(max) => {
-                    retrans = seq_lt(t.seq, max);
-                    if seq_lt(max, end) {
-                        f.dirs[d].max_end = Some(end);
-                    }
-                }
-                None => f.dirs[d].max_end = Some(end),
-            }
-        }
+        // Retransmissions, duplicate ACKs, windows...: as Wireshark judges them.
+        let found = f.ana.segment(now_us, d, frame, t);
 
         // The handshake.
         let side = Side::of(dir);
@@ -527,6 +545,7 @@ impl FlowTable {
                 f.stage = 2;
             }
         } else if f.stage == 2
+            && !dropped
             && fl.ack()
             && !fl.rst()
             && f.rec.opened_by == Some(side)
@@ -569,9 +588,7 @@ impl FlowTable {
                 }
             }
         }
-        if retrans {
-            labels.push("retransmission");
-        }
+        found.label(&mut labels);
 
         // A reset: who, and why when known.
         let mut rst_reason = None;
@@ -601,8 +618,10 @@ impl FlowTable {
             mss: t.opts.mss,
             labels,
             rst_reason,
-            dropped: false,
+            dropped,
             abs_seq: t.seq,
+            dup_ack: found.dup_ack,
+            win_shift: found.win_shift,
         });
         let id = f.rec.id;
 
@@ -624,6 +643,8 @@ impl FlowTable {
             labels,
             rst_reason,
             closed,
+            dup_ack: found.dup_ack,
+            win_shift: found.win_shift,
         }
     }
 
@@ -713,6 +734,7 @@ impl FlowTable {
                 closed: false,
                 seen: false,
                 evict_seq: 0,
+                ana: Analysis::default(),
             },
         );
         self.order.insert(id, key);
@@ -743,7 +765,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn seen(t: &mut FlowTable, now_us: i64, dir: Direction, frame: &[u8]) -> Observed {
-        t.observe(now_us, dir, &decode(frame))
+        t.observe(now_us, dir, &decode(frame), 0, false)
     }
 
     /// A table beside a stack (which shares its ids with it).

@@ -81,6 +81,10 @@ pub(crate) struct Segment {
     /// Lost on the way (fault injector): the arrow stops short of the other side.
     pub dropped: bool,
     pub group: Group,
+    /// Wireshark-style analysis labels (`fast retransmission`, `duplicate ACK #2 of frame 7`...),
+    /// written as the note right of the arrow; empty: none (a retransmission is still noted).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub analysis: String,
 }
 
 /// One flow to draw.
@@ -205,12 +209,19 @@ fn truncate(s: &str, max: usize, ellipsis: &str) -> String {
     out
 }
 
-fn notes(s: &Segment) -> &'static str {
-    match (s.retransmission, s.dropped) {
-        (false, false) => "",
-        (true, false) => "(retransmission)",
-        (false, true) => "(dropped)",
-        (true, true) => "(retransmission, dropped)",
+fn notes(s: &Segment) -> String {
+    let what = if !s.analysis.is_empty() {
+        s.analysis.as_str()
+    } else if s.retransmission {
+        "retransmission"
+    } else {
+        ""
+    };
+    match (what.is_empty(), s.dropped) {
+        (true, false) => String::new(),
+        (false, false) => format!("({what})"),
+        (true, true) => "(dropped)".to_string(),
+        (false, true) => format!("({what}, dropped)"),
     }
 }
 
@@ -404,7 +415,7 @@ pub(crate) fn render_text(l: &Ladder, style: TextStyle) -> String {
                 let label = truncate(&labels[i], max_label, g.ellipsis);
                 let mut line = lifelines(g.life, &arrow(&label, s, span, g));
                 line.put(0, &format!("{:>time_w$}", times[i]));
-                line.put(rx + 3, notes(s));
+                line.put(rx + 3, &clean(&notes(s)));
                 line.finish(&mut out);
             }
         }
@@ -486,7 +497,7 @@ pub(crate) fn render_svg(l: &Ladder) -> String {
     let note_w = l
         .segments
         .iter()
-        .map(|s| chars(notes(s)))
+        .map(|s| chars(&notes(s)))
         .max()
         .unwrap_or(0)
         * CH;
@@ -633,13 +644,14 @@ pub(crate) fn render_svg(l: &Ladder) -> String {
                     (x1 + dir * span, format!(r#" marker-end="url(#{id})""#))
                 };
                 let label = xml_escape(&labels[i]);
-                let note = notes(s);
+                let raw_note = notes(s);
                 let tooltip = format!(
-                    "{} {}{}{note}",
+                    "{} {}{}{raw_note}",
                     times[i],
                     labels[i],
-                    if note.is_empty() { "" } else { " " }
+                    if raw_note.is_empty() { "" } else { " " }
                 );
+                let note = xml_escape(&raw_note);
                 let _ = writeln!(o, r#"<g class="row">"#);
                 let _ = writeln!(
                     o,
@@ -705,6 +717,7 @@ mod tests {
             retransmission: false,
             dropped: false,
             group,
+            analysis: String::new(),
         }
     }
 

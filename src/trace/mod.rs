@@ -31,6 +31,7 @@ use std::time::SystemTime;
 
 use crate::status::{Counters, Endpoint, Status};
 
+pub(crate) mod analysis;
 mod datagrams;
 pub(crate) mod decode;
 pub(crate) mod events;
@@ -45,6 +46,7 @@ pub(crate) mod records;
 pub(crate) mod step;
 mod tell;
 
+pub use analysis::DupAck;
 pub use decode::{
     decode, ArpInfo, Decoded, EthInfo, FragInfo, IcmpInfo, IpInfo, Mac, TcpFlags, TcpInfo, TcpOpts,
     UdpInfo,
@@ -145,6 +147,10 @@ pub struct Tracer {
     wire_mtu: Option<usize>,
     /// Fragments on their way to making a datagram.
     datagrams: datagrams::Datagrams,
+    /// Analysis label kinds explained so far (bits of `analysis::kind`).
+    explained_labels: u16,
+    /// The offload-sized MSS of our SYNs was explained.
+    explained_offload_mss: bool,
 }
 
 impl Tracer {
@@ -175,6 +181,8 @@ impl Tracer {
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
             wire_mtu: None,
             datagrams: datagrams::Datagrams::default(),
+            explained_labels: 0,
+            explained_offload_mss: false,
         };
         t.flows.set_narration_limit(cfg.narrate_limit);
         if let Some(path) = &cfg.pcap {

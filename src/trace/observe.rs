@@ -5,6 +5,9 @@
 use smoltcp::time::Instant;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
+use super::analysis;
 use super::decode::{self, decode, Decoded};
 use super::events::Event;
 use super::records::{Labels, PacketRecord, Summary};
@@ -48,10 +51,9 @@ impl Tracer {
             self.count(c);
         }
         self.capture(t_us, frame);
-        let obs = self.flows.observe(t_us, dir, &d);
-        if dropped.is_some() {
-            self.flows.mark_dropped(dir, &d);
-        }
+        // The frame's number in the capture: every frame observed is captured, in this order.
+        let number = self.packets.last_seq() + 1;
+        let obs = self.flows.observe(t_us, dir, &d, number, dropped.is_some());
         let mut rec = PacketRecord {
             seq: 0,
             t_us,
@@ -68,6 +70,8 @@ impl Tracer {
                 None => self.datagrams.fragment(t_us, &d),
                 Some(_) => None,
             },
+            dup_ack: obs.dup_ack,
+            win_shift: obs.win_shift,
         };
         rec.seq = self.packets.push(rec);
         if self.lines {
@@ -94,6 +98,9 @@ impl Tracer {
             if let Some(id) = obs.conn {
                 self.explain_flow(id);
             }
+        }
+        if self.explain_on {
+            self.explain_segment(&rec);
         }
         if let Some(ev) = self.events.as_mut() {
             ev.emit(&Event::Packet(&rec));
@@ -151,6 +158,8 @@ impl Tracer {
                 dropped: Some(why),
                 wire_frames: None,
                 datagram: None,
+                dup_ack: None,
+                win_shift: None,
             };
             ev.emit(&Event::Drop {
                 t_us,
@@ -160,6 +169,46 @@ impl Tracer {
                 conn,
                 summary: rec.summary(true),
             });
+        }
+    }
+
+    /// Explains what a segment shows the first time it shows it: each analysis label (duplicate ACK,
+    /// zero window...), and our SYN's MSS when segmentation offload sized it past the wire's MTU.
+    pub(super) fn explain_segment(&mut self, rec: &PacketRecord) {
+        let mut text = String::new();
+        for l in rec.labels.as_slice() {
+            if let Some((bit, name, why)) = analysis::LABELS.iter().find(|x| x.1 == *l) {
+                if self.explained_labels & bit == 0 {
+                    self.explained_labels |= bit;
+                    let _ = write!(text, "\n{name}: {why}");
+                }
+            }
+        }
+        if let (Some(mtu), Some(ip), Some(t)) = (self.wire_mtu, rec.decoded.ip, rec.decoded.tcp) {
+            let hdr = if ip.version == 4 { 40 } else { 60 };
+            let mss = t.opts.mss.map_or(0, usize::from);
+            if rec.dir == Direction::Out
+                && t.flags.syn()
+                && mss + hdr > mtu
+                && !std::mem::replace(&mut self.explained_offload_mss, true)
+            {
+                let _ = write!(
+                    text,
+                    "\nmss {mss}: segmentation offload. The stack sizes its MSS from its device's \
+                     {}-byte MTU, not from the wire's {mtu}: it hands the link segments of up to 64 KiB \
+                     and the kernel cuts them into {mtu}-byte frames; the peer still sends no more \
+                     than its own MTU allows (`--no-offload` gives the wire's MSS, {})",
+                    mss + hdr,
+                    mtu - hdr
+                );
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        match rec.conn {
+            Some(id) => log::info!(target: EXPLAIN, "c{id} frame {}:{text}", rec.seq),
+            None => log::info!(target: EXPLAIN, "frame {}:{text}", rec.seq),
         }
     }
 

@@ -49,6 +49,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
+use super::analysis;
 use super::decode::TcpFlags;
 use super::flow::FlowTable;
 use super::ladder::{self, Group, Ladder, Segment, TextStyle};
@@ -99,6 +100,24 @@ pub(crate) fn tcp_label(
         let _ = write!(s, " ({r})");
     }
     s
+}
+
+/// The analysis labels of a segment, for the note beside its arrow: `duplicate ACK #2 of frame 7`.
+pub(crate) fn analysis_note(s: &SegmentRecord) -> String {
+    let mut out = String::new();
+    for l in s.labels.as_slice() {
+        if analysis::explanation(l).is_none() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(l);
+        if let (&"duplicate ACK", Some(d)) = (l, s.dup_ack) {
+            let _ = write!(out, " #{} of frame {}", d.num, d.frame);
+        }
+    }
+    out
 }
 
 /// The arrow label of one segment of `f`.
@@ -177,9 +196,10 @@ pub(crate) fn ladder_of(f: &FlowRecord) -> Ladder {
             ladder::Side::Right
         },
         label: segment_label(f, s),
-        retransmission: s.labels.contains("retransmission"),
+        retransmission: s.labels.has_retransmission(),
         dropped: s.dropped,
         group: group_of(tcp, s.labels.as_slice()),
+        analysis: analysis_note(s),
     };
     let mut segments: Vec<Segment> = Vec::with_capacity(f.first.len() + f.last.len());
     segments.extend(f.first.iter().map(seg));
@@ -632,6 +652,8 @@ mod tests {
             rst_reason: None,
             dropped: false,
             abs_seq: seq.wrapping_add(1000),
+            dup_ack: None,
+            win_shift: None,
         }
     }
 
@@ -739,6 +761,7 @@ mod tests {
             retransmission: false,
             dropped: false,
             group,
+            analysis: String::new(),
         }
     }
 
@@ -751,6 +774,7 @@ mod tests {
         lost.dropped = true;
         let mut retx = seg(201_530, Left, "PSH,ACK seq=1 ack=1 len=5", Data);
         retx.retransmission = true;
+        retx.analysis = "retransmission".into();
         let expected = Ladder {
             title: "c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7".into(),
             left: "192.168.69.100:49152".into(),

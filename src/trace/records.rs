@@ -10,13 +10,14 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::analysis::DupAck;
 use super::decode::{Decoded, TcpFlags};
 use crate::device::Direction;
 
-/// Up to six static labels (`"handshake 1/3"`, `"retransmission"`, ...), serialized as a list.
+/// Up to eight static labels (`"handshake 1/3"`, `"retransmission"`, ...), serialized as a list.
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Labels {
-    items: [&'static str; 6],
+    items: [&'static str; 8],
     n: u8,
 }
 
@@ -42,6 +43,24 @@ impl Labels {
     /// No label.
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// Takes a label away; returns whether it was there.
+    pub fn remove(&mut self, label: &str) -> bool {
+        let n = self.n as usize;
+        let Some(i) = self.items[..n].iter().position(|l| *l == label) else {
+            return false;
+        };
+        self.items.copy_within(i + 1..n, i);
+        self.n -= 1;
+        true
+    }
+
+    /// Whether one of them names a retransmission (plain, fast or spurious).
+    pub fn has_retransmission(&self) -> bool {
+        self.as_slice()
+            .iter()
+            .any(|l| super::analysis::is_retransmission(l))
     }
 }
 
@@ -116,6 +135,12 @@ pub struct SegmentRecord {
     /// Absolute sequence number (to match a later drop notice); not serialized.
     #[serde(skip)]
     pub abs_seq: u32,
+    /// A duplicate ACK: its number in the run and the frame whose ACK it repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dup_ack: Option<DupAck>,
+    /// The window scale shift in force (negotiated by both SYNs; never on a SYN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub win_shift: Option<u8>,
 }
 
 /// Segments, bytes and retransmissions one way.
@@ -125,7 +150,7 @@ pub struct DirStats {
     pub segments: u64,
     /// Payload bytes, retransmitted ones included (what crossed the wire).
     pub bytes: u64,
-    /// Segments flagged as retransmissions, by direction.
+    /// Segments labelled as retransmissions (plain, fast or spurious), by direction.
     pub retransmissions: u64,
 }
 
@@ -216,7 +241,7 @@ impl FlowRecord {
         };
         stats.segments += 1;
         stats.bytes += seg.len as u64;
-        if seg.labels.contains("retransmission") {
+        if seg.labels.has_retransmission() {
             stats.retransmissions += 1;
         }
         self.last_us = seg.t_us;
@@ -261,6 +286,10 @@ impl FlowRecord {
         match found {
             Some(s) => {
                 s.dropped = true;
+                // A lost ACK did not complete the handshake: the next one through will.
+                if s.labels.remove("handshake 3/3") {
+                    self.handshake_us = None;
+                }
                 true
             }
             None => false,
@@ -323,6 +352,22 @@ impl FlowRecord {
     }
 }
 
+/// A number with thousands separators: `64,512`.
+pub(crate) struct Thousands(pub u64);
+
+impl fmt::Display for Thousands {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.to_string();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                f.write_str(",")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Microseconds printed as seconds with six decimals: `1.234567s`.
 #[derive(Clone, Copy)]
 pub(crate) struct Secs(pub i64);
@@ -364,6 +409,10 @@ pub struct PacketRecord {
     pub wire_frames: Option<u32>,
     /// This fragment completed a datagram of this many bytes (its fragments all crossed the device).
     pub datagram: Option<u32>,
+    /// A duplicate ACK: its number in the run and the frame whose ACK it repeats.
+    pub dup_ack: Option<DupAck>,
+    /// The TCP window scale shift in force for this segment (negotiated; never on a SYN).
+    pub win_shift: Option<u8>,
 }
 
 impl PacketRecord {
@@ -424,9 +473,25 @@ impl fmt::Display for Summary<'_> {
                 if t.flags.ack() {
                     write!(f, " ack {ack}")?;
                 }
-                write!(f, " win {} len {}", t.win, t.len)?;
+                write!(f, " win {}", t.win)?;
+                if let Some(shift) = r.win_shift.filter(|&s| s > 0) {
+                    write!(
+                        f,
+                        " (x{} = {})",
+                        1u32 << shift,
+                        Thousands(u64::from(t.win) << shift)
+                    )?;
+                }
+                write!(f, " len {}", t.len)?;
                 if !t.opts.is_empty() {
-                    write!(f, " <{}>", t.opts)?;
+                    // SACK edges are numbers of the other side's stream: relative to its start.
+                    let base = match (self.absolute_seq, r.rel_ack) {
+                        (false, Some(a)) => t.ack.wrapping_sub(a),
+                        _ => 0,
+                    };
+                    f.write_str(" <")?;
+                    t.opts.write_relative(f, base)?;
+                    f.write_str(">")?;
                 }
             } else if let Some(u) = d.udp {
                 write!(
@@ -480,6 +545,9 @@ impl fmt::Display for Summary<'_> {
                     f.write_str(", ")?;
                 }
                 f.write_str(l)?;
+                if let (&"duplicate ACK", Some(da)) = (l, r.dup_ack) {
+                    write!(f, " #{} of frame {}", da.num, da.frame)?;
+                }
             }
             if let Some(reason) = r.rst_reason {
                 write!(f, ": {reason}")?;
@@ -550,6 +618,18 @@ struct TcpView<'a> {
     rel_seq: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rel_ack: Option<u32>,
+    /// The window in bytes: the field shifted by the negotiated scale (Wireshark's
+    /// `tcp.window_size`).
+    window_size: u64,
+    /// The scale shift in force, when both SYNs negotiated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    win_shift: Option<u8>,
+    /// SACK blocks, relative to the acknowledged side's first sequence number.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sack: Vec<(u32, u32)>,
+    /// A duplicate ACK: `{"num": n, "frame": N}` (the frame whose ACK it repeats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dup_ack: Option<DupAck>,
 }
 
 impl Serialize for PacketRecord {
@@ -569,10 +649,23 @@ impl Serialize for PacketRecord {
             ip: d.ip.as_ref(),
             icmp: d.icmp.as_ref(),
             udp: d.udp.as_ref(),
-            tcp: d.tcp.as_ref().map(|tcp| TcpView {
-                tcp,
-                rel_seq: self.rel_seq,
-                rel_ack: self.rel_ack.filter(|_| tcp.flags.ack()),
+            tcp: d.tcp.as_ref().map(|tcp| {
+                let rel_ack = self.rel_ack.filter(|_| tcp.flags.ack());
+                let base = rel_ack.map_or(0, |a| tcp.ack.wrapping_sub(a));
+                TcpView {
+                    tcp,
+                    rel_seq: self.rel_seq,
+                    rel_ack,
+                    window_size: u64::from(tcp.win) << self.win_shift.unwrap_or(0),
+                    win_shift: self.win_shift,
+                    sack: tcp
+                        .opts
+                        .sack_blocks()
+                        .iter()
+                        .map(|(l, r)| (l.wrapping_sub(base), r.wrapping_sub(base)))
+                        .collect(),
+                    dup_ack: self.dup_ack,
+                }
             }),
             malformed: d.malformed,
             bad_checksum: d.bad_checksum,
@@ -641,6 +734,7 @@ impl PacketRing {
             .take(16)
             .find(|r| r.dir == dir && r.decoded == *decoded && r.dropped.is_none())?;
         r.dropped = Some(why);
+        r.labels.remove("handshake 3/3");
         r.conn
     }
 }
