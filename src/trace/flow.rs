@@ -189,6 +189,20 @@ impl FlowTable {
         if self.map.get(&key).is_some_and(|f| f.rec.id == id) {
             return;
         }
+        // The peer's SYNs seen so far (an earlier one lost on the way in, say) are this connection's
+        // first frames: the flow keeps them, and its analysis, under the stack's id.
+        if let Some(f) = self.map.get_mut(&key) {
+            if !f.closed && f.stage <= 1 && !f.dirs[1].syn && f.dirs[0].syn {
+                let old = std::mem::replace(&mut f.rec.id, id);
+                if f.evict_seq != 0 {
+                    self.evictable.remove(&f.evict_seq);
+                    f.evict_seq = 0;
+                }
+                self.order.remove(&old);
+                self.order.insert(id, key);
+                return;
+            }
+        }
         if self.map.get(&key).is_some_and(|f| !f.closed) {
             self.close(&key, now_us, "superseded");
         }
