@@ -1069,6 +1069,15 @@ mod tests {
     }
 
     #[test]
+    fn test_a_corrupted_ipv4_header_is_blamed_on_the_ipv4_checksum_not_tcp() {
+        // A flipped bit in the source address breaks both the header checksum and the TCP
+        // pseudo-header sum: the IP layer is checked first.
+        let mut f = syn_with_options();
+        f[14 + 12] ^= 0x01;
+        assert_eq!(decode(&f).bad_checksum, Some("bad IPv4 checksum"));
+    }
+
+    #[test]
     fn test_bad_tcp_and_udp_checksum() {
         let mut f = Seg::new(1, 2, 3).data(b"abc").inbound();
         let n = f.len();

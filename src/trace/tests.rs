@@ -798,3 +798,195 @@ fn test_unnamed_client_ports_are_explained_once_per_range() {
     ports.sort();
     assert_eq!(ports, [ECHO, 8080]);
 }
+
+/// A handshake with window scaling both ways (peer shift 7, stack shift 10), frames 1-3.
+fn scaled_handshake(t: &mut Tracer) {
+    let p = |s: u32| Seg::new(PEER_PORT, ECHO, s);
+    let s = |q: u32| Seg::new(ECHO, PEER_PORT, q);
+    t.frame(at(0), Direction::In, &p(1000).syn().opts().inbound());
+    t.frame(
+        at(1),
+        Direction::Out,
+        &s(5000).syn().ack(1001).mss(1460).wscale(10).outbound(),
+    );
+    t.frame(
+        at(2),
+        Direction::In,
+        &p(1001).ack(5001).window(502).inbound(),
+    );
+}
+
+#[test]
+fn test_duplicate_acks_name_their_number_and_frame_and_windows_show_scaled() {
+    let mut t = tracer();
+    scaled_handshake(&mut t);
+    let s = |q: u32| Seg::new(ECHO, PEER_PORT, q);
+    let p = |q: u32| Seg::new(PEER_PORT, ECHO, q);
+    // The stack sends 3 segments; the first is lost before the capture point of the peer, which
+    // SACKs the other two and repeats its ACK.
+    t.frame(
+        at(3),
+        Direction::Out,
+        &s(5001).ack(1001).window(63).data(&[0; 1460]).outbound(),
+    );
+    t.frame(
+        at(4),
+        Direction::Out,
+        &s(6461).ack(1001).window(63).data(&[0; 1460]).outbound(),
+    );
+    let sack = |q: u32, r: u32| {
+        let mut o = vec![1, 1, 5, 10];
+        o.extend_from_slice(&q.to_be_bytes());
+        o.extend_from_slice(&r.to_be_bytes());
+        o
+    };
+    t.frame(
+        at(5),
+        Direction::In,
+        &p(1001)
+            .ack(5001)
+            .window(502)
+            .option_bytes(&sack(6461, 7921))
+            .inbound(),
+    );
+    t.frame(
+        at(6),
+        Direction::In,
+        &p(1001)
+            .ack(5001)
+            .window(502)
+            .option_bytes(&sack(6461, 7921))
+            .inbound(),
+    );
+    let recs = packets(&t);
+    let lines: Vec<String> = recs.iter().map(|r| t.packet_line(r)).collect();
+    assert!(
+        lines[3].contains("win 63 (x1024 = 64,512) len 1460"),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        !lines[1].contains("(x"),
+        "a SYN's window is never scaled: {}",
+        lines[1]
+    );
+    assert!(lines[5].contains("<sack 1461-2921>"), "{}", lines[5]);
+    assert!(
+        lines[5].contains("(duplicate ACK #1 of frame 3)"),
+        "{}",
+        lines[5]
+    );
+    assert!(
+        lines[6].contains("(duplicate ACK #2 of frame 3)"),
+        "{}",
+        lines[6]
+    );
+    let ev = serde_json::to_value(recs[6]).unwrap();
+    assert_eq!(ev["tcp"]["dup_ack"]["num"], 2);
+    assert_eq!(ev["tcp"]["dup_ack"]["frame"], 3);
+    assert_eq!(ev["tcp"]["window_size"], 502 << 7);
+    assert_eq!(ev["tcp"]["sack"][0][0], 1461);
+    // A fast retransmission right after the second duplicate.
+    t.frame(
+        at(7),
+        Direction::Out,
+        &s(5001).ack(1001).window(63).data(&[0; 1460]).outbound(),
+    );
+    let last = *t.recent_packets(0).last().unwrap();
+    assert!(
+        last.labels.contains("fast retransmission"),
+        "{:?}",
+        last.labels
+    );
+    assert!(!last.labels.contains("retransmission"));
+}
+
+#[test]
+fn test_analysis_labels_are_explained_once_each() {
+    let mut t = tracer();
+    t.explain_on = true;
+    scaled_handshake(&mut t);
+    assert_eq!(t.explained_labels, 0);
+    let p = |q: u32| Seg::new(PEER_PORT, ECHO, q);
+    for ms in 3..6 {
+        t.frame(
+            at(ms),
+            Direction::In,
+            &p(1001).ack(5001).window(502).inbound(),
+        );
+    }
+    assert_eq!(t.explained_labels, analysis::kind::DUPLICATE_ACK);
+    // Our SYN's MSS sized by segmentation offload past the wire's MTU is explained once too.
+    let mut t = tracer();
+    t.explain_on = true;
+    t.set_wire_mtu(Some(1500));
+    t.frame(at(0), Direction::In, &p(1000).syn().opts().inbound());
+    assert!(!t.explained_offload_mss, "the peer's MSS fits its MTU");
+    let syn_ack = Seg::new(ECHO, PEER_PORT, 5000).syn().ack(1001).mss(65495);
+    t.frame(at(1), Direction::Out, &syn_ack.outbound());
+    assert!(t.explained_offload_mss);
+}
+
+#[test]
+fn test_a_dropped_third_ack_does_not_complete_the_handshake_the_next_one_does() {
+    let mut t = tracer();
+    let p = |q: u32| Seg::new(PEER_PORT, ECHO, q);
+    let s = |q: u32| Seg::new(ECHO, PEER_PORT, q);
+    t.frame(at(0), Direction::In, &p(1000).syn().opts().inbound());
+    t.frame(
+        at(1),
+        Direction::Out,
+        &s(5000).syn().ack(1001).opts().outbound(),
+    );
+    // Lost on the way in: seen at the device, never reached the stack.
+    t.dropped(
+        at(2),
+        Direction::In,
+        &p(1001).ack(5001).inbound(),
+        "fault injector",
+    );
+    t.frame(
+        at(3),
+        Direction::In,
+        &p(1001).ack(5001).psh().data(b"hi").inbound(),
+    );
+    let recs = packets(&t);
+    assert!(
+        !recs[2].labels.contains("handshake 3/3"),
+        "{:?}",
+        recs[2].labels
+    );
+    assert!(
+        recs[3].labels.contains("handshake 3/3"),
+        "{:?}",
+        recs[3].labels
+    );
+
+    // Our own third ACK, lost on the way out after it was seen.
+    let mut t = tracer();
+    t.frame(at(0), Direction::Out, &s(5000).syn().opts().outbound());
+    t.frame(
+        at(1),
+        Direction::In,
+        &p(1000).syn().ack(5001).opts().inbound(),
+    );
+    let ack = s(5001).ack(1001).outbound();
+    t.frame(at(2), Direction::Out, &ack);
+    t.dropped(at(2), Direction::Out, &ack, "fault injector");
+    let recs = packets(&t);
+    assert!(
+        !recs[2].labels.contains("handshake 3/3"),
+        "{:?}",
+        recs[2].labels
+    );
+    let f = t.flow_records().last().unwrap();
+    assert!(f.segments().all(|s| !s.labels.contains("handshake 3/3")));
+    assert_eq!(f.handshake_us, None);
+    t.frame(
+        at(3),
+        Direction::Out,
+        &s(5001).ack(1001).psh().data(b"x").outbound(),
+    );
+    let last = *t.recent_packets(0).last().unwrap();
+    assert!(last.labels.contains("handshake 3/3"), "{:?}", last.labels);
+}
