@@ -311,6 +311,20 @@ s.sendall(data)
 s.shutdown(socket.SHUT_WR)
 assert s.recv(10) == b""
 s.close()
+# A reader that stops reading: its small buffer fills, it advertises a zero window, the stack
+# probes it, and the window opens again when it reads.
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(20)
+s.connect((H, 19))
+time.sleep(2.5)
+m = 0
+while m < 65536:
+    b = s.recv(4096)
+    if not b:
+        break
+    m += len(b)
+s.close()
 # A short request-response with a half-close (qotd: the server closes first).
 s = socket.create_connection((H, 17), timeout=20)
 q = b""
@@ -324,32 +338,40 @@ time.sleep(0.5)
 print("OK", n, len(q))
 "#;
 
-#[test]
-fn test_tap_session_with_kernel_clients_agrees_with_tshark() {
-    if !tshark_or_skip() {
-        return;
-    }
-    let dir = scratch("tap");
+/// One TAP session (`extra`: more `serve` arguments) into `t`; false when it cannot run here.
+fn tap_session(t: &mut Tally, name: &str, extra: &[&str]) -> bool {
+    let dir = scratch(name);
     let (pcap, events) = (dir.join("tap.pcap"), dir.join("tap.ev"));
-    let Some((ns, ts)) = Netns::serving(
-        "oracle",
-        &[
-            "--no-host",
-            "--pcap",
-            pcap.to_str().unwrap(),
-            "--events",
-            events.to_str().unwrap(),
-        ],
-    ) else {
-        return;
+    let mut args = vec![
+        "--no-host",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let Some((ns, ts)) = Netns::serving(name, &args) else {
+        return false;
     };
     let out = ns.python(PY_SESSION, &[]);
     assert!(out.starts_with("OK"), "{out}");
     std::thread::sleep(Duration::from_millis(300));
     ts.stop_clean();
-    let mut t = Tally::default();
-    t.add("serve on a TAP, kernel clients", &pcap, &events);
+    t.add(&format!("serve on a TAP {extra:?}"), &pcap, &events);
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
-    t.report("serve on a TAP with kernel clients");
+    true
+}
+
+#[test]
+fn test_tap_session_with_kernel_clients_agrees_with_tshark() {
+    if !tshark_or_skip() {
+        return;
+    }
+    let mut t = Tally::default();
+    if !tap_session(&mut t, "oracle-offload", &[]) {
+        return;
+    }
+    tap_session(&mut t, "oracle-nooffload", &["--no-offload"]);
+    t.report("serve on a TAP with kernel clients, with and without offload");
 }
