@@ -36,6 +36,38 @@ pub(super) struct ReadMode {
     clients: HashMap<(u8, SocketAddr, SocketAddr), SocketAddr>,
     /// (server, client) -> the two ends' states.
     conns: HashMap<(SocketAddr, SocketAddr), Conn>,
+    /// Frames whose TCP or UDP checksum was left for the network card (see [`offload_partial`]).
+    offloaded: u64,
+}
+
+/// Whether a TCP or UDP checksum that does not verify holds what Linux leaves for a network card
+/// with checksum offload to complete: the sum of the pseudo-header alone. A capture taken on the
+/// sending host shows such frames before the card fixed them; Wireshark does not check these
+/// checksums by default for the same reason.
+fn offload_partial(frame: &[u8], d: &Decoded) -> bool {
+    use smoltcp::wire::{checksum, IpAddress, IpProtocol};
+    let (Some(ip), Some(bad)) = (d.ip, d.bad_checksum) else {
+        return false;
+    };
+    let at = match bad {
+        "bad TCP checksum" => 16,
+        "bad UDP checksum" => 6,
+        _ => return false,
+    };
+    let (hdr, l4_len) = match ip.version {
+        4 => {
+            let ihl = (frame.get(14).copied().unwrap_or(0) & 0x0f) as usize * 4;
+            (ihl, (ip.len as usize).saturating_sub(ihl))
+        }
+        _ => (40, ip.len as usize),
+    };
+    let Some(field) = frame.get(14 + hdr + at..14 + hdr + at + 2) else {
+        return false;
+    };
+    let field = u16::from_be_bytes([field[0], field[1]]);
+    let addr = |a: std::net::IpAddr| IpAddress::from(a);
+    let proto = IpProtocol::from(ip.proto);
+    field == checksum::pseudo_header(&addr(ip.src), &addr(ip.dst), proto, l4_len as u32)
 }
 
 const CLIENT: usize = 0;
@@ -302,17 +334,36 @@ impl Tracer {
     /// One frame read from a capture, at `now` (time since the capture's first frame): shown as a
     /// live frame would be, its direction and the ends' TCP states inferred.
     pub(crate) fn read_frame(&mut self, now: Instant, frame: &[u8]) {
-        let d = decode(frame);
+        let mut d = decode(frame);
+        if offload_partial(frame, &d) {
+            d.bad_checksum = None;
+        }
         if self.read.is_none() {
             self.flows.set_from_capture();
         }
         let dir = self.read.get_or_insert_with(Box::default).direction(&d);
+        // A close summary is written after the frame's inferred state changes, not before them.
+        let tcp_log = std::mem::replace(&mut self.tcp_log, false);
+        let last_closed = self.flows.closed().back().map(|f| f.id);
         self.handle(now, dir, frame, None);
+        self.tcp_log = tcp_log;
+        let conn = self.infer_tcp(now, dir, &d);
+        let closed =
+            self.flows.closed().back().filter(|f| {
+                Some(f.id) != last_closed && Some(f.id) == conn && f.narrated && tcp_log
+            });
+        if let Some(f) = closed {
+            log::info!(target: TCP, "+{} {}", Secs(now.total_micros()), f.summary_line());
+        }
+    }
+
+    /// Infers the ends' TCP states from one frame and narrates them; returns its connection id.
+    fn infer_tcp(&mut self, now: Instant, dir: Direction, d: &Decoded) -> Option<u64> {
         let (Some(ip), Some(t)) = (d.ip, d.tcp) else {
-            return;
+            return None;
         };
         if d.problem().is_some() {
-            return;
+            return None;
         }
         let (src, dst) = (
             SocketAddr::new(ip.src, t.src_port),
@@ -322,9 +373,7 @@ impl Tracer {
             Direction::In => (dst, src),
             Direction::Out => (src, dst),
         };
-        let Some(read) = self.read.as_mut() else {
-            return;
-        };
+        let read = self.read.as_mut()?;
         let inferred = read.tcp(dir, server, client, &t);
         let t_us = now.total_micros();
         let flow = self.flows.get(6, server, client);
@@ -377,11 +426,31 @@ impl Tracer {
                 }
             }
         }
+        conn
+    }
+
+    /// Reading a capture, a TCP or UDP checksum left for the network card to complete (checksum
+    /// offload on the capturing host) is not held against the frame: it is followed, and counted.
+    pub(super) fn captured_checksum(&mut self, frame: &[u8], d: &mut Decoded) {
+        if let Some(read) = self.read.as_mut() {
+            if offload_partial(frame, d) {
+                d.bad_checksum = None;
+                read.offloaded += 1;
+            }
+        }
     }
 
     /// The end of the capture: ladders of the connections still open, events flushed.
     pub(crate) fn read_done(&mut self, now: Instant) {
-        let _ = self.now_us(now);
+        let t_us = self.now_us(now);
+        let offloaded = self.read.as_ref().map_or(0, |r| r.offloaded);
+        if offloaded > 0 {
+            log::info!(
+                target: "tapstack",
+                "+{} {offloaded} frames carried the partial TCP or UDP checksum that Linux leaves for the network card to complete (checksum offload, captured on the sending host): followed as good frames",
+                Secs(t_us)
+            );
+        }
         if let Some(l) = self.ladders.as_mut() {
             l.draw_open_flows(&self.flows);
         }
@@ -519,6 +588,32 @@ mod tests {
             got,
             ["client: CLOSED -> SYN-SENT", "client: SYN-SENT -> CLOSED"]
         );
+    }
+
+    #[test]
+    fn test_a_checksum_left_for_the_card_is_told_from_a_corrupted_one() {
+        use crate::frames::{Eth, Tcp, SERVER_V4};
+        use smoltcp::wire::{checksum, IpAddress, IpProtocol};
+        use std::net::Ipv4Addr;
+        let peer = Ipv4Addr::new(192, 168, 69, 100);
+        let mut f = Eth::to_server()
+            .ipv4(peer, SERVER_V4)
+            .tcp(&Tcp::new(40000, 7, 1).ack(1).data(b"hello"));
+        assert!(!offload_partial(&f, &decode(&f)), "a good checksum");
+        // What Linux leaves with offload: the pseudo-header's sum (20 + 5 bytes of TCP).
+        let partial = checksum::pseudo_header(
+            &IpAddress::Ipv4(peer),
+            &IpAddress::Ipv4(SERVER_V4),
+            IpProtocol::Tcp,
+            25,
+        );
+        f[14 + 20 + 16..14 + 20 + 18].copy_from_slice(&partial.to_be_bytes());
+        let d = decode(&f);
+        assert_eq!(d.bad_checksum, Some("bad TCP checksum"));
+        assert!(offload_partial(&f, &d));
+        // A flipped bit is no offload.
+        f[14 + 20 + 16] ^= 0x40;
+        assert!(!offload_partial(&f, &decode(&f)));
     }
 
     #[test]

@@ -28,7 +28,8 @@ impl Tracer {
         dropped: Option<&'static str>,
     ) {
         let t_us = self.now_us(now);
-        let d = decode(frame);
+        let mut d = decode(frame);
+        self.captured_checksum(frame, &mut d);
         if let Some(m) = d.malformed {
             self.count(m);
         }
