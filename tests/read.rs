@@ -152,6 +152,30 @@ fn test_round_trip_of_the_demo_gives_the_live_packet_lines() {
     let (code, _, err) = tapstack(None, &["read", p(&again)]);
     assert_eq!(code, Some(0), "{err}");
     same_lines(&packet_lines(&err), &live, "re-written by read");
+    // Ladders, as live.
+    let (code, _, err) = tapstack(None, &["read", p(&pcap), "--ladder"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("-- handshake --") && err.contains("-- close --"),
+        "{err}"
+    );
+    // Step mode: Enter twice, then q: three frames shown, and a clean exit.
+    let mut child = Command::new(tapstack_bin())
+        .args(["read", p(&pcap), "--step"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"\n\nq\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // The prompt and the next line share a line of the terminal.
+    assert_eq!(err.matches("INFO  packet  ").count(), 3, "{err}");
+    assert_eq!(err.matches("[step] Enter: next packet").count(), 3, "{err}");
+    assert!(err.contains("read 3 frames from"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
