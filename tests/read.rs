@@ -333,6 +333,14 @@ fn test_bad_files_get_one_line_and_exit_1() {
     );
     let missing = dir.join("missing.pcap");
     assert!(bad(&missing).contains("No such file"));
+    // Reading a file into itself would destroy it.
+    let mut b = pcap_header(101);
+    record(&mut b, &ip);
+    let f = w("self.pcap", &b);
+    let (code, _, err) = tapstack(None, &["read", p(&f), "--pcap", p(&f)]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--pcap names the file being read"), "{err}");
+    assert_eq!(std::fs::read(&f).unwrap(), b, "left as it was");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

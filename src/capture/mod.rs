@@ -112,6 +112,13 @@ pub fn read_capture(path: &Path, cfg: TraceConfig) -> Result<u64, CaptureError> 
         error,
     };
     let f = File::open(path).map_err(|e| err(ReadError::Io(e)))?;
+    let same = |out: &PathBuf| out.canonicalize().ok() == path.canonicalize().ok();
+    if cfg.pcap.as_ref().is_some_and(same) {
+        return Err(err(ReadError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "--pcap names the file being read: it would be overwritten",
+        ))));
+    }
     let (frames, format) = read_stream(BufReader::new(f), cfg).map_err(err)?;
     let mut line = String::new();
     let _ = write!(

@@ -649,6 +649,19 @@ mod tests {
         );
         // Bare `tapstack` is the demo.
         assert!(help_options(&[]).iter().any(|o| o == "--exit"));
+        let read = help_options(&["read"]);
+        for own in ["--pcap", "--events", "--step", "--ladder", "--quiet"] {
+            assert!(read.iter().any(|o| o == own), "read lacks {own}");
+        }
+        for other in [
+            "--seed",
+            "--tap",
+            "--serve",
+            "--drop-chance",
+            "--narrate-limit",
+        ] {
+            assert!(!read.iter().any(|o| o == other), "read lists {other}");
+        }
     }
 
     #[test]
