@@ -75,6 +75,10 @@ pub fn run(cli: &Cli) -> Result<(), CommandError> {
             get(&logged(args.validate()?, cli.log), &args.url)?;
         }
         Some(Command::Demo(args)) => run_demo(args, cli.log)?,
+        Some(Command::Read(args)) => {
+            crate::capture::read_capture(&args.file, args.trace_config(cli.log))
+                .map_err(|e| CommandError::Run(RunError::App(e.to_string())))?;
+        }
         Some(Command::Explain { what }) => {
             let text = crate::trace::explain(what).map_err(CommandError::Explain)?;
             println!("{}", text.trim_end());

@@ -21,7 +21,8 @@
 //! - `host`: host kernel sockets serving the same services.
 //! - `service`: sans-IO services (echo, discard, daytime, qotd, chargen, time, http): bytes and time
 //!   in, bytes out, run over either transport by one driver.
-//! - `trace`: beside them: it listens to frames and to the stack's events.
+//! - `trace`: beside them: it listens to frames and to the stack's events; `capture`: the files it
+//!   writes (pcap, pcapng with a packet line per frame) and reads back (`tapstack read`).
 //! - `reactor`: the one loop on top: tokens, deadlines, budgets, shutdown; `client`: the apps on it.
 //! - `config`, `commands`: the command line.
 #![deny(unsafe_code)]
@@ -29,6 +30,7 @@
 #![warn(missing_docs)]
 
 mod addr;
+mod capture;
 mod client;
 mod clock;
 mod commands;
@@ -55,10 +57,11 @@ pub use status::Counters;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::addr::{parse_cidr, parse_mac};
+    pub use crate::capture::{read_capture, CaptureError, CaptureReader, Format, Frame, ReadError};
     pub use crate::commands::run;
     pub use crate::config::{Cli, CliError};
     pub use crate::device::wire::{wire, WireEnd};
-    pub use crate::device::{FrameIo, Nic, Observer};
+    pub use crate::device::{FaultMark, FrameIo, Nic, Observer};
     pub use crate::logbuf::{flush as flush_log, Buffered as BufferedLog};
     pub use crate::reactor::INGRESS_BUDGET;
     pub use crate::service::http::{bytes_pattern, HttpSession, MAX_BODY, PENDING_CAP};

@@ -52,6 +52,9 @@ pub enum Command {
     Connect(Box<ConnectArgs>),
     /// HTTP GET through the userspace stack: headers to stderr, body to stdout.
     Get(Box<GetArgs>),
+    /// Read a capture file (pcap or pcapng; Ethernet, Linux cooked or raw IP) and show it as the live
+    /// tool shows its own traffic: packet lines, labels, narration inferred from the frames, ladders.
+    Read(Box<ReadArgs>),
     /// Explain an IP address, a port, or ADDR:PORT.
     Explain {
         /// `192.168.1.2`, `192.168.1.2:8080`, `8080`, `[fe80::1]:22`
@@ -252,6 +255,48 @@ pub struct GetArgs {
     pub tap: TapArgs,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `tapstack read FILE`: what is shown of a capture, and where.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// The capture file: pcap or pcapng (`tcpdump -w`, Wireshark, `tapstack --pcap`).
+    pub file: PathBuf,
+    /// Write the frames again to this file (pcapng, with packet lines as comments, if it ends in
+    /// .pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// Write JSON-lines events here (`-` = standard output).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+    /// Wait for Enter after each packet line (`c` continue, `q` quit).
+    #[arg(long)]
+    pub step: bool,
+    /// Draw a ladder diagram of each TCP connection when it closes (and of those still open at the
+    /// end of the file).
+    #[arg(long)]
+    pub ladder: bool,
+}
+
+impl ReadArgs {
+    /// The tracer's settings for reading (the device name comes from the file).
+    pub(crate) fn trace_config(&self, log: LogArgs) -> TraceConfig {
+        TraceConfig {
+            absolute_seq: log.verbose,
+            quiet: log.quiet,
+            pcap: self.pcap.clone(),
+            events: self.events.as_deref().map(|e| {
+                if e == "-" {
+                    EventsTarget::Stdout
+                } else {
+                    EventsTarget::File(PathBuf::from(e))
+                }
+            }),
+            step: self.step,
+            ladder: self.ladder,
+            ..TraceConfig::default()
+        }
+    }
 }
 
 /// Why the command line could not be parsed.
@@ -604,6 +649,19 @@ mod tests {
         );
         // Bare `tapstack` is the demo.
         assert!(help_options(&[]).iter().any(|o| o == "--exit"));
+        let read = help_options(&["read"]);
+        for own in ["--pcap", "--events", "--step", "--ladder", "--quiet"] {
+            assert!(read.iter().any(|o| o == own), "read lacks {own}");
+        }
+        for other in [
+            "--seed",
+            "--tap",
+            "--serve",
+            "--drop-chance",
+            "--narrate-limit",
+        ] {
+            assert!(!read.iter().any(|o| o == other), "read lists {other}");
+        }
     }
 
     #[test]

@@ -47,6 +47,42 @@ pub trait Observer {
     fn frame(&mut self, now: Instant, dir: Direction, frame: &[u8]);
     /// A frame was lost on the way (fault injector, link down, full queue).
     fn dropped(&mut self, now: Instant, dir: Direction, frame: &[u8], reason: &'static str);
+    /// The fault injector tells what it does to the next frame shown going `dir` (called just
+    /// before [`Observer::frame`] for it), so that a capture can say so. Ignored by default.
+    fn fault(&mut self, _now: Instant, _dir: Direction, _mark: FaultMark) {}
+}
+
+/// What the fault injector does to one frame, besides losing it on the way in (which
+/// [`Observer::dropped`] reports). Frames going out are shown before the faults hit them, frames
+/// coming in after.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultMark {
+    /// Out: lost after it was shown; it never reaches the link.
+    pub dropped: bool,
+    /// A bit flipped: out, after it was shown; in, before.
+    pub corrupted: bool,
+    /// Out: the link carries it twice. In: a copy of it follows.
+    pub duplicated: bool,
+    /// In: this frame is the copy.
+    pub copy: bool,
+}
+
+impl FaultMark {
+    fn of(fate: &Fate) -> FaultMark {
+        match *fate {
+            Fate::Drop => FaultMark {
+                dropped: true,
+                ..FaultMark::default()
+            },
+            Fate::Deliver {
+                corrupt, duplicate, ..
+            } => FaultMark {
+                corrupted: corrupt.is_some(),
+                duplicated: duplicate,
+                ..FaultMark::default()
+            },
+        }
+    }
 }
 
 /// Watches nothing.
@@ -127,6 +163,8 @@ struct Held {
     at: Instant,
     dir: Direction,
     frame: Vec<u8>,
+    /// What the fault injector did to it (told to the observer when it comes in).
+    mark: FaultMark,
 }
 
 /// The received frame the stack has not consumed yet.
@@ -322,6 +360,9 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
             let n = h.frame.len().min(buf.len());
             buf[..n].copy_from_slice(&h.frame[..n]);
             self.recycle(h.frame);
+            if h.mark != FaultMark::default() {
+                self.observer.fault(now, Direction::In, h.mark);
+            }
             return Some(self.accepted(now, &buf[..n]));
         }
         loop {
@@ -351,12 +392,21 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
                     if let Some((idx, mask)) = corrupt {
                         buf[idx % n.max(1)] ^= mask;
                     }
+                    let mark = FaultMark::of(&fate);
                     if duplicate {
-                        self.hold(at, Direction::In, &buf[..n]);
+                        let copy = FaultMark {
+                            duplicated: false,
+                            copy: true,
+                            ..mark
+                        };
+                        self.hold(at, Direction::In, &buf[..n], copy);
                     }
                     if at > now {
-                        self.hold(at, Direction::In, &buf[..n]);
+                        self.hold(at, Direction::In, &buf[..n], mark);
                         continue;
+                    }
+                    if mark != FaultMark::default() {
+                        self.observer.fault(now, Direction::In, mark);
                     }
                     return Some(self.accepted(now, &buf[..n]));
                 }
@@ -370,7 +420,7 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
         frame.len()
     }
 
-    fn hold(&mut self, at: Instant, dir: Direction, frame: &[u8]) {
+    fn hold(&mut self, at: Instant, dir: Direction, frame: &[u8], mark: FaultMark) {
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(frame);
@@ -378,6 +428,7 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
             at,
             dir,
             frame: buf,
+            mark,
         });
     }
 
@@ -437,11 +488,15 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
             // still show valid frames, so compute them here (the pass smoltcp would have made).
             csum::fill_tcp(&mut buf[..len]);
         }
-        self.observer.frame(now, Direction::Out, &buf[..len]);
         let fate = match self.faults.as_mut() {
             Some(f) => f.fate(now, len),
             None => Fate::pass(now),
         };
+        let mark = FaultMark::of(&fate);
+        if mark != FaultMark::default() && self.fatal.is_none() {
+            self.observer.fault(now, Direction::Out, mark);
+        }
+        self.observer.frame(now, Direction::Out, &buf[..len]);
         if self.fatal.is_some() {
             self.counters.drop("tx: link gone");
         } else {
@@ -460,10 +515,10 @@ impl<F: FrameIo, O: Observer> Link<F, O> {
                         buf[idx % len.max(1)] ^= mask;
                     }
                     if duplicate {
-                        self.hold(at, Direction::Out, &buf[..len]);
+                        self.hold(at, Direction::Out, &buf[..len], FaultMark::default());
                     }
                     if at > now {
-                        self.hold(at, Direction::Out, &buf[..len]);
+                        self.hold(at, Direction::Out, &buf[..len], FaultMark::default());
                     } else if let Some(mss) = self.tx_segment.take() {
                         self.send_segmented(now, &mut buf[..len], mss);
                     } else {

@@ -131,6 +131,8 @@ pub(crate) struct FlowTable {
     /// only frames started is then traffic the stack has no connection for.
     stack_driven: bool,
     narration: NarrationLimit,
+    /// Frames read from a capture: the server is `local`, the client `remote` (see `trace::infer`).
+    from_capture: bool,
 }
 
 impl Default for FlowTable {
@@ -153,7 +155,13 @@ impl FlowTable {
             ids: ConnIds::default(),
             stack_driven: false,
             narration: NarrationLimit::new(0),
+            from_capture: false,
         }
+    }
+
+    /// The flows are read from a capture: names the ends server and client instead of stack and peer.
+    pub(crate) fn set_from_capture(&mut self) {
+        self.from_capture = true;
     }
 
     /// Narrates at most `per_s` new TCP connections a second (0: all). Call before any traffic.
@@ -607,9 +615,11 @@ impl FlowTable {
         // A reset: who, and why when known.
         let mut rst_reason = None;
         if fl.rst() {
-            labels.push(match dir {
-                Direction::Out => "reset by the stack",
-                Direction::In => "reset by the peer",
+            labels.push(match (self.from_capture, dir) {
+                (false, Direction::Out) => "reset by the stack",
+                (false, Direction::In) => "reset by the peer",
+                (true, Direction::Out) => "reset by the server",
+                (true, Direction::In) => "reset by the client",
             });
             rst_reason = hint.or(match (dir, f.stage, f.rec.opened_by) {
                 (Direction::Out, 0 | 1, Some(Side::Peer)) => Some("no listener"),
@@ -735,6 +745,7 @@ impl FlowTable {
             _ => "icmp",
         };
         let mut rec = FlowRecord::new(id, proto, key.local, key.remote, now_us);
+        rec.from_capture = self.from_capture;
         if key.proto == TCP {
             rec.narrated = self.narration.admit(now_us);
         }

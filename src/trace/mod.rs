@@ -32,15 +32,16 @@ use std::time::SystemTime;
 use crate::status::{Counters, Endpoint, Status};
 
 pub(crate) mod analysis;
+mod capture;
 mod datagrams;
 pub(crate) mod decode;
 pub(crate) mod events;
 pub(crate) mod explain;
 pub(crate) mod flow;
+mod infer;
 pub(crate) mod ladder;
 pub(crate) mod narrate;
 mod observe;
-pub(crate) mod pcap;
 pub(crate) mod pictures;
 pub(crate) mod records;
 pub(crate) mod step;
@@ -58,7 +59,6 @@ pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Sid
 
 pub(crate) use events::EventSink;
 pub(crate) use flow::FlowTable;
-pub(crate) use pcap::PcapWriter;
 pub(crate) use step::Stepper;
 
 use records::{PacketRing, Secs, Summary};
@@ -130,7 +130,12 @@ pub struct Tracer {
     malformed: BTreeMap<&'static str, u64>,
     /// `"malformed: <reason>"`, built once per reason for [`Tracer::merge_into`].
     malformed_keys: BTreeMap<&'static str, String>,
-    pcap: Option<PcapWriter<Box<dyn Write>>>,
+    /// `--pcap`: classic pcap or pcapng.
+    pcap: Option<crate::capture::CaptureWriter>,
+    /// What the fault injector said it does to the next frame each way (In, Out), for the capture.
+    fault_marks: [crate::device::FaultMark; 2],
+    /// Reading a capture (`tapstack read`): directions and states inferred from the frames.
+    read: Option<Box<infer::ReadMode>>,
     events: Option<EventSink>,
     step: Option<Stepper>,
     quit: bool,
@@ -170,6 +175,8 @@ impl Tracer {
             malformed: BTreeMap::new(),
             malformed_keys: BTreeMap::new(),
             pcap: None,
+            fault_marks: Default::default(),
+            read: None,
             events: None,
             step: None,
             quit: false,
@@ -186,10 +193,7 @@ impl Tracer {
         };
         t.flows.set_narration_limit(cfg.narrate_limit);
         if let Some(path) = &cfg.pcap {
-            let f = std::fs::File::create(path).map_err(|e| {
-                io::Error::new(e.kind(), format!("pcap file {}: {e}", path.display()))
-            })?;
-            t.set_pcap_writer(Box::new(BufWriter::new(f)))?;
+            t.pcap = Some(crate::capture::CaptureWriter::create(path, &t.device)?);
         }
         match &cfg.events {
             Some(EventsTarget::Stdout) => t.set_events_writer(Box::new(io::stdout())),
@@ -205,12 +209,6 @@ impl Tracer {
             t.step = Some(Stepper::stdio());
         }
         Ok(t)
-    }
-
-    /// Captures to `out` (writes the pcap global header now).
-    pub fn set_pcap_writer(&mut self, out: Box<dyn Write>) -> io::Result<()> {
-        self.pcap = Some(PcapWriter::new(out)?);
-        Ok(())
     }
 
     /// Sends events to `out`.
@@ -381,7 +379,7 @@ impl Tracer {
     pub fn packet_line(&self, rec: &PacketRecord) -> String {
         format!(
             "{:<3} {} +{} {}",
-            rec.dir.as_str(),
+            self.dir_word(rec),
             self.device,
             Secs(rec.t_us),
             Summary {

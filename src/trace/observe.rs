@@ -3,7 +3,6 @@
 //! addresses explained the first time they are seen.
 
 use smoltcp::time::Instant;
-use std::time::Duration;
 
 use std::fmt::Write as _;
 
@@ -13,7 +12,7 @@ use super::events::Event;
 use super::records::{Labels, PacketRecord, Summary};
 use super::step::StepReply;
 use super::{explain, Secs, Tracer, EXPLAIN, EXPLAINED_ADDRS_CAP, PACKET};
-use crate::device::{Direction, Observer};
+use crate::device::{Direction, FaultMark, Observer};
 
 impl Tracer {
     pub(super) fn count(&mut self, reason: &'static str) {
@@ -21,17 +20,6 @@ impl Tracer {
         self.malformed_keys
             .entry(reason)
             .or_insert_with(|| format!("malformed: {reason}"));
-    }
-
-    pub(super) fn capture(&mut self, t_us: i64, frame: &[u8]) {
-        let Some(w) = self.pcap.as_mut() else {
-            return;
-        };
-        let ts = self.wall_epoch + Duration::from_micros(t_us.max(0) as u64);
-        if let Err(e) = w.write_frame(ts, frame) {
-            log::warn!(target: "tapstack::trace", "pcap: write failed, capture stopped: {e}");
-            self.pcap = None;
-        }
     }
 
     /// One frame that crossed the device (`dropped`: it was lost right after, on the way in).
@@ -43,14 +31,14 @@ impl Tracer {
         dropped: Option<&'static str>,
     ) {
         let t_us = self.now_us(now);
-        let d = decode(frame);
+        let mut d = decode(frame);
+        self.captured_checksum(frame, &mut d);
         if let Some(m) = d.malformed {
             self.count(m);
         }
         if let Some(c) = d.bad_checksum {
             self.count(c);
         }
-        self.capture(t_us, frame);
         // The frame's number in the capture: every frame observed is captured, in this order.
         let number = self.packets.last_seq() + 1;
         let obs = self.flows.observe(t_us, dir, &d, number, dropped.is_some());
@@ -74,13 +62,14 @@ impl Tracer {
             win_shift: obs.win_shift,
         };
         rec.seq = self.packets.push(rec);
+        self.capture(t_us, frame, &rec);
         if self.lines {
             // Formatted straight into the log record, not through a String first: at thousands of
             // frames a second the extra allocation and copy were a tenth of the loop's time.
             log::info!(
                 target: PACKET,
                 "{:<3} {} +{} {}",
-                rec.dir.as_str(),
+                self.dir_word(&rec),
                 self.device,
                 Secs(rec.t_us),
                 Summary {
@@ -265,6 +254,10 @@ impl Observer for Tracer {
             Direction::In => self.handle(now, dir, frame, Some(reason)),
             Direction::Out => self.dropped_out(now, frame, reason),
         }
+    }
+
+    fn fault(&mut self, _now: Instant, dir: Direction, mark: FaultMark) {
+        self.fault_ahead(dir, mark);
     }
 }
 

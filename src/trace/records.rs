@@ -200,6 +200,10 @@ pub struct FlowRecord {
     pub folded: u64,
     /// Whether the log narrates this connection (false: left out by `--narrate-limit`).
     pub narrated: bool,
+    /// Read from a capture (`tapstack read`): `local` is the server, `remote` the client, and the
+    /// summary says so.
+    #[serde(skip)]
+    pub from_capture: bool,
 }
 
 impl FlowRecord {
@@ -230,6 +234,7 @@ impl FlowRecord {
             last: VecDeque::new(),
             folded: 0,
             narrated: true,
+            from_capture: false,
         }
     }
 
@@ -324,7 +329,12 @@ impl FlowRecord {
             self.close_reason.unwrap_or("?")
         );
         if let Some(by) = self.rst_by {
-            let _ = write!(s, " from {}", by.as_str());
+            let by = match (self.from_capture, by) {
+                (true, Side::Stack) => "the server",
+                (true, Side::Peer) => "the client",
+                (false, by) => by.as_str(),
+            };
+            let _ = write!(s, " from {by}");
             if let Some(r) = self.rst_reason {
                 let _ = write!(s, " ({r})");
             }
@@ -336,9 +346,14 @@ impl FlowRecord {
             }
             None => s.push_str(", no complete handshake seen"),
         }
+        let (inbound, outbound) = if self.from_capture {
+            ("client->server", "server->client")
+        } else {
+            ("peer->stack", "stack->peer")
+        };
         let _ = write!(
             s,
-            "; peer->stack {} bytes in {} segments, stack->peer {} bytes in {} segments, {} retransmissions",
+            "; {inbound} {} bytes in {} segments, {outbound} {} bytes in {} segments, {} retransmissions",
             self.inbound.bytes,
             self.inbound.segments,
             self.outbound.bytes,

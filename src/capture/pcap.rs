@@ -6,8 +6,11 @@
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Classic pcap, microsecond timestamps (written little-endian: `d4 c3 b2 a1`).
 pub(crate) const PCAP_MAGIC: u32 = 0xa1b2_c3d4;
+/// LINKTYPE_ETHERNET.
 pub(crate) const LINKTYPE_ETHERNET: u32 = 1;
+/// The largest frame captured whole (tcpdump's default).
 pub(crate) const SNAPLEN: u32 = 262_144;
 
 pub(crate) struct PcapWriter<W: Write> {
@@ -54,7 +57,7 @@ impl<W: Write> PcapWriter<W> {
     }
 
     #[cfg(test)]
-    fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.out
     }
 }
