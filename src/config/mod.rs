@@ -83,6 +83,14 @@ pub struct StackArgs {
     /// MAC address of the userspace stack.
     #[arg(long, default_value = crate::topology::SERVER_MAC)]
     pub mac: String,
+    /// How long a TCP connection that closed first is held in TIME-WAIT (2 x MSL), seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
+    pub time_wait: f64,
 }
 
 /// What a serving stack offers, on both transports.
