@@ -473,6 +473,25 @@ mod tests {
     }
 
     #[test]
+    fn test_time_wait_is_checked() {
+        assert_eq!(
+            serve(&[]).unwrap().time_wait,
+            smoltcp::time::Duration::from_secs(60)
+        );
+        assert_eq!(
+            serve(&["--time-wait", "1.5"]).unwrap().time_wait,
+            smoltcp::time::Duration::from_millis(1500)
+        );
+        for bad in ["0", "-1", "3601", "NaN", "inf"] {
+            let e = serve(&["--time-wait", bad]).unwrap_err();
+            assert!(
+                e.contains("time-wait") && e.contains("2 x MSL"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn test_bad_numbers() {
         assert!(serve(&["--drop-chance", "1.5"])
             .unwrap_err()

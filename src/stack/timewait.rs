@@ -261,3 +261,355 @@ impl TimeWait {
         self.entries.iter().map(|(k, _)| k).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::wire::WireEnd;
+    use crate::device::FrameIo;
+    use crate::stack::event::{CloseCause, StackEvent, TimeWaitCut};
+    use crate::stack::tests::{stack_on_wire, test_frames, turn, Recorder};
+    use crate::stack::{peek_tcp, Stack};
+    use crate::status::Status;
+
+    const DAYTIME: u16 = 13;
+
+    fn entry() -> TwEntry {
+        TwEntry {
+            local: IpEndpoint::new(IpAddress::v4(192, 168, 69, 1), 13),
+            remote: IpEndpoint::new(IpAddress::v4(192, 168, 69, 100), 40000),
+            snd_nxt: 5000,
+            rcv_nxt: 1002,
+            rcv_wnd: 4096,
+            window: 4096,
+            id: 1,
+            service: Some(ServiceKind::Daytime),
+            deadline: Instant::ZERO,
+        }
+    }
+
+    /// A segment to `entry()`'s 4-tuple, as the peek reads it.
+    fn seg(t: Tcp) -> TcpPeek {
+        peek_tcp(&t.to_server()).expect("a TCP frame")
+    }
+
+    fn from_peer(seq: u32) -> Tcp {
+        Tcp::new(40000, 13, seq)
+    }
+
+    #[test]
+    fn test_judge_follows_rfc_9293_and_5961() {
+        let e = entry();
+        let cases = [
+            (
+                from_peer(1001).ack(5000).fin(),
+                Verdict::Ack(TimeWaitAck::FinAgain),
+            ),
+            (
+                from_peer(991).ack(5000).data(b"0123456789").fin(),
+                Verdict::Ack(TimeWaitAck::FinAgain),
+            ),
+            (from_peer(1002).rst(), Verdict::Reset),
+            (
+                from_peer(1100).rst(),
+                Verdict::Ack(TimeWaitAck::ChallengeRst),
+            ),
+            (from_peer(1002 + 4096).rst(), Verdict::RstOutside),
+            (from_peer(900).rst(), Verdict::RstOutside),
+            (from_peer(1_000_000).syn(), Verdict::NewSyn),
+            (from_peer(1002).syn(), Verdict::Ack(TimeWaitAck::OldSyn)),
+            (from_peer(500).syn(), Verdict::Ack(TimeWaitAck::OldSyn)),
+            (
+                from_peer(1_000_000).syn().ack(5000),
+                Verdict::Ack(TimeWaitAck::OldSyn),
+            ),
+            (from_peer(1002).ack(5000), Verdict::Nothing),
+            (
+                from_peer(900).ack(5000),
+                Verdict::Ack(TimeWaitAck::Unacceptable),
+            ),
+            (
+                from_peer(1002).ack(5000).data(b"late"),
+                Verdict::Ack(TimeWaitAck::Unacceptable),
+            ),
+        ];
+        for (t, want) in cases {
+            let p = seg(t.clone());
+            assert_eq!(judge(&e, &p), want, "{t:?}");
+        }
+        // Sequence space wraps.
+        let mut w = entry();
+        w.rcv_nxt = u32::MAX - 1;
+        assert_eq!(judge(&w, &seg(from_peer(5).syn())), Verdict::NewSyn);
+        assert_eq!(
+            judge(&w, &seg(from_peer(u32::MAX - 1).rst())),
+            Verdict::Reset
+        );
+    }
+
+    #[test]
+    fn test_answer_is_the_ack_of_the_fin() {
+        let e = entry();
+        let fin = from_peer(1001).ack(5000).fin().to_server();
+        let ack = answer(&e, &fin).unwrap();
+        let p = peek_tcp(&ack).unwrap();
+        assert_eq!((p.src, p.dst), (e.local, e.remote));
+        assert_eq!(
+            (p.seq, p.ack_no, p.ack, p.fin, p.rst, p.syn),
+            (5000, 1002, true, false, false, false)
+        );
+        // Back the way it came: the MAC addresses are swapped.
+        assert_eq!(&ack[0..6], &fin[6..12]);
+        assert_eq!(&ack[6..12], &fin[0..6]);
+        assert!(answer(&e, &fin[..8]).is_none(), "no panic on a short frame");
+    }
+
+    #[test]
+    fn test_table_bound_and_oldest() {
+        let mut t = TimeWait::new(Duration::from_secs(60), 3);
+        let mut keys = Vec::new();
+        for i in 0..3u16 {
+            let mut e = entry();
+            e.remote.port = 40000 + i;
+            keys.push(t.insert(e, Instant::from_secs(i as i64)));
+        }
+        assert!(t.is_full());
+        assert_eq!(t.oldest(true), Some(keys[0]));
+        // A restart makes the oldest the youngest.
+        t.restart(keys[0], Instant::from_secs(10));
+        assert_eq!(t.oldest(false), Some(keys[1]));
+        assert_eq!(t.first_deadline(), Some(Instant::from_secs(61)));
+        assert_eq!(t.due(Instant::from_secs(60)), None);
+        assert_eq!(t.due(Instant::from_secs(61)), Some(keys[1]));
+        let gone = t.remove(keys[1]).unwrap();
+        assert_eq!(gone.remote.port, 40001);
+        assert_eq!((t.len(), t.served()), (2, 2));
+        assert!(t.lookup(&seg(Tcp::new(40001, 13, 1).ack(1))).is_none());
+        assert_eq!(t.lookup(&seg(Tcp::new(40002, 13, 1).ack(1))), Some(keys[2]));
+    }
+
+    /// The stack's TCP segments on the wire since the last call.
+    fn out(peer: &mut WireEnd) -> Vec<TcpPeek> {
+        let mut buf = [0u8; 1600];
+        let mut v = Vec::new();
+        while let Some(n) = peer.recv(&mut buf).unwrap() {
+            v.extend(peek_tcp(&buf[..n]));
+        }
+        v
+    }
+
+    /// A daytime connection from `port` that the stack closes first, up to the peer's FIN:
+    /// returns the stack's SND.NXT (after its FIN).
+    fn daytime_closed_by_stack(
+        stack: &mut Stack<Recorder>,
+        peer: &mut WireEnd,
+        status: &mut Status,
+        port: u16,
+        now: Instant,
+    ) -> u32 {
+        peer.send(&test_frames::arp_reply()).unwrap();
+        peer.send(&Tcp::new(port, DAYTIME, 1000).syn().mss(1460).to_server())
+            .unwrap();
+        turn(stack, status, now);
+        let synack = out(peer)
+            .into_iter()
+            .find(|p| p.syn && p.ack)
+            .expect("SYN-ACK");
+        let isn1 = synack.seq.wrapping_add(1);
+        peer.send(&Tcp::new(port, DAYTIME, 1001).ack(isn1).to_server())
+            .unwrap();
+        turn(stack, status, now);
+        turn(stack, status, now);
+        let fin = out(peer)
+            .into_iter()
+            .find(|p| p.fin)
+            .expect("the stack's FIN");
+        let snd_nxt = fin.seq.wrapping_add(fin.len).wrapping_add(1);
+        peer.send(&Tcp::new(port, DAYTIME, 1001).ack(snd_nxt).fin().to_server())
+            .unwrap();
+        turn(stack, status, now);
+        let last = out(peer);
+        assert!(
+            last.iter()
+                .any(|p| p.ack && !p.fin && p.ack_no == 1002 && p.seq == snd_nxt),
+            "the last ACK: {last:?}"
+        );
+        snd_nxt
+    }
+
+    fn daytime_stack(max: usize) -> (Stack<Recorder>, WireEnd) {
+        let (mut stack, peer) = stack_on_wire(max);
+        stack.serve_tcp(ServiceKind::Daytime, DAYTIME);
+        (stack, peer)
+    }
+
+    fn closed(stack: &Stack<Recorder>) -> Vec<(u64, CloseCause)> {
+        stack
+            .observer()
+            .0
+            .iter()
+            .filter_map(|e| match e {
+                StackEvent::Closed { conn, cause, .. } => Some((*conn, *cause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn test_fin_again_gets_its_ack_and_restarts_the_timer_then_expiry_closes() {
+        let (mut stack, mut peer) = daytime_stack(8);
+        let mut status = Status::default();
+        let t0 = Instant::ZERO;
+        let snd_nxt = daytime_closed_by_stack(&mut stack, &mut peer, &mut status, 40000, t0);
+        assert_eq!(stack.time_wait_count(), 1);
+        assert_eq!(stack.connection_count(), 0, "the socket is back");
+        assert!(
+            closed(&stack).is_empty(),
+            "not closed before TIME-WAIT ends"
+        );
+        assert!(stack.observer().0.iter().any(|e| matches!(
+            e,
+            StackEvent::TimeWait { hold, .. } if *hold == DEFAULT_TIME_WAIT
+        )));
+        // 30 s later the peer sends its FIN again (our last ACK was lost).
+        let t1 = t0 + Duration::from_secs(30);
+        peer.send(
+            &Tcp::new(40000, DAYTIME, 1001)
+                .ack(snd_nxt)
+                .fin()
+                .to_server(),
+        )
+        .unwrap();
+        turn(&mut stack, &mut status, t1);
+        let again = out(&mut peer);
+        assert_eq!(again.len(), 1, "{again:?}");
+        let a = again[0];
+        assert!(a.ack && !a.fin && !a.rst);
+        assert_eq!((a.seq, a.ack_no), (snd_nxt, 1002));
+        assert!(stack.observer().0.iter().any(|e| matches!(
+            e,
+            StackEvent::TimeWaitAck {
+                why: TimeWaitAck::FinAgain,
+                ..
+            }
+        )));
+        // The first deadline passes: the timer was restarted, the entry stays.
+        turn(
+            &mut stack,
+            &mut status,
+            t0 + DEFAULT_TIME_WAIT + Duration::from_secs(1),
+        );
+        assert_eq!(stack.time_wait_count(), 1);
+        assert_eq!(stack.poll_at(t1), Some(t1 + DEFAULT_TIME_WAIT));
+        turn(&mut stack, &mut status, t1 + DEFAULT_TIME_WAIT);
+        assert_eq!(stack.time_wait_count(), 0);
+        assert_eq!(closed(&stack), [(1, CloseCause::Closed)]);
+        assert_eq!(stack.counters().conns_closed, 1);
+        // Now the 4-tuple is free: a FIN gets smoltcp's RST, as for any unknown connection.
+        peer.send(
+            &Tcp::new(40000, DAYTIME, 1001)
+                .ack(snd_nxt)
+                .fin()
+                .to_server(),
+        )
+        .unwrap();
+        turn(&mut stack, &mut status, t1 + DEFAULT_TIME_WAIT);
+        assert!(out(&mut peer).iter().any(|p| p.rst));
+    }
+
+    #[test]
+    fn test_exact_rst_ends_time_wait_and_inexact_gets_a_challenge_ack() {
+        let (mut stack, mut peer) = daytime_stack(8);
+        let mut status = Status::default();
+        let snd_nxt =
+            daytime_closed_by_stack(&mut stack, &mut peer, &mut status, 40000, Instant::ZERO);
+        peer.send(&Tcp::new(40000, DAYTIME, 1500).rst().to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, Instant::ZERO);
+        let ch = out(&mut peer);
+        assert!(ch.len() == 1 && ch[0].ack && ch[0].seq == snd_nxt, "{ch:?}");
+        assert_eq!(stack.time_wait_count(), 1);
+        peer.send(&Tcp::new(40000, DAYTIME, 1002).rst().to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, Instant::ZERO);
+        assert!(out(&mut peer).is_empty(), "nothing answers an RST");
+        assert_eq!(stack.time_wait_count(), 0);
+        assert_eq!(closed(&stack), [(1, CloseCause::ResetByPeer)]);
+    }
+
+    #[test]
+    fn test_new_syn_reuses_the_tuple() {
+        let (mut stack, mut peer) = daytime_stack(8);
+        let mut status = Status::default();
+        daytime_closed_by_stack(&mut stack, &mut peer, &mut status, 40000, Instant::ZERO);
+        // An old SYN (not beyond RCV.NXT) is no new connection: a challenge ACK.
+        peer.send(&Tcp::new(40000, DAYTIME, 10).syn().to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, Instant::ZERO);
+        let ch = out(&mut peer);
+        assert!(ch.len() == 1 && ch[0].ack && !ch[0].syn, "{ch:?}");
+        // A SYN beyond RCV.NXT opens a new incarnation.
+        peer.send(&Tcp::new(40000, DAYTIME, 90_000).syn().mss(1460).to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, Instant::ZERO);
+        let synack = out(&mut peer);
+        assert!(
+            synack.iter().any(|p| p.syn && p.ack && p.ack_no == 90_001),
+            "{synack:?}"
+        );
+        assert_eq!(stack.time_wait_count(), 0);
+        assert_eq!(closed(&stack), [(1, CloseCause::Superseded)]);
+        assert_eq!(stack.connection_count(), 1);
+    }
+
+    #[test]
+    fn test_oldest_time_wait_gives_way_first_at_the_limit() {
+        let (mut stack, mut peer) = daytime_stack(3);
+        let mut status = Status::default();
+        let mut now = Instant::ZERO;
+        for port in [40001, 40002] {
+            daytime_closed_by_stack(&mut stack, &mut peer, &mut status, port, now);
+            now += Duration::from_secs(1);
+        }
+        // A half-open connection: one slot left, and it takes it.
+        peer.send(&Tcp::new(41000, DAYTIME, 1).syn().to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, now);
+        out(&mut peer);
+        assert_eq!((stack.connection_count(), stack.time_wait_count()), (1, 2));
+        // At the limit (1 live + 2 in TIME-WAIT): the oldest TIME-WAIT gives way, not the
+        // half-open one.
+        peer.send(&Tcp::new(41001, DAYTIME, 1).syn().to_server())
+            .unwrap();
+        turn(&mut stack, &mut status, now);
+        assert!(out(&mut peer).iter().any(|p| p.syn && p.ack));
+        assert_eq!((stack.connection_count(), stack.time_wait_count()), (2, 1));
+        assert_eq!(
+            closed(&stack),
+            [(1, CloseCause::TimeWaitCut(TimeWaitCut::ConnectionLimit))]
+        );
+        assert_eq!(stack.counters().conns_refused, 0);
+        // Shutdown ends what is left in TIME-WAIT, and says so.
+        stack.end_time_wait_all();
+        assert_eq!(stack.time_wait_count(), 0);
+        assert_eq!(
+            closed(&stack)[1],
+            (2, CloseCause::TimeWaitCut(TimeWaitCut::Shutdown))
+        );
+    }
+
+    #[test]
+    fn test_a_full_table_lets_its_oldest_entry_go() {
+        let (mut stack, mut peer) = daytime_stack(8);
+        stack.time_wait.cap = 1;
+        let mut status = Status::default();
+        for port in [40001, 40002] {
+            daytime_closed_by_stack(&mut stack, &mut peer, &mut status, port, Instant::ZERO);
+        }
+        assert_eq!(stack.time_wait_count(), 1, "the bound holds");
+        assert_eq!(
+            closed(&stack),
+            [(1, CloseCause::TimeWaitCut(TimeWaitCut::TableFull))]
+        );
+    }
+}
