@@ -216,6 +216,8 @@ impl Reactor {
     /// Puts a client stack on the loop (the other end of the demo's wire).
     pub(crate) fn set_peer(&mut self, mut peer: TracedStack) {
         peer.set_time_wait(self.time_wait);
+        // The demo shows its closes segment by segment: FIN / ACK / FIN / ACK.
+        self.stack.set_ack_fin_at_once(true);
         self.peer = Some(peer);
     }
 
