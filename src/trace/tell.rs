@@ -295,3 +295,33 @@ fn close_reason(cause: CloseCause) -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_skipped_state_is_explained() {
+        // ACK + data + FIN in one segment: SYN-RECEIVED straight to CLOSE-WAIT.
+        let s = skipped("SYN-RECEIVED", "CLOSE-WAIT");
+        assert!(
+            s.contains("completed the handshake") && s.contains("FIN"),
+            "{s}"
+        );
+        assert!(skipped("FIN-WAIT-1", "TIME-WAIT").contains("acknowledged ours"));
+        assert_eq!(skipped("ESTABLISHED", "CLOSE-WAIT"), "");
+        assert!(TIME_WAIT_WHY.contains("last ACK") && TIME_WAIT_WHY.contains("2 x MSL"));
+    }
+
+    #[test]
+    fn test_time_wait_causes_are_named() {
+        for (cut, word) in [
+            (TimeWaitCut::Shutdown, "shutdown"),
+            (TimeWaitCut::ConnectionLimit, "connection limit"),
+            (TimeWaitCut::TableFull, "table full"),
+        ] {
+            let r = close_reason(CloseCause::TimeWaitCut(cut));
+            assert!(r.contains(word) && r.contains("TIME-WAIT"), "{r}");
+        }
+    }
+}
