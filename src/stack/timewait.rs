@@ -366,6 +366,12 @@ mod tests {
 
     #[test]
     fn test_table_bound_and_oldest() {
+        // A few dozen bytes an entry (the module doc says about 80), no socket, no buffers.
+        assert!(
+            std::mem::size_of::<TwEntry>() <= 96,
+            "{}",
+            std::mem::size_of::<TwEntry>()
+        );
         let mut t = TimeWait::new(Duration::from_secs(60), 3);
         let mut keys = Vec::new();
         for i in 0..3u16 {
