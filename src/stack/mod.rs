@@ -828,7 +828,8 @@ impl<O: StackObserver> Stack<O> {
         }
     }
 
-    /// Ends a connection in the TIME-WAIT table: TIME-WAIT -> CLOSED, and `Closed` with `cause`.
+    /// Ends a connection in the TIME-WAIT table: `Closed` with `cause` (after TIME-WAIT -> CLOSED
+    /// when 2 x MSL ran out).
     pub(super) fn end_time_wait(&mut self, key: usize, cause: CloseCause) {
         let Some(e) = self.time_wait.remove(key) else {
             return;
@@ -839,14 +840,18 @@ impl<O: StackObserver> Stack<O> {
             None => self.ports.give_back(e.local.port),
         }
         let (local, remote) = (to_socket_addr(e.local), to_socket_addr(e.remote));
-        self.emit(StackEvent::State {
-            conn: e.id,
-            local,
-            remote,
-            from: tcp::State::TimeWait,
-            to: tcp::State::Closed,
-            service: e.service,
-        });
+        // TIME-WAIT -> CLOSED when it ran its course; any other end is told by `Closed` alone, so
+        // that the tracer closes the flow for the stack's reason (as `abort_orphan` does).
+        if cause == CloseCause::Closed {
+            self.emit(StackEvent::State {
+                conn: e.id,
+                local,
+                remote,
+                from: tcp::State::TimeWait,
+                to: tcp::State::Closed,
+                service: e.service,
+            });
+        }
         self.emit(StackEvent::Closed {
             conn: e.id,
             local,

@@ -510,6 +510,14 @@ mod tests {
         turn(&mut stack, &mut status, t1 + DEFAULT_TIME_WAIT);
         assert_eq!(stack.time_wait_count(), 0);
         assert_eq!(closed(&stack), [(1, CloseCause::Closed)]);
+        assert!(stack.observer().0.iter().any(|e| matches!(
+            e,
+            StackEvent::State {
+                from: smoltcp::socket::tcp::State::TimeWait,
+                to: smoltcp::socket::tcp::State::Closed,
+                ..
+            }
+        )));
         assert_eq!(stack.counters().conns_closed, 1);
         // Now the 4-tuple is free: a FIN gets smoltcp's RST, as for any unknown connection.
         peer.send(
