@@ -381,9 +381,10 @@ impl Harness {
         self.client.tcp(h).is_ok_and(|s| s.may_send())
     }
 
-    /// Closed, or as good as closed (TIME-WAIT).
+    /// Closed, or in TIME-WAIT with its last ACK gone out (the peer can leave LAST-ACK; TIME-WAIT
+    /// itself is the stack's to hold, without the socket). A released handle reads as closed.
     pub fn is_closed(&mut self, h: TcpHandle) -> bool {
-        matches!(self.state(h), tcp::State::Closed | tcp::State::TimeWait)
+        self.client.tcp_close_done(h).unwrap_or(true)
     }
 
     /// Queues as much of `data` as the send buffer takes; returns how much.
@@ -454,7 +455,7 @@ impl Harness {
             h.recv(s);
             h.is_closed(s)
         });
-        // The socket stays until its close is through (TIME-WAIT included), then goes.
+        // Our last ACK is out: the socket goes, and the stack holds TIME-WAIT without it.
         self.client.tcp_release(s);
         Ok(got)
     }
@@ -886,6 +887,25 @@ mod tests {
         let mut h = Harness::builder().seed(12).build();
         let e = h.echo(7, b"refused", Duration::from_secs(3)).unwrap_err();
         assert!(e.to_string().contains("0 of 7"), "{e}");
+    }
+
+    /// The client closes first and its last ACK reaches the server before `echo` returns: the
+    /// server's connection is over (no LAST-ACK left), the client holds TIME-WAIT without a socket.
+    #[test]
+    fn test_echo_returns_once_the_last_ack_is_out() {
+        for seed in 1..=5 {
+            let mut h = echo_harness(seed);
+            assert_eq!(h.echo(7, b"book", Duration::from_secs(5)).unwrap(), b"book");
+            h.run_for(Duration::from_millis(1));
+            assert_eq!(h.connection_count(), 0, "seed {seed}: the server is done");
+            assert_eq!(h.client.time_wait_count(), 1, "seed {seed}");
+            let flags: Vec<String> = h.tcp_flags(7).iter().map(|f| f.to_string()).collect();
+            assert!(
+                !flags.iter().any(|f| f.contains("RST")),
+                "seed {seed}: {flags:?}"
+            );
+            assert_eq!(flags.last().map(String::as_str), Some("ACK"), "{flags:?}");
+        }
     }
 
     /// A closed connection's TIME-WAIT deadline is the next thing due: an echo that only acted after

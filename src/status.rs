@@ -204,7 +204,7 @@ impl Status {
                 to,
                 service: Some(kind),
                 ..
-            } if !matches!(to, tcp::State::Closed | tcp::State::TimeWait) => {
+            } if to != tcp::State::Closed => {
                 self.conns.insert(
                     conn,
                     ConnRow {

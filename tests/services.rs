@@ -188,8 +188,12 @@ for attempt in range(20):
     c.request("GET", "/netstat.json", headers={"Connection": "close"})
     js = json.loads(c.getresponse().read())
     c.close()
-    conns, k = js["connections"], js["counters"]
-    still = {side: k[side]["conns_accepted"] - k[side]["conns_closed"] for side in (mine, other)}
+    # Connections in TIME-WAIT (the stack closed first) have no session left; they end 2 x MSL later.
+    tw = {side: sum(1 for c in js["connections"] if c["stack"] == side and c["state"] == "TIME-WAIT")
+          for side in (mine, other)}
+    conns = [c for c in js["connections"] if c["state"] != "TIME-WAIT"]
+    k = js["counters"]
+    still = {side: k[side]["conns_accepted"] - k[side]["conns_closed"] - tw[side] for side in (mine, other)}
     if len(conns) == 1 and conns[0]["service"] == "http" and still == {mine: 1, other: 0}:
         print("settled")
         break

@@ -31,6 +31,9 @@ pub(crate) struct TcpExchange {
     pub total_received: usize,
     /// Close after receiving this many bytes (chargen).
     pub read_limit: Option<usize>,
+    /// Close (FIN) once this many bytes came back and everything is sent (the demo's echo: the
+    /// data, its echo, then the close).
+    pub close_after: Option<usize>,
     pub phase: Phase,
     started: Option<Instant>,
     pub established_at: Option<Instant>,
@@ -48,6 +51,7 @@ impl TcpExchange {
             received: Vec::new(),
             total_received: 0,
             read_limit: None,
+            close_after: None,
             phase: Phase::Connecting,
             started: None,
             established_at: None,
@@ -132,7 +136,9 @@ impl TcpExchange {
             if sock.may_send() || state == tcp::State::CloseWait {
                 self.phase = Phase::Open;
                 self.established_at = Some(now);
-                progress = true;
+                // Nothing is sent this turn: the ACK that completes the handshake leaves on its
+                // own, as in the textbook, and the data follows it.
+                return true;
             } else if state == tcp::State::Closed {
                 self.fail(
                     stack,
@@ -195,20 +201,21 @@ impl TcpExchange {
         }
         let all_sent = self.outgoing.is_empty();
         let peer_done = !sock.may_recv() && sock.state() != tcp::State::SynSent;
-        if !self.closing && all_sent && (self.input_done || peer_done) {
+        let answered = self.close_after.is_some_and(|n| self.total_received >= n);
+        if !self.closing && all_sent && (self.input_done || answered || peer_done) {
             sock.close();
             self.closing = true;
             progress = true;
         }
-        match sock.state() {
-            tcp::State::Closed | tcp::State::TimeWait => {
-                // Over for us; the stack keeps the socket until TIME-WAIT ends and the last ACK is out.
+        if matches!(sock.state(), tcp::State::Closed | tcp::State::TimeWait) {
+            // Over once our last ACK is out (a peer in LAST-ACK waits for it); TIME-WAIT itself
+            // is the stack's to hold, without the socket.
+            if stack.tcp_close_done(h).unwrap_or(true) {
                 self.handle = None;
                 stack.tcp_release(h);
                 self.phase = Phase::Done;
                 progress = true;
             }
-            _ => {}
         }
         progress
     }

@@ -85,8 +85,10 @@ impl Tour {
         let port_of = |k: ServiceKind| services.iter().find(|(s, _)| *s == k).map(|(_, p)| *p);
         if let Some(p) = port_of(ServiceKind::Echo) {
             let mut ex = TcpExchange::new(SocketAddr::new(server, p));
-            ex.send(b"Hello, tapstack!\r\n");
-            ex.input_done = true;
+            let greeting = b"Hello, tapstack!\r\n";
+            ex.send(greeting);
+            // Close once the echo is back: the data, its echo, then a FIN from each side.
+            ex.close_after = Some(greeting.len());
             steps.push((
                 format!("TCP echo on port {p}"),
                 "the three-way handshake (SYN, SYN-ACK, ACK), our greeting and its echo, then a FIN from each side".to_string(),
@@ -226,7 +228,7 @@ fn poll_ping(p: &mut Ping, now: Instant, stack: &mut TracedStack) -> Result<bool
             progress = true;
         }
         // A second apart, like ping(8); unanswered ones are simply sent again.
-        p.next_send = now + Duration::from_millis(if p.seq == 1 { 200 } else { 1000 });
+        p.next_send = now + Duration::from_millis(1000);
     }
     Ok(progress)
 }

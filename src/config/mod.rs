@@ -86,6 +86,14 @@ pub struct StackArgs {
     /// MAC address of the userspace stack.
     #[arg(long, default_value = crate::topology::SERVER_MAC)]
     pub mac: String,
+    /// How long a TCP connection that closed first is held in TIME-WAIT (2 x MSL), seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60.0,
+        allow_negative_numbers = true
+    )]
+    pub time_wait: f64,
 }
 
 /// What a serving stack offers, on both transports.
@@ -507,6 +515,25 @@ mod tests {
         assert!(e.contains("past 65535"), "{e}");
         assert!(serve(&["--serve", "echo:60000", "--no-host"]).is_ok());
         assert!(serve(&["--serve", "echo:60000", "--host-port-offset", "0"]).is_ok());
+    }
+
+    #[test]
+    fn test_time_wait_is_checked() {
+        assert_eq!(
+            serve(&[]).unwrap().time_wait,
+            smoltcp::time::Duration::from_secs(60)
+        );
+        assert_eq!(
+            serve(&["--time-wait", "1.5"]).unwrap().time_wait,
+            smoltcp::time::Duration::from_millis(1500)
+        );
+        for bad in ["0", "-1", "3601", "NaN", "inf"] {
+            let e = serve(&["--time-wait", bad]).unwrap_err();
+            assert!(
+                e.contains("time-wait") && e.contains("2 x MSL"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

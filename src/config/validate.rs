@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub host: Option<IpAddr>,
     pub host_port_offset: u16,
     pub max_connections: usize,
+    /// 2 x MSL: how long the userspace stack holds TIME-WAIT (`--time-wait`).
+    pub time_wait: Duration,
     pub settings: Settings,
     pub trace: TraceConfig,
     pub faults: FaultConfig,
@@ -234,10 +236,27 @@ struct StackParts {
     gateway_v4: Option<Ipv4Address>,
     gateway_v6: Option<Ipv6Address>,
     mac: EthernetAddress,
+    time_wait: Duration,
 }
+
+/// The longest `--time-wait`: RFC 9293's MSL of 2 minutes makes 240 s; an hour is far past any
+/// sensible value and keeps a typo from holding every 4-tuple for days.
+const TIME_WAIT_MAX_SECS: f64 = 3600.0;
 
 impl StackArgs {
     fn validate(&self) -> Result<StackParts, ConfigError> {
+        if !self.time_wait.is_finite()
+            || self.time_wait <= 0.0
+            || self.time_wait > TIME_WAIT_MAX_SECS
+        {
+            return Err(ConfigError::BadNumber {
+                option: "time-wait",
+                value: self.time_wait.to_string(),
+                why:
+                    "seconds of TIME-WAIT (2 x MSL): more than 0 and at most 3600 (Linux holds 60)",
+            });
+        }
+        let time_wait = secs(self.time_wait);
         let addrs = if self.addrs.is_empty() {
             SERVER_ADDRS
                 .iter()
@@ -279,6 +298,7 @@ impl StackArgs {
             gateway_v4,
             gateway_v6,
             mac,
+            time_wait,
         })
     }
 }
@@ -435,6 +455,7 @@ impl RunArgs {
             host: served.host,
             host_port_offset: served.host_port_offset,
             max_connections: served.max_connections,
+            time_wait: stack.time_wait,
             settings: served.settings,
             trace,
             faults,

@@ -81,6 +81,8 @@ pub(crate) struct Reactor {
     app: Option<Box<dyn App>>,
     /// End the run when the app finishes (client modes, `demo --exit`).
     exit_with_app: bool,
+    /// 2 x MSL for the stacks on the loop (`--time-wait`).
+    time_wait: smoltcp::time::Duration,
     app_result: Option<Result<(), String>>,
     /// Frames seen so far, to tell an idle turn from a busy one under the virtual clock.
     activity: u64,
@@ -138,6 +140,7 @@ impl Reactor {
             port.observer_mut().set_wire_mtu(Some(mtu));
         }
         let mut stack = Stack::new(&stack_cfg, port, now);
+        stack.set_time_wait(cfg.time_wait);
         for s in &cfg.services {
             stack.serve_tcp(s.kind, s.port);
             if s.kind.protocols().contains(&crate::status::Proto::Udp) {
@@ -199,6 +202,7 @@ impl Reactor {
             peer: None,
             app: None,
             exit_with_app: false,
+            time_wait: cfg.time_wait,
             app_result: None,
             activity: 0,
             busy: false,
@@ -210,7 +214,10 @@ impl Reactor {
     }
 
     /// Puts a client stack on the loop (the other end of the demo's wire).
-    pub(crate) fn set_peer(&mut self, peer: TracedStack) {
+    pub(crate) fn set_peer(&mut self, mut peer: TracedStack) {
+        peer.set_time_wait(self.time_wait);
+        // The demo shows its closes segment by segment: FIN / ACK / FIN / ACK.
+        self.stack.set_ack_fin_at_once(true);
         self.peer = Some(peer);
     }
 
@@ -420,6 +427,13 @@ impl Reactor {
                     if self.stack.has_connections() {
                         self.stack.abort_all();
                         self.stack.turn(now, 0, &mut self.status, |_, _| {});
+                    }
+                    // Nobody is left to answer for the connections in TIME-WAIT: they end now,
+                    // and say so (their summaries and ladders come out here).
+                    self.stack.end_time_wait_all();
+                    self.stack.turn(now, 0, &mut self.status, |_, _| {});
+                    if let Some(p) = self.peer.as_mut() {
+                        p.end_time_wait_all();
                     }
                     self.finish();
                     return match self.app_result.take() {

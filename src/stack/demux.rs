@@ -14,7 +14,7 @@
 
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, IpAddress, IpEndpoint, IpProtocol, Ipv4Packet, Ipv6ExtHeader,
-    Ipv6FragmentHeader, Ipv6Packet, Ipv6RoutingHeader, TcpPacket,
+    Ipv6FragmentHeader, Ipv6Packet, Ipv6RoutingHeader, TcpOption, TcpPacket,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,9 +25,16 @@ pub(crate) struct TcpPeek {
     pub src: IpEndpoint,
     pub dst: IpEndpoint,
     pub seq: u32,
+    /// The acknowledgment number (meaningful with `ack`).
+    pub ack_no: u32,
     pub syn: bool,
     pub ack: bool,
     pub rst: bool,
+    pub fin: bool,
+    /// Payload bytes (SYN and FIN not counted).
+    pub len: u32,
+    /// A SYN that offers window scaling (RFC 7323): the stack scales its windows only then.
+    pub wscale: bool,
 }
 
 impl TcpPeek {
@@ -74,10 +81,27 @@ pub(crate) fn peek_tcp(frame: &[u8]) -> Option<TcpPeek> {
         src: IpEndpoint::new(src, tcp.src_port()),
         dst: IpEndpoint::new(dst, tcp.dst_port()),
         seq: tcp.seq_number().0 as u32,
+        ack_no: tcp.ack_number().0 as u32,
         syn: tcp.syn(),
         ack: tcp.ack(),
         rst: tcp.rst(),
+        fin: tcp.fin(),
+        len: tcp.payload().len() as u32,
+        wscale: tcp.syn() && offers_wscale(tcp.options()),
     })
+}
+
+/// Whether a SYN's options hold a window scale option (a malformed list ends the walk: smoltcp
+/// would not take that SYN either).
+fn offers_wscale(mut opts: &[u8]) -> bool {
+    while !opts.is_empty() {
+        match TcpOption::parse(opts) {
+            Ok((_, TcpOption::WindowScale(_))) => return true,
+            Ok((_, TcpOption::EndOfList)) | Err(_) => return false,
+            Ok((rest, _)) => opts = rest,
+        }
+    }
+    false
 }
 
 /// Extension headers walked at most: RFC 8200 recommends each kind at most once (twice for
@@ -187,7 +211,7 @@ pub(crate) fn to_socket_addr(e: IpEndpoint) -> SocketAddr {
 
 /// A TCP connection's (local, remote) endpoints as the demultiplexing key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tuple(IpEndpoint, IpEndpoint);
+pub(super) struct Tuple(pub IpEndpoint, pub IpEndpoint);
 
 impl std::hash::Hash for Tuple {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
@@ -243,6 +267,12 @@ mod tests {
         let f = test_frames::syn(49152, 7);
         let p = peek_tcp(&f).unwrap();
         assert!(p.syn && !p.ack && !p.rst && p.is_pure_syn());
+        assert!(!p.wscale && !p.fin && p.len == 0);
+        let ws = crate::frames::Tcp::new(49152, 7, 1)
+            .syn()
+            .mss(1460)
+            .wscale(7);
+        assert!(peek_tcp(&ws.to_server()).unwrap().wscale);
         assert_eq!(p.src.port, 49152);
         assert_eq!(p.dst.port, 7);
     }

@@ -4,7 +4,7 @@
 //! their view from these, so what they say is what the stack did, not a guess from the look of a frame.
 
 use smoltcp::socket::tcp::State;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -88,6 +88,45 @@ pub enum CloseCause {
     /// The SYN it was numbered for never reached its listener: smoltcp dropped it (a non-unicast
     /// source address, port 0, a bad checksum).
     SynDropped,
+    /// It was in TIME-WAIT and ended before its 2 x MSL were over, for this reason.
+    TimeWaitCut(TimeWaitCut),
+}
+
+/// Why a connection in TIME-WAIT ended early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeWaitCut {
+    /// The program stopped (a shutdown, or a client that exits once its last ACK is out).
+    Shutdown,
+    /// At the connection limit the oldest connection in TIME-WAIT gave way to a new SYN.
+    ConnectionLimit,
+    /// The TIME-WAIT table was full: its oldest entry gave way to a newer one.
+    TableFull,
+}
+
+/// What a segment that reached a connection in TIME-WAIT was answered with (RFC 9293 3.10.7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeWaitAck {
+    /// The peer sent its FIN again (our last ACK was lost): ACKed again, the 2 x MSL timer
+    /// restarted.
+    FinAgain,
+    /// An RST inside the window but not exactly at RCV.NXT: a challenge ACK (RFC 5961 3.2).
+    ChallengeRst,
+    /// A SYN whose sequence number is not beyond the old connection's: a challenge ACK (RFC 5961
+    /// 4.2), not a new connection.
+    OldSyn,
+    /// Anything else: outside the window, or data after the peer's FIN. Answered with an ACK.
+    Unacceptable,
+}
+
+impl TimeWaitAck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeWaitAck::FinAgain => "the peer's FIN again (our last ACK was lost): ACKed again, the timer restarted (RFC 9293 3.10.7.4)",
+            TimeWaitAck::ChallengeRst => "RST not exactly at the next expected sequence number: a challenge ACK (RFC 5961)",
+            TimeWaitAck::OldSyn => "SYN with an old sequence number: not a new connection, a challenge ACK (RFC 5961)",
+            TimeWaitAck::Unacceptable => "a segment after the peer's FIN: answered with an ACK (RFC 9293)",
+        }
+    }
 }
 
 /// One thing the stack did. Addresses are the stack's end (`local`) and the peer's (`remote`).
@@ -124,6 +163,23 @@ pub enum StackEvent {
         local: SocketAddr,
         remote: SocketAddr,
         why: Refusal,
+    },
+    /// A connection entered TIME-WAIT and its last ACK is out: its socket is back, and the stack
+    /// holds the 4-tuple for `hold` (2 x MSL) in its TIME-WAIT table. `Closed` follows when that
+    /// ends.
+    TimeWait {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        hold: Duration,
+    },
+    /// A segment reached a connection in TIME-WAIT and was answered with an ACK, for this reason.
+    TimeWaitAck {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        why: TimeWaitAck,
+        hold: Duration,
     },
     /// A connection is gone and its resources are back; every connection that was opened ends with
     /// exactly one of these.

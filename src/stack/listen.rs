@@ -161,7 +161,19 @@ impl<O: StackObserver> Stack<O> {
         // slot for any port), so the listener's presence says nothing about the room left.
         // At the limit, a half-open connection gives way (as a kernel's full SYN queue drops its
         // oldest), so a flood of SYNs that are never answered cannot lock real clients out.
-        if self.listen.served >= self.listen.max_connections && !self.evict_half_open() {
+        // Connections in TIME-WAIT count too, and the oldest of them gives way first: it has no
+        // socket and nothing left to say but a last ACK again.
+        if self.listen.served + self.time_wait.served() >= self.listen.max_connections {
+            if let Some(old) = self.time_wait.oldest(true) {
+                self.end_time_wait(
+                    old,
+                    CloseCause::TimeWaitCut(super::event::TimeWaitCut::ConnectionLimit),
+                );
+            }
+        }
+        if self.listen.served + self.time_wait.served() >= self.listen.max_connections
+            && !self.evict_half_open()
+        {
             self.refuse(now, p, Refusal::ConnectionLimit);
             return None;
         }

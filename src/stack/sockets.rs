@@ -134,8 +134,22 @@ impl<O: StackObserver> Stack<O> {
         self.table.get(key).map(|e| e.id).ok_or(StaleHandle)
     }
 
-    /// The owner is done with a client TCP socket: it stays until it is closed (the last ACK and
-    /// TIME-WAIT still happen), then goes. The handle is stale from now on.
+    /// Whether a client socket's close is through on our side: CLOSED, or TIME-WAIT with the ACK
+    /// of the peer's FIN gone out (the peer can leave LAST-ACK). An owner that waits for this
+    /// before it releases the socket or exits never leaves the peer waiting for that ACK.
+    pub fn tcp_close_done(&self, h: TcpHandle) -> Result<bool, StaleHandle> {
+        let key = self.client_key(h)?;
+        let e = self.table.get(key).ok_or(StaleHandle)?;
+        Ok(match e.state_now() {
+            tcp::State::Closed => true,
+            tcp::State::TimeWait => e.last_ack_out,
+            _ => false,
+        })
+    }
+
+    /// The owner is done with a client TCP socket: it stays until it is closed (in TIME-WAIT,
+    /// until its last ACK is out; then the TIME-WAIT table holds the connection), then goes. The
+    /// handle is stale from now on.
     pub fn tcp_release(&mut self, h: TcpHandle) {
         let Ok(key) = self.client_key(h) else {
             return;

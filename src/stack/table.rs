@@ -78,6 +78,13 @@ pub(super) struct Entry {
     /// When our FIN was queued (the socket entered FIN-WAIT-1 or LAST-ACK): the start of the time
     /// the peer may hold it open before [`super::ORPHAN_TIMEOUT`] ends it.
     pub closed_since: Option<Instant>,
+    /// The acknowledgment number of the last segment from the peer: SND.NXT once our FIN is
+    /// acknowledged (what TIME-WAIT answers with).
+    pub peer_ack: u32,
+    /// The peer's SYN offered window scaling, so our windows are scaled.
+    pub peer_wscale: bool,
+    /// In TIME-WAIT, the ACK of the peer's FIN has gone out.
+    pub last_ack_out: bool,
     /// Where this entry sits in the deadline index.
     deadline: Option<Instant>,
     /// Queued in `ready` for this turn.
@@ -215,6 +222,9 @@ impl Table {
             state_since: now,
             aborted: false,
             closed_since: None,
+            peer_ack: 0,
+            peer_wscale: false,
+            last_ack_out: false,
             deadline: None,
             ready: false,
         });

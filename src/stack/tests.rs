@@ -42,7 +42,7 @@ pub(crate) mod test_frames {
 
 /// Records every event it is told.
 #[derive(Default)]
-struct Recorder(Vec<StackEvent>);
+pub(super) struct Recorder(pub(super) Vec<StackEvent>);
 
 impl crate::device::Observer for Recorder {
     fn frame(&mut self, _: Instant, _: crate::device::Direction, _: &[u8]) {}
@@ -55,7 +55,7 @@ impl StackObserver for Recorder {
     }
 }
 
-fn stack_on_wire(max_connections: usize) -> (Stack<Recorder>, WireEnd) {
+pub(super) fn stack_on_wire(max_connections: usize) -> (Stack<Recorder>, WireEnd) {
     let (a, b) = wire();
     let nic = Nic::new(Box::new(a) as Box<dyn FrameIo>, Recorder::default());
     let cfg = StackConfig {
@@ -72,7 +72,7 @@ fn stack_on_wire(max_connections: usize) -> (Stack<Recorder>, WireEnd) {
     (stack, b)
 }
 
-fn turn<O: StackObserver>(stack: &mut Stack<O>, status: &mut Status, now: Instant) {
+pub(super) fn turn<O: StackObserver>(stack: &mut Stack<O>, status: &mut Status, now: Instant) {
     stack.serve_turn(now, std::time::UNIX_EPOCH, 64, status, &Settings::default());
 }
 

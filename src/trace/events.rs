@@ -57,6 +57,35 @@ pub enum Event<'a> {
         /// Why, in plain words.
         why: &'a str,
     },
+    /// A connection of the userspace stack entered TIME-WAIT and its last ACK is out: the stack
+    /// holds it for `hold_s` seconds (2 x MSL); its `conn_closed` comes when that ends.
+    TimeWait {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// Connection id (`c12`).
+        conn: u64,
+        /// The stack's end.
+        local: SocketAddr,
+        /// The peer's end.
+        remote: SocketAddr,
+        /// How long TIME-WAIT is held, seconds.
+        hold_s: f64,
+    },
+    /// A segment reached a connection in TIME-WAIT and the stack answered with an ACK.
+    TimeWaitAck {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// Connection id (`c12`).
+        conn: u64,
+        /// The stack's end.
+        local: SocketAddr,
+        /// The peer's end.
+        remote: SocketAddr,
+        /// Why, in plain words.
+        why: &'a str,
+        /// The peer's FIN came again: the 2 x MSL timer restarted.
+        restarted: bool,
+    },
     /// A TCP connection ended: its summary.
     ConnClosed(ConnClosed<'a>),
     /// ARP said another MAC address for a neighbour than before: a second host answering for

@@ -145,6 +145,8 @@ pub struct Tracer {
     /// A registered port with no service name was explained (clients get these too: Linux picks
     /// them from 32768-60999).
     explained_registered: bool,
+    /// Why TIME-WAIT exists was said once.
+    explained_time_wait: bool,
     last_us: i64,
     /// `--ladder`: where ladder diagrams are drawn (none when off or silent).
     ladders: Option<pictures::LadderOut>,
@@ -184,6 +186,7 @@ impl Tracer {
             explained_ports: HashSet::new(),
             explained_dynamic: false,
             explained_registered: false,
+            explained_time_wait: false,
             last_us: 0,
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
             wire_mtu: None,

@@ -104,9 +104,6 @@ impl Tracer {
                 });
             }
         }
-        if let Some(l) = self.ladders.as_mut() {
-            l.after_frame(&self.flows, obs.conn, t_us);
-        }
         if obs.closed {
             self.report_closed(t_us);
         }

@@ -269,10 +269,6 @@ pub(crate) fn text_block(f: &FlowRecord, style: TextStyle) -> String {
     s
 }
 
-/// How long a connection closed by TIME-WAIT waits for the stack's last ACK before it is drawn
-/// without it.
-pub(crate) const LAST_ACK_WAIT_US: i64 = 1_000_000;
-
 /// The log target of ladder blocks on standard error.
 pub(crate) const LOG_TARGET: &str = "tapstack::ladder";
 
@@ -288,19 +284,6 @@ enum Sink {
 pub(crate) struct LadderOut {
     out: Sink,
     style: TextStyle,
-    /// Connections closed by TIME-WAIT whose last ACK the stack has not sent yet: id and close time.
-    pending: Vec<(u64, i64)>,
-}
-
-/// Whether the flow's last segment is the stack acknowledging the peer's FIN.
-fn ends_with_our_fin_ack(f: &FlowRecord) -> bool {
-    f.last.back().or(f.first.last()).is_some_and(|s| {
-        s.dir == Direction::Out
-            && s.labels
-                .as_slice()
-                .iter()
-                .any(|l| l.starts_with("close: ACK of FIN"))
-    })
 }
 
 impl LadderOut {
@@ -308,7 +291,6 @@ impl LadderOut {
         LadderOut {
             out: Sink::Writer(out),
             style,
-            pending: Vec::new(),
         }
     }
 
@@ -342,47 +324,15 @@ impl LadderOut {
         self.write(&block);
     }
 
-    /// A TCP connection closed: drawn now, or, when the stack entered TIME-WAIT and still owes the
-    /// peer its last ACK, once that ACK is seen (see [`LadderOut::after_frame`]).
+    /// A TCP connection closed: drawn now. The stack says `Closed` when a connection really ends
+    /// (after TIME-WAIT too), so its last ACK is in the flow already.
     pub(crate) fn closed(&mut self, f: &FlowRecord) {
-        if f.close_reason == Some("TIME-WAIT") && !ends_with_our_fin_ack(f) {
-            if self.pending.len() >= 64 {
-                self.pending.remove(0);
-            }
-            self.pending.push((f.id, f.closed_us.unwrap_or(f.last_us)));
-            return;
-        }
         self.draw(f);
     }
 
-    /// After a frame of flow `conn` at `now_us`: draws the pending connection it belongs to, and
-    /// any that waited longer than [`LAST_ACK_WAIT_US`].
-    pub(crate) fn after_frame(&mut self, flows: &FlowTable, conn: Option<u64>, now_us: i64) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let due: Vec<u64> = self
-            .pending
-            .iter()
-            .filter(|(id, at)| Some(*id) == conn || now_us - at > LAST_ACK_WAIT_US)
-            .map(|(id, _)| *id)
-            .collect();
-        self.pending.retain(|(id, _)| !due.contains(id));
-        for id in due {
-            if let Some(f) = flow_in(flows, id) {
-                self.draw(f);
-            }
-        }
-    }
-
-    /// At shutdown: draws what is pending, then the flows that never closed (UDP, pings, TCP still
-    /// open), the newest [`SHUTDOWN_DRAWN`], oldest first.
+    /// At shutdown: draws the flows that never closed (UDP, pings, TCP still open), the newest
+    /// [`SHUTDOWN_DRAWN`], oldest first.
     pub(crate) fn draw_open_flows(&mut self, flows: &FlowTable) {
-        for (id, _) in std::mem::take(&mut self.pending) {
-            if let Some(f) = flow_in(flows, id) {
-                self.draw(f);
-            }
-        }
         let open: Vec<&FlowRecord> = flows
             .records()
             .filter(|f| f.closed_us.is_none() && f.segments().next().is_some())

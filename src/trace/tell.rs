@@ -8,7 +8,32 @@ use std::net::SocketAddr;
 use super::decode::Mac;
 use super::events::{self, Event};
 use super::{Secs, Tracer, TCP};
-use crate::stack::{state_name, CloseCause, ConnIds, StackEvent, StackObserver, Timeout};
+use crate::stack::{
+    state_name, CloseCause, ConnIds, StackEvent, StackObserver, TimeWaitAck, TimeWaitCut, Timeout,
+};
+
+/// Said the first time a connection enters TIME-WAIT: why it exists, in one plain sentence.
+const TIME_WAIT_WHY: &str =
+    "(TIME-WAIT: the side that closes first keeps the connection's numbers \
+    for 2 x MSL, so that if its last ACK was lost and the peer sends its FIN again it can ACK it \
+    instead of answering RST, and so that stray segments of this connection die out before the \
+    same addresses and ports are used again)";
+
+/// What a state change that skips one says about the segment that caused it.
+fn skipped(from: &str, to: &str) -> &'static str {
+    match (from, to) {
+        ("SYN-RECEIVED", "CLOSE-WAIT") => {
+            " (one segment completed the handshake and carried the peer's FIN, with any data before it: ESTABLISHED and the peer's close at once)"
+        }
+        ("SYN-SENT", "CLOSE-WAIT") => {
+            " (the SYN-ACK carried the peer's FIN too: ESTABLISHED and the peer's close at once)"
+        }
+        ("FIN-WAIT-1", "TIME-WAIT") => {
+            " (the peer's FIN also acknowledged ours: FIN-WAIT-2 passed in the same segment)"
+        }
+        _ => "",
+    }
+}
 
 impl Tracer {
     pub(super) fn log_narration_summary(&self, t_us: i64, force: bool) {
@@ -33,7 +58,14 @@ impl Tracer {
         let mut closed = false;
         match remote {
             Some(r) => {
-                let (id, c) = self.flows.tcp_state(t_us, local, r, from, to);
+                // TIME-WAIT is not the end: the connection ends when the stack says `Closed`
+                // (2 x MSL later, or earlier for a reason it gives), so that its summary and ladder
+                // hold its last ACK and whatever comes during TIME-WAIT.
+                let (id, c) = if to == "TIME-WAIT" {
+                    (self.flows.tcp_id(t_us, local, r).0, false)
+                } else {
+                    self.flows.tcp_state(t_us, local, r, from, to)
+                };
                 conn = Some(id);
                 closed = c;
                 if self.tcp_log {
@@ -41,7 +73,7 @@ impl Tracer {
                     if f.is_none_or(|f| f.narrated) {
                         self.log_narration_summary(t_us, false);
                         let arrow = f.map_or("<->", |f| f.arrow());
-                        log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}", Secs(t_us));
+                        log::info!(target: TCP, "+{} c{id} {local} {arrow} {r} {from} -> {to}{}", Secs(t_us), skipped(from, to));
                     }
                 }
             }
@@ -140,6 +172,66 @@ impl StackObserver for Tracer {
                     });
                 }
             }
+            StackEvent::TimeWait {
+                conn,
+                local,
+                remote,
+                hold,
+            } => {
+                let t_us = self.now_us(now);
+                let f = self.flows.get(6, local, remote);
+                if self.tcp_log && f.is_none_or(|f| f.narrated) {
+                    let arrow = f.map_or("<->", |f| f.arrow());
+                    let why = if std::mem::replace(&mut self.explained_time_wait, true) {
+                        ""
+                    } else {
+                        TIME_WAIT_WHY
+                    };
+                    log::info!(target: TCP, "+{} c{conn} {local} {arrow} {remote} last ACK sent; TIME-WAIT held {} s (2 x MSL), until +{} {why}", Secs(t_us), hold.secs(), Secs(t_us + hold.total_micros() as i64));
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::TimeWait {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        hold_s: hold.total_millis() as f64 / 1000.0,
+                    });
+                }
+            }
+            StackEvent::TimeWaitAck {
+                conn,
+                local,
+                remote,
+                why,
+                hold,
+            } => {
+                let t_us = self.now_us(now);
+                let f = self.flows.get(6, local, remote);
+                if self.tcp_log && f.is_none_or(|f| f.narrated) {
+                    let arrow = f.map_or("<->", |f| f.arrow());
+                    let more = if why == TimeWaitAck::FinAgain {
+                        format!(
+                            ": {} s more, until +{}",
+                            hold.secs(),
+                            Secs(t_us + hold.total_micros() as i64)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    log::info!(target: TCP, "+{} c{conn} {local} {arrow} {remote} in TIME-WAIT: {}{more}", Secs(t_us), why.as_str());
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::TimeWaitAck {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        why: why.as_str(),
+                        restarted: why == TimeWaitAck::FinAgain,
+                    });
+                }
+            }
             StackEvent::Refused { local, remote, why } => {
                 self.rst_reason(local, remote, why.as_str())
             }
@@ -194,5 +286,42 @@ fn close_reason(cause: CloseCause) -> &'static str {
         CloseCause::Evicted => "evicted at the connection limit",
         CloseCause::Superseded => "superseded",
         CloseCause::SynDropped => "SYN dropped before its listener",
+        CloseCause::TimeWaitCut(TimeWaitCut::Shutdown) => "shutdown during TIME-WAIT",
+        CloseCause::TimeWaitCut(TimeWaitCut::ConnectionLimit) => {
+            "TIME-WAIT cut short at the connection limit"
+        }
+        CloseCause::TimeWaitCut(TimeWaitCut::TableFull) => {
+            "TIME-WAIT cut short (TIME-WAIT table full)"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_a_skipped_state_is_explained() {
+        // ACK + data + FIN in one segment: SYN-RECEIVED straight to CLOSE-WAIT.
+        let s = skipped("SYN-RECEIVED", "CLOSE-WAIT");
+        assert!(
+            s.contains("completed the handshake") && s.contains("FIN"),
+            "{s}"
+        );
+        assert!(skipped("FIN-WAIT-1", "TIME-WAIT").contains("acknowledged ours"));
+        assert_eq!(skipped("ESTABLISHED", "CLOSE-WAIT"), "");
+        assert!(TIME_WAIT_WHY.contains("last ACK") && TIME_WAIT_WHY.contains("2 x MSL"));
+    }
+
+    #[test]
+    fn test_time_wait_causes_are_named() {
+        for (cut, word) in [
+            (TimeWaitCut::Shutdown, "shutdown"),
+            (TimeWaitCut::ConnectionLimit, "connection limit"),
+            (TimeWaitCut::TableFull, "table full"),
+        ] {
+            let r = close_reason(CloseCause::TimeWaitCut(cut));
+            assert!(r.contains(word) && r.contains("TIME-WAIT"), "{r}");
+        }
     }
 }
