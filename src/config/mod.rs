@@ -94,6 +94,11 @@ pub struct StackArgs {
         allow_negative_numbers = true
     )]
     pub time_wait: f64,
+    /// The largest TCP window, per direction and connection, in bytes (K and M suffixes: KiB, MiB).
+    /// Memory follows use: a buffer's pages are taken only as data fills it, so an idle connection
+    /// costs a page, a bulk one up to this. Default 4M on a TAP, 64K on the in-memory wire.
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
+    pub max_window: Option<String>,
 }
 
 /// What a serving stack offers, on both transports.
@@ -531,6 +536,39 @@ mod tests {
             let e = serve(&["--time-wait", bad]).unwrap_err();
             assert!(
                 e.contains("time-wait") && e.contains("2 x MSL"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn test_max_window_takes_binary_units_and_is_bounded() {
+        assert_eq!(serve(&[]).unwrap().max_window, None);
+        for (v, bytes) in [
+            ("65536", 65536),
+            ("256K", 256 << 10),
+            ("4M", 4 << 20),
+            ("32m", 32 << 20),
+        ] {
+            assert_eq!(
+                serve(&["--max-window", v]).unwrap().max_window,
+                Some(bytes),
+                "{v}"
+            );
+        }
+        for bad in [
+            "4095",
+            "33M",
+            "0",
+            "-1",
+            "4G",
+            "x",
+            "",
+            "99999999999999999999M",
+        ] {
+            let e = serve(&["--max-window", bad]).unwrap_err();
+            assert!(
+                e.contains("max-window") && e.contains("4K to 32M"),
                 "{bad}: {e}"
             );
         }

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// 2 x MSL: how long the userspace stack holds TIME-WAIT (`--time-wait`).
     pub time_wait: Duration,
+    /// `--max-window`: socket buffer per direction and connection; `None` = the device's default.
+    pub max_window: Option<usize>,
     pub settings: Settings,
     pub trace: TraceConfig,
     pub faults: FaultConfig,
@@ -237,6 +239,34 @@ struct StackParts {
     gateway_v6: Option<Ipv6Address>,
     mac: EthernetAddress,
     time_wait: Duration,
+    max_window: Option<usize>,
+}
+
+/// `--max-window` bounds: below 4 KiB a window holds under three full segments; above 32 MiB
+/// (Linux's default tcp_rmem maximum is 6 MiB) one connection could reserve more than a small
+/// machine has.
+const MAX_WINDOW_MIN: usize = 4 << 10;
+const MAX_WINDOW_MAX: usize = 32 << 20;
+
+/// `65536`, `256K`, `4M` (binary units) as bytes, within the bounds above.
+fn parse_window(v: &str) -> Result<usize, ConfigError> {
+    let bad = || ConfigError::BadNumber {
+        option: "max-window",
+        value: v.to_string(),
+        why: "bytes per direction and connection, 4K to 32M (K = KiB, M = MiB; e.g. 4M)",
+    };
+    let t = v.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1usize << 20),
+        _ => (t, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| bad())?;
+    let bytes = n.checked_mul(unit).ok_or_else(bad)?;
+    if !(MAX_WINDOW_MIN..=MAX_WINDOW_MAX).contains(&bytes) {
+        return Err(bad());
+    }
+    Ok(bytes)
 }
 
 /// The longest `--time-wait`: RFC 9293's MSL of 2 minutes makes 240 s; an hour is far past any
@@ -293,12 +323,14 @@ impl StackArgs {
             }
         }
         let mac = parse_mac(&self.mac)?;
+        let max_window = self.max_window.as_deref().map(parse_window).transpose()?;
         Ok(StackParts {
             addrs,
             gateway_v4,
             gateway_v6,
             mac,
             time_wait,
+            max_window,
         })
     }
 }
@@ -456,6 +488,7 @@ impl RunArgs {
             host_port_offset: served.host_port_offset,
             max_connections: served.max_connections,
             time_wait: stack.time_wait,
+            max_window: stack.max_window,
             settings: served.settings,
             trace,
             faults,
