@@ -926,6 +926,14 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        self.local_rx_last_seq = None;
+        self.local_rx_last_ack = None;
+        self.local_rx_dup_acks = 0;
+        self.pending_fast_retransmit = false;
+        // A socket reused for a new connection (`listen`/`connect` after it closed) must not
+        // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
+        // fresh controller of the same kind.
+        self.set_congestion_control(self.congestion_control());
 
         #[cfg(feature = "async")]
         {
@@ -9624,6 +9632,28 @@ mod test {
             r.sample(2000);
             assert_eq!(r.retransmission_timeout(), Duration::from_millis(rto));
         }
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_reset_starts_fresh_congestion_state() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        let fresh_window = s.congestion_controller.inner().window();
+        s.congestion_controller
+            .inner_mut()
+            .on_rto(Instant::from_millis(0), 10_000);
+        assert!(s.congestion_controller.inner().window() < fresh_window);
+        s.local_rx_dup_acks = 2;
+        s.local_rx_last_ack = Some(LOCAL_SEQ + 1);
+        s.pending_fast_retransmit = true;
+        s.reset();
+        // The next connection starts from the initial window, with the same algorithm.
+        assert_eq!(s.congestion_control(), CongestionControl::Reno);
+        assert_eq!(s.congestion_controller.inner().window(), fresh_window);
+        assert_eq!(s.local_rx_dup_acks, 0);
+        assert_eq!(s.local_rx_last_ack, None);
+        assert!(!s.pending_fast_retransmit);
     }
 
     #[test]
