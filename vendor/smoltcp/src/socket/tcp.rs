@@ -151,8 +151,12 @@ const RTTE_MIN_MARGIN: u32 = 5;
 const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
-// RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// RTO SHOULD be rounded up to 1 second. Like Linux (TCP_RTO_MIN), we use 200 ms instead:
+// the 1 s floor dates from coarse clocks, and on a LAN or a short path it turns every
+// lost segment that fast retransmit cannot repair into a stall of 1 s, hundreds of RTTs.
+// RFC 6298 section 4 allows a lower bound, provided RTT sampling follows Karn's rule
+// (`on_retransmit`) and the timer backs off exponentially (`on_rto`).
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -9632,6 +9636,33 @@ mod test {
             r.sample(2000);
             assert_eq!(r.retransmission_timeout(), Duration::from_millis(rto));
         }
+    }
+
+    #[test]
+    fn test_rtt_estimator_min_rto_backoff_and_karn() {
+        let mut r = RttEstimator::default();
+        // RFC 6298 (2.1): 1 s until the first measurement.
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
+        // A short path: the RTO settles at the 200 ms floor, not at 1 s.
+        for _ in 0..20 {
+            r.sample(10);
+        }
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+        // (5.5): each expiry doubles the RTO.
+        r.on_rto();
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(400));
+        r.on_rto();
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // Karn: a segment that was retransmitted gives no sample, so the backed-off RTO
+        // stays until new data is acknowledged.
+        r.on_send(Instant::from_millis(0), TcpSeqNumber(100));
+        r.on_retransmit();
+        r.on_ack(Instant::from_millis(5), TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // A fresh segment's ACK is a sample again.
+        r.on_send(Instant::from_millis(10), TcpSeqNumber(200));
+        r.on_ack(Instant::from_millis(20), TcpSeqNumber(200));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
     }
 
     #[test]
