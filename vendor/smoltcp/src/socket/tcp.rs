@@ -1506,6 +1506,51 @@ impl<'a> Socket<'a> {
         (ip_reply_repr, reply_repr)
     }
 
+    /// The SACK blocks (RFC 2018) for an ACK of `ack`, from the out-of-order data the
+    /// assembler holds: none if the remote did not permit SACK or nothing is queued.
+    ///
+    /// RFC 2018 section 4: the first block MUST hold the segment that triggered this ACK (the
+    /// most recently received one), and the others SHOULD repeat the most recently reported
+    /// blocks. Every ACK sent while there are holes carries them (not only the ACK of an
+    /// out-of-order segment), so a lost ACK costs the sender no information. The other blocks
+    /// go highest first: segments mostly arrive in order, so that is the order in which they
+    /// were last reported (the exact sequences of RFC 2018's examples). `TcpRepr` has room for
+    /// three blocks, which is also what fits beside the timestamp option.
+    fn sack_ranges(&self, ack: TcpSeqNumber) -> [Option<(u32, u32)>; 3] {
+        let mut ranges = [None; 3];
+        if !self.remote_has_sack {
+            return ranges;
+        }
+        let to_seq = |(left, right): (usize, usize)| (ack + left, ack + right);
+        let recent = self.local_rx_last_seq.and_then(|last| {
+            self.assembler
+                .iter_data()
+                .map(to_seq)
+                .find(|&(left, right)| left <= last && right >= last)
+        });
+        let mut n = 0;
+        if let Some((left, right)) = recent {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
+        }
+        // The assembler holds few blocks (ASSEMBLER_MAX_SEGMENT_COUNT): walk them backwards by
+        // index rather than collecting them.
+        let count = self.assembler.iter_data().count();
+        for i in (0..count).rev() {
+            if n == ranges.len() {
+                break;
+            }
+            let Some(block) = self.assembler.iter_data().nth(i).map(to_seq) else {
+                continue;
+            };
+            if Some(block) != recent {
+                ranges[n] = Some((block.0.0 as u32, block.1.0 as u32));
+                n += 1;
+            }
+        }
+        ranges
+    }
+
     fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
         reply_repr.timestamp = repr
@@ -1528,42 +1573,7 @@ impl<'a> Socket<'a> {
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
-        if self.remote_has_sack {
-            net_debug!("sending sACK option with current assembler ranges");
-
-            // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
-            // length fields in the option) MUST specify the contiguous block of data containing
-            // the segment which triggered this ACK, unless that segment advanced the
-            // Acknowledgment Number field in the header.
-            reply_repr.sack_ranges[0] = None;
-
-            let ack = reply_repr.ack_number.unwrap_or(TcpSeqNumber(0));
-
-            if let Some(last_seg_seq) = self.local_rx_last_seq {
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .find(|&(left, right)| left <= last_seg_seq && right >= last_seg_seq)
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-
-            if reply_repr.sack_ranges[0].is_none() {
-                // The matching segment was removed from the assembler, meaning the acknowledgement
-                // number has advanced, or there was no previous sACK.
-                //
-                // While the RFC says we SHOULD keep a list of reported sACK ranges, and iterate
-                // through those, that is currently infeasible. Instead, we offer the range with
-                // the lowest sequence number (if one exists) to hint at what segments would
-                // most quickly advance the acknowledgement number.
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .next()
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-        }
+        reply_repr.sack_ranges = self.sack_ranges(reply_repr.ack_number.unwrap_or(TcpSeqNumber(0)));
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
@@ -2600,7 +2610,8 @@ impl<'a> Socket<'a> {
             window_scale: None,
             max_seg_size: None,
             sack_permitted: false,
-            sack_ranges: [None, None, None],
+            // Set here, before the payload is sized, so the segment leaves room for them.
+            sack_ranges: self.sack_ranges(self.remote_seq_no + self.rx_buffer.len()),
             timestamp: TcpTimestampRepr::generate_reply_with_tsval(
                 self.tsval_generator,
                 self.last_remote_tsval,
@@ -2633,6 +2644,7 @@ impl<'a> Socket<'a> {
             // We transmit a SYN|ACK in the SYN-RECEIVED state.
             State::SynSent | State::SynReceived => {
                 repr.control = TcpControl::Syn;
+                repr.sack_ranges = [None; 3];
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
                 repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
@@ -4713,6 +4725,87 @@ mod test {
                 })
             );
         }
+    }
+
+    #[test]
+    fn test_established_rfc2018_case3_every_ack_carries_all_blocks() {
+        // RFC 2018 page 9, case 3: the 2nd, 4th, 6th and 8th segments are dropped. Each ACK
+        // reports the block of the segment that triggered it first, then the blocks reported
+        // before, most recent first.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        let expected: [(usize, [Option<(u32, u32)>; 3]); 4] = [
+            (5000, [None, None, None]),
+            (6000, [Some((seq(6000), seq(6500))), None, None]),
+            (
+                7000,
+                [
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                    None,
+                ],
+            ),
+            (
+                8000,
+                [
+                    Some((seq(8000), seq(8500))),
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                ],
+            ),
+        ];
+        for (offset, sack_ranges) in expected {
+            send!(
+                s,
+                TcpRepr {
+                    seq_number: REMOTE_SEQ + 1 + offset,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    payload: &segment,
+                    ..SEND_TEMPL
+                },
+                if offset == 5000 {
+                    None
+                } else {
+                    Some(TcpRepr {
+                        seq_number: LOCAL_SEQ + 1,
+                        ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                        window_len: 3500,
+                        sack_ranges,
+                        ..RECV_TEMPL
+                    })
+                }
+            );
+            if offset == 5000 {
+                // In order: acknowledged by the next dispatch, without blocks.
+                recv!(
+                    s,
+                    [TcpRepr {
+                        seq_number: LOCAL_SEQ + 1,
+                        ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                        window_len: 3500,
+                        sack_ranges,
+                        ..RECV_TEMPL
+                    }]
+                );
+            }
+        }
+        // Any later segment (here one with data) still carries the three blocks: holes remain.
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                window_len: 3500,
+                payload: &b"xyz"[..],
+                sack_ranges: [
+                    Some((seq(8000), seq(8500))),
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                ],
+                ..RECV_TEMPL
+            }]
+        );
     }
 
     #[test]
