@@ -499,6 +499,9 @@ pub struct Socket<'a> {
     /// The last sequence number sent.
     /// I.e. in an idle socket, local_seq_no+tx_buffer.len().
     remote_last_seq: TcpSeqNumber,
+    /// The highest sequence number sent so far (SND.MAX), `None` before the first segment.
+    /// A retransmission timeout rewinds `remote_last_seq` to `local_seq_no`; this one stays.
+    remote_max_seq: Option<TcpSeqNumber>,
     /// The last acknowledgement number sent.
     /// I.e. in an idle socket, remote_seq_no+rx_buffer.len().
     remote_last_ack: Option<TcpSeqNumber>,
@@ -606,6 +609,7 @@ impl<'a> Socket<'a> {
             local_seq_no: TcpSeqNumber::default(),
             remote_seq_no: TcpSeqNumber::default(),
             remote_last_seq: TcpSeqNumber::default(),
+            remote_max_seq: None,
             remote_last_ack: None,
             remote_last_win: 0,
             remote_win_len: 0,
@@ -921,6 +925,7 @@ impl<'a> Socket<'a> {
         self.local_seq_no = TcpSeqNumber::default();
         self.remote_seq_no = TcpSeqNumber::default();
         self.remote_last_seq = TcpSeqNumber::default();
+        self.remote_max_seq = None;
         self.remote_last_ack = None;
         self.remote_last_win = 0;
         self.remote_win_len = 0;
@@ -1406,6 +1411,21 @@ impl<'a> Socket<'a> {
     }
 
     /// Number of octets transmitted but not yet ACKed.
+    /// The sequence number of a segment that occupies no sequence space (an ACK, a window
+    /// update, an RST): the highest one sent (SND.MAX), as Linux does.
+    ///
+    /// After a retransmission timeout `remote_last_seq` starts again from the last ACK, below
+    /// what the peer may already have received. An empty segment with that number is outside
+    /// the peer's window (RFC 9293 3.10.7.4: SEG.SEQ < RCV.NXT), so the peer drops it and its
+    /// acknowledgment with it. If both ends were retransmitting after a timeout at once, each
+    /// dropped the other's ACKs, and the connection never recovered.
+    fn seq_for_empty_segment(&self) -> TcpSeqNumber {
+        match self.remote_max_seq {
+            Some(max) if max > self.remote_last_seq => max,
+            _ => self.remote_last_seq,
+        }
+    }
+
     fn flight_size(&self) -> usize {
         self.remote_last_seq - self.local_seq_no
     }
@@ -1561,7 +1581,7 @@ impl<'a> Socket<'a> {
         // [...] an empty acknowledgment segment containing the current send-sequence number
         // and an acknowledgment indicating the next sequence number expected
         // to be received.
-        reply_repr.seq_number = self.remote_last_seq;
+        reply_repr.seq_number = self.seq_for_empty_segment();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
 
@@ -2833,6 +2853,10 @@ impl<'a> Socket<'a> {
         // Bailing out if the packet isn't placed in the device buffer allows us
         // to not waste time waiting for the retransmit timer on packets that we know
         // for sure will not be successfully transmitted.
+        if repr.segment_len() == 0 {
+            repr.seq_number = self.seq_for_empty_segment();
+        }
+
         ip_repr.set_payload_len(repr.buffer_len());
         emit(cx, packet_meta, (ip_repr, repr))?;
 
@@ -2867,9 +2891,15 @@ impl<'a> Socket<'a> {
         // We've sent a packet successfully, so we can update the internal state now.
         // Use max() so a fast-retransmit segment (whose seq_number is local_seq_no, well
         // behind the current frontier) doesn't rewind the tracked "highest sent" sequence.
-        self.remote_last_seq = self
-            .remote_last_seq
-            .max(repr.seq_number + repr.segment_len());
+        if repr.segment_len() > 0 {
+            self.remote_last_seq = self
+                .remote_last_seq
+                .max(repr.seq_number + repr.segment_len());
+            self.remote_max_seq = Some(match self.remote_max_seq {
+                Some(max) => max.max(self.remote_last_seq),
+                None => self.remote_last_seq,
+            });
+        }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
@@ -7472,6 +7502,47 @@ mod test {
         // even though we're in "fast retransmit", we shouldn't
         // force-send anything because the remote's window is full.
         recv_nothing!(s);
+    }
+
+    #[test]
+    fn test_ack_after_rto_carries_highest_seq_sent() {
+        let mut s = socket_established();
+        s.remote_mss = 6;
+        s.send_slice(b"abcdefghijkl").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }));
+        // The timer expires: go back to the last ACK.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer sends data and has room for nothing more: our ACK of it must carry
+        // SND.MAX, which the peer (that may have all 12 bytes) accepts, not LOCAL_SEQ + 7.
+        send!(s, time 1001, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 6,
+            payload: &b"xyz"[..],
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1001, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1 + 3),
+            window_len: 61,
+            ..RECV_TEMPL
+        }]);
     }
 
     #[test]
