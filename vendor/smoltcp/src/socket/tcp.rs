@@ -19,6 +19,7 @@ use crate::wire::{
 };
 
 mod congestion;
+mod scoreboard;
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -530,6 +531,16 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// What the peer SACKed above `local_seq_no` (RFC 6675 scoreboard).
+    sack_board: scoreboard::Scoreboard,
+    /// In fast recovery until the cumulative ACK reaches this (RFC 6675 RecoveryPoint, RFC
+    /// 6582 "recover"): SND.MAX when the loss was detected.
+    recovery_point: Option<TcpSeqNumber>,
+    /// After a retransmission timeout, no fast recovery starts until the cumulative ACK
+    /// reaches this, SND.MAX when the timer fired (RFC 6675 section 5.1, RFC 6582 section 4.1).
+    rto_recovery_point: Option<TcpSeqNumber>,
+    /// The end of the highest octet retransmitted in this fast recovery (RFC 6675 HighRxt).
+    high_rxt: TcpSeqNumber,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -622,6 +633,10 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            sack_board: scoreboard::Scoreboard::new(),
+            recovery_point: None,
+            rto_recovery_point: None,
+            high_rxt: TcpSeqNumber(0),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -939,6 +954,9 @@ impl<'a> Socket<'a> {
         self.local_rx_last_ack = None;
         self.local_rx_dup_acks = 0;
         self.pending_fast_retransmit = false;
+        self.sack_board.clear();
+        self.recovery_point = None;
+        self.rto_recovery_point = None;
         // A socket reused for a new connection (`listen`/`connect` after it closed) must not
         // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
         // fresh controller of the same kind.
@@ -1430,11 +1448,78 @@ impl<'a> Socket<'a> {
         self.remote_last_seq - self.local_seq_no
     }
 
+    /// RFC 6675 pipe: the octets still in the network, which the congestion window limits.
+    ///
+    /// Outside fast recovery that is the flight size. In fast recovery with SACK it leaves out
+    /// the SACKed octets and the holes deemed lost (IsLost) that were not retransmitted yet;
+    /// without SACK information (RFC 6582 NewReno), every duplicate ACK since the last new ACK
+    /// stands for one segment that left the network, which is RFC 5681's window inflation
+    /// counted on this side of the comparison.
+    fn pipe(&self) -> usize {
+        let flight = self.flight_size();
+        if self.recovery_point.is_none() {
+            return flight;
+        }
+        if self.sack_board.is_empty() {
+            return flight.saturating_sub(self.local_rx_dup_acks as usize * self.remote_mss);
+        }
+        let mut pipe = flight.saturating_sub(self.sack_board.sacked());
+        for (start, end) in self.sack_board.holes(self.local_seq_no) {
+            if self.sack_board.is_lost(start, self.remote_mss) {
+                let from = start.max(self.high_rxt);
+                if end > from {
+                    pipe = pipe.saturating_sub(end - from);
+                }
+            }
+        }
+        pipe
+    }
+
     fn cwnd_remaining(&self) -> usize {
+        // RFC 3042 limited transmit: on the first two duplicate ACKs, one new segment each
+        // beyond the congestion window, so a small window still gets the third one back.
+        let limited_transmit = if self.recovery_point.is_none() && self.rto_recovery_point.is_none()
+        {
+            (self.local_rx_dup_acks.min(2) as usize) * self.remote_mss
+        } else {
+            0
+        };
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size())
+            .saturating_add(limited_transmit)
+            .saturating_sub(self.pipe())
+    }
+
+    /// RFC 6675 NextSeg during fast recovery with SACK: the start and length of the hole to
+    /// retransmit next, if the congestion window allows a segment (cwnd - pipe >= 1 MSS).
+    /// Rule 1: the lowest hole above HighRxt deemed lost; rule 3, once no new data can be
+    /// sent (`no_new_data`): the lowest hole above HighRxt below the highest SACKed octet.
+    fn sack_next_seg(&self, mss: usize, no_new_data: bool) -> Option<(TcpSeqNumber, usize)> {
+        self.recovery_point?;
+        let window = self.congestion_controller.inner().window();
+        if window < self.pipe().saturating_add(mss.max(1)) {
+            return None;
+        }
+        let from = self.high_rxt.max(self.local_seq_no);
+        let mut fallback = None;
+        for (start, end) in self.sack_board.holes(from) {
+            let end = if end > self.remote_last_seq {
+                self.remote_last_seq
+            } else {
+                end
+            };
+            if end <= start {
+                continue;
+            }
+            if self.sack_board.is_lost(start, self.remote_mss) {
+                return Some((start, end - start));
+            }
+            if fallback.is_none() {
+                fallback = Some((start, end - start));
+            }
+        }
+        fallback.filter(|_| no_new_data)
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -2156,15 +2241,36 @@ impl<'a> Socket<'a> {
             // TODO: When flow control is implemented,
             // refractor the following block within that implementation
 
+            // RFC 6675 scoreboard: forget what the cumulative ACK covers, record the SACK
+            // blocks that lie above it and within what was sent (a block below it is a
+            // D-SACK, RFC 2883, and says nothing about holes). After a timeout the old
+            // information is dropped and none is gathered until that episode is over (RFC
+            // 2018: "ignore prior SACK information in determining which data to retransmit").
+            self.sack_board.advance(ack_number);
+            let mut newly_sacked = 0;
+            if self.remote_has_sack && self.rto_recovery_point.is_none() {
+                let snd_max = self.seq_for_empty_segment();
+                for (left, right) in repr.sack_ranges.iter().flatten() {
+                    let (left, right) = (TcpSeqNumber(*left as i32), TcpSeqNumber(*right as i32));
+                    if right > ack_number && right <= snd_max && left < right {
+                        newly_sacked += self.sack_board.add(left.max(ack_number), right);
+                    }
+                }
+            }
+
             match self.local_rx_last_ack {
-                // Duplicate ACK if payload empty and ACK doesn't move send window ->
+                // Duplicate ACK (RFC 5681 section 2): no data, the same ACK number, data
+                // outstanding, and the same window -- or, with SACK, blocks that report data
+                // not SACKed before, whatever the window (RFC 6675 section 2: Linux raises its
+                // window while it waits for a hole to fill, so its ACKs never had the same one).
                 // Increment duplicate ACK count, notify congestion controller and
-                // set for retransmit if we just received the third duplicate ACK
+                // start loss recovery on the third one, or as soon as the SACKed data says
+                // the first segment is lost (RFC 6675 section 5, IsLost(HighACK + 1)).
                 Some(last_rx_ack)
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && !is_window_update =>
+                        && (!is_window_update || newly_sacked > 0) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2180,7 +2286,18 @@ impl<'a> Socket<'a> {
                         }
                     );
 
-                    if self.local_rx_dup_acks == 3 {
+                    // RFC 6582 section 3.2 step 1 / RFC 6675 section 5.1: only one recovery
+                    // per window of data, and none for data sent before a timeout.
+                    let may_recover = self.recovery_point.is_none()
+                        && self.rto_recovery_point.is_none_or(|point| ack_number >= point);
+                    if may_recover
+                        && (self.local_rx_dup_acks >= 3
+                            || (!self.sack_board.is_empty()
+                                && self.sack_board.is_lost(ack_number, self.remote_mss)))
+                    {
+                        self.recovery_point = Some(self.seq_for_empty_segment());
+                        self.rto_recovery_point = None;
+                        self.high_rxt = ack_number;
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
                     }
@@ -2205,13 +2322,33 @@ impl<'a> Socket<'a> {
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
-                    let new_flight_size = self.flight_size().saturating_sub(ack_len);
-                    self.congestion_controller.inner_mut().on_ack(
-                        cx.now(),
-                        ack_len,
-                        new_flight_size,
-                        &self.rtte,
-                    );
+                    if self.rto_recovery_point.is_some_and(|point| ack_number >= point) {
+                        self.rto_recovery_point = None;
+                    }
+                    match self.recovery_point {
+                        Some(point) if ack_len > 0 && ack_number < point => {
+                            // A partial ACK: the window is not grown in recovery. Without SACK
+                            // information the next hole starts at the ACK: resend it now (RFC
+                            // 6582 section 3.2 step 5); with it, NextSeg picks the holes.
+                            if self.sack_board.is_empty() {
+                                self.pending_fast_retransmit = true;
+                            }
+                        }
+                        _ => {
+                            if self.recovery_point.is_some() && ack_len > 0 {
+                                // Everything sent before the loss is acknowledged.
+                                self.recovery_point = None;
+                                net_debug!("fast recovery done");
+                            }
+                            let new_flight_size = self.flight_size().saturating_sub(ack_len);
+                            self.congestion_controller.inner_mut().on_ack(
+                                cx.now(),
+                                ack_len,
+                                new_flight_size,
+                                &self.rtte,
+                            );
+                        }
+                    }
                 }
             };
 
@@ -2383,6 +2520,18 @@ impl<'a> Socket<'a> {
         let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
         let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+        // max sequence number we can send.
+        let max_send_seq =
+            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_buffer.len());
+
+        // A hole to retransmit in fast recovery (RFC 6675)?
+        if self
+            .sack_next_seg(effective_mss, max_send_seq <= self.remote_last_seq)
+            .is_some()
+        {
+            return true;
+        }
+
         // Have we sent data that hasn't been ACKed yet?
         let data_in_flight = self.remote_last_seq != self.local_seq_no;
 
@@ -2390,10 +2539,6 @@ impl<'a> Socket<'a> {
         if matches!(self.state, State::SynSent | State::SynReceived) && !data_in_flight {
             return true;
         }
-
-        // max sequence number we can send.
-        let max_send_seq =
-            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_buffer.len());
 
         // Max amount of octets we can send.
         let capped_send_seq = if max_send_seq >= self.remote_last_seq {
@@ -2546,6 +2691,13 @@ impl<'a> Socket<'a> {
                     .inner_mut()
                     .on_rto(cx.now(), in_flight);
 
+                // RFC 6675 section 5.1: a timeout ends fast recovery; no new one starts for
+                // data sent so far, and the SACK information is dropped (RFC 2018).
+                self.rto_recovery_point = Some(self.seq_for_empty_segment());
+                self.recovery_point = None;
+                self.pending_fast_retransmit = false;
+                self.sack_board.clear();
+
                 // Rewind "last sequence number sent", as if we never
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
@@ -2697,14 +2849,27 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+                let no_new_data = self.local_seq_no
+                    + self.remote_win_len.min(self.tx_buffer.len())
+                    <= self.remote_last_seq;
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
                     repr.seq_number = self.local_seq_no;
                     repr.payload = self.tx_buffer.get_allocated(0, size);
 
                     self.pending_fast_retransmit = false;
+                    self.high_rxt = self.high_rxt.max(self.local_seq_no + repr.payload.len());
 
                     0
+                } else if let Some((seq, len)) = self.sack_next_seg(effective_mss, no_new_data) {
+                    // RFC 6675 section 5 (C): retransmit a hole the peer's SACKs show.
+                    let offset = seq - self.local_seq_no;
+                    repr.seq_number = seq;
+                    repr.payload = self.tx_buffer.get_allocated(offset, len.min(effective_mss));
+                    self.high_rxt = seq + repr.payload.len();
+                    // Karn: no RTT sample across a retransmission.
+                    self.rtte.on_retransmit();
+                    offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
                     let win_right_edge = self.local_seq_no + self.remote_win_len;
@@ -7198,6 +7363,152 @@ mod test {
             ack_number: Some(LOCAL_SEQ + 1 + (3 * 5)),
             ..SEND_TEMPL
         });
+    }
+
+    /// Five 6-octet segments in flight, the first and third lost at the peer.
+    fn socket_five_segments_in_flight(sack: bool) -> TestSocket {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::None);
+        s.remote_has_sack = sack;
+        s.remote_mss = 6;
+        // The ACK duplicates will repeat.
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaaaaBBBBBBccccccDDDDDDeeeeee").unwrap();
+        for (i, seg) in [b"aaaaaa", b"BBBBBB", b"cccccc", b"DDDDDD", b"eeeeee"]
+            .iter()
+            .enumerate()
+        {
+            recv!(s, time 0, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    &seg[..],
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    #[test]
+    fn test_sack_recovery_resends_only_holes_and_counts_window_changing_dup_acks() {
+        let mut s = socket_five_segments_in_flight(true);
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        // The peer raises its window on every ACK (as Linux does while it waits for a hole):
+        // by RFC 5681 alone none of these is a duplicate; with new SACK information each is.
+        let acks = [
+            (100, [Some((seq(6), seq(12))), None, None]),
+            (200, [Some((seq(18), seq(24))), Some((seq(6), seq(12))), None]),
+            (300, [Some((seq(18), seq(30))), Some((seq(6), seq(12))), None]),
+        ];
+        for (i, (window_len, sack_ranges)) in acks.into_iter().enumerate() {
+            send!(s, time 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len,
+                sack_ranges,
+                ..SEND_TEMPL
+            });
+            assert_eq!(s.local_rx_dup_acks as usize, i + 1);
+        }
+        // The same blocks again with another window: nothing new, no duplicate.
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 400,
+            sack_ranges: acks[2].1,
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.local_rx_dup_acks, 0);
+        assert!(s.recovery_point.is_some(), "fast recovery started");
+        // The two holes go out, and nothing the peer SACKed (no go-back-N).
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 20);
+        // Everything acknowledged: recovery is over.
+        send!(s, time 30, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            window_len: 400,
+            ..SEND_TEMPL
+        });
+        assert!(s.recovery_point.is_none());
+        assert!(s.sack_board.is_empty());
+        recv_nothing!(s, time 40);
+    }
+
+    #[test]
+    fn test_newreno_partial_ack_resends_next_hole_at_once() {
+        let mut s = socket_five_segments_in_flight(false);
+        for _ in 0..3 {
+            send!(s, time 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 20, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }]);
+        // A partial ACK up to the second hole (RFC 6582): resend it now, not after a timeout.
+        send!(s, time 30, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 30, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }]);
+        assert!(s.recovery_point.is_some());
+        send!(s, time 40, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            ..SEND_TEMPL
+        });
+        assert!(s.recovery_point.is_none());
+    }
+
+    #[test]
+    fn test_no_fast_recovery_for_data_sent_before_a_timeout() {
+        let mut s = socket_five_segments_in_flight(false);
+        // The timer fires: go back to the last ACK, one segment.
+        let rto = s.rtte.retransmission_timeout().total_millis() as i64;
+        recv!(s, time rto, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        // Duplicate ACKs for data sent before the timeout start no fast retransmit (RFC 6582
+        // section 4.1, RFC 6675 section 5.1): they are the echoes of the first flight.
+        for _ in 0..3 {
+            send!(s, time rto + 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 0,
+                ..SEND_TEMPL
+            });
+        }
+        assert!(s.recovery_point.is_none());
+        assert!(s.rto_recovery_point.is_some());
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub(super) trait Controller {
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {}
 
-    /// Fired on each duplicate ack received, after `on_loss` has been called.
+    /// Fired on each duplicate ack received. The window is not inflated for it: the socket
+    /// counts what left the network (RFC 6675's pipe) against `window()` itself.
     fn on_dup_ack(&mut self, now: Instant, len: usize, in_flight: usize) {}
 
     /// Fired on a retransmission timeout.
