@@ -178,6 +178,9 @@ struct RttEstimator {
     timestamp: Option<(Instant, TcpSeqNumber)>,
     max_seq_sent: Option<TcpSeqNumber>,
     rto_count: u8,
+    /// While the RTO is backed off: the highest sequence number sent when the timer last
+    /// fired. An ACK beyond it acknowledges data that was never retransmitted.
+    backed_off_below: Option<TcpSeqNumber>,
 }
 
 impl Default for RttEstimator {
@@ -190,6 +193,7 @@ impl Default for RttEstimator {
             timestamp: None,
             max_seq_sent: None,
             rto_count: 0,
+            backed_off_below: None,
         }
     }
 }
@@ -222,6 +226,7 @@ impl RttEstimator {
         self.rto = (self.srtt + margin).clamp(RTTE_MIN_RTO, RTTE_MAX_RTO);
 
         self.rto_count = 0;
+        self.backed_off_below = None;
 
         tcp_trace!(
             "rtte: sample={:?} srtt={:?} rttvar={:?} rto={:?}",
@@ -253,9 +258,32 @@ impl RttEstimator {
             self.sample((timestamp - sent_timestamp).total_millis() as u32);
             self.timestamp = None;
         }
+        // RFC 8961 section 4, requirement 4: "The backoff SHOULD be removed after [...] the
+        // subsequent successful transmission of non-retransmitted data". Waiting for an RTT
+        // sample instead (which Karn's rule allows only from a segment sent once, and which
+        // any retransmission aborts) kept the RTO doubled across loss after loss: under heavy
+        // loss it grew to seconds while the path's RTT was milliseconds.
+        if let Some(below) = self.backed_off_below
+            && seq > below
+        {
+            self.backed_off_below = None;
+            self.rto_count = 0;
+            self.rto = if self.have_measurement {
+                let margin = RTTE_MIN_MARGIN.max(self.rttvar * RTTE_K);
+                (self.srtt + margin).clamp(RTTE_MIN_RTO, RTTE_MAX_RTO)
+            } else {
+                RTTE_INITIAL_RTO
+            };
+            tcp_trace!(
+                "rtte: new data acknowledged, backoff removed, rto={:?}",
+                self.rto
+            );
+        }
     }
 
-    fn on_rto(&mut self) {
+    /// The retransmission timer fired; `snd_max` is the highest sequence number sent.
+    fn on_rto(&mut self, snd_max: TcpSeqNumber) {
+        self.backed_off_below = Some(snd_max);
         // RFC 6298 (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").  The
         // maximum value discussed in (2.5) above may be used to provide
         // an upper bound to this doubling operation.
@@ -541,6 +569,10 @@ pub struct Socket<'a> {
     rto_recovery_point: Option<TcpSeqNumber>,
     /// The end of the highest octet retransmitted in this fast recovery (RFC 6675 HighRxt).
     high_rxt: TcpSeqNumber,
+    /// When the last retransmission went out while recovering from a timeout: one RTT
+    /// later, a hole the peer still reports was lost again (RFC 8985 section 6.2, RACK's
+    /// rule on sequence ranges) and is resent without waiting for a backed-off timer.
+    rxt_sent_at: Option<Instant>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -637,6 +669,7 @@ impl<'a> Socket<'a> {
             recovery_point: None,
             rto_recovery_point: None,
             high_rxt: TcpSeqNumber(0),
+            rxt_sent_at: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -957,6 +990,7 @@ impl<'a> Socket<'a> {
         self.sack_board.clear();
         self.recovery_point = None;
         self.rto_recovery_point = None;
+        self.rxt_sent_at = None;
         // A socket reused for a new connection (`listen`/`connect` after it closed) must not
         // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
         // fresh controller of the same kind.
@@ -1457,15 +1491,25 @@ impl<'a> Socket<'a> {
     /// counted on this side of the comparison.
     fn pipe(&self) -> usize {
         let flight = self.flight_size();
-        if self.recovery_point.is_none() {
-            return flight;
-        }
         if self.sack_board.is_empty() {
+            if self.recovery_point.is_none() {
+                return flight;
+            }
             return flight.saturating_sub(self.local_rx_dup_acks as usize * self.remote_mss);
         }
-        let mut pipe = flight.saturating_sub(self.sack_board.sacked());
+        if self.recovery_point.is_none() && self.rto_recovery_point.is_none() {
+            return flight;
+        }
+        // After a timeout, SACKed octets may lie beyond the retransmission pointer: those
+        // are not in the flight counted here.
+        let mut pipe = flight.saturating_sub(self.sack_board.sacked_below(self.remote_last_seq));
         for (start, end) in self.sack_board.holes(self.local_seq_no) {
-            if self.sack_board.is_lost(start, self.remote_mss) {
+            let end = if end > self.remote_last_seq {
+                self.remote_last_seq
+            } else {
+                end
+            };
+            if end > start && self.sack_board.is_lost(start, self.remote_mss) {
                 let from = start.max(self.high_rxt);
                 if end > from {
                     pipe = pipe.saturating_sub(end - from);
@@ -1473,6 +1517,23 @@ impl<'a> Socket<'a> {
             }
         }
         pipe
+    }
+
+    /// When the holes below the retransmission pointer may be resent once more while
+    /// recovering from a timeout: an RTT and a quarter (RACK's reordering window) after the
+    /// last retransmission, if the peer's SACKs still show holes.
+    fn rxt_pass_at(&self) -> Option<Instant> {
+        self.rto_recovery_point?;
+        if self.sack_board.is_empty() {
+            return None;
+        }
+        let rtt = if self.rtte.have_measurement {
+            self.rtte.srtt
+        } else {
+            RTTE_INITIAL_RTO
+        };
+        self.rxt_sent_at
+            .map(|t| t + Duration::from_millis((rtt + rtt / 4).max(1) as u64))
     }
 
     fn cwnd_remaining(&self) -> usize {
@@ -1496,7 +1557,7 @@ impl<'a> Socket<'a> {
     /// Rule 1: the lowest hole above HighRxt deemed lost; rule 3, once no new data can be
     /// sent (`no_new_data`): the lowest hole above HighRxt below the highest SACKed octet.
     fn sack_next_seg(&self, mss: usize, no_new_data: bool) -> Option<(TcpSeqNumber, usize)> {
-        self.recovery_point?;
+        self.recovery_point.or(self.rto_recovery_point)?;
         let window = self.congestion_controller.inner().window();
         if window < self.pipe().saturating_add(mss.max(1)) {
             return None;
@@ -2248,13 +2309,19 @@ impl<'a> Socket<'a> {
             // 2018: "ignore prior SACK information in determining which data to retransmit").
             self.sack_board.advance(ack_number);
             let mut newly_sacked = 0;
-            if self.remote_has_sack && self.rto_recovery_point.is_none() {
+            if self.remote_has_sack {
                 let snd_max = self.seq_for_empty_segment();
                 for (left, right) in repr.sack_ranges.iter().flatten() {
                     let (left, right) = (TcpSeqNumber(*left as i32), TcpSeqNumber(*right as i32));
                     if right > ack_number && right <= snd_max && left < right {
                         newly_sacked += self.sack_board.add(left.max(ack_number), right);
                     }
+                }
+                // After a timeout the sender goes back to SND.UNA: skip what the peer reports
+                // holding since (RFC 6675 section 5.1: use the SACK information gathered
+                // during the loss recovery that follows a timeout).
+                if let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+                    self.remote_last_seq = end;
                 }
             }
 
@@ -2289,7 +2356,9 @@ impl<'a> Socket<'a> {
                     // RFC 6582 section 3.2 step 1 / RFC 6675 section 5.1: only one recovery
                     // per window of data, and none for data sent before a timeout.
                     let may_recover = self.recovery_point.is_none()
-                        && self.rto_recovery_point.is_none_or(|point| ack_number >= point);
+                        && self
+                            .rto_recovery_point
+                            .is_none_or(|point| ack_number >= point);
                     if may_recover
                         && (self.local_rx_dup_acks >= 3
                             || (!self.sack_board.is_empty()
@@ -2322,8 +2391,12 @@ impl<'a> Socket<'a> {
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
-                    if self.rto_recovery_point.is_some_and(|point| ack_number >= point) {
+                    if self
+                        .rto_recovery_point
+                        .is_some_and(|point| ack_number >= point)
+                    {
                         self.rto_recovery_point = None;
+                        self.rxt_sent_at = None;
                     }
                     match self.recovery_point {
                         Some(point) if ack_len > 0 && ack_number < point => {
@@ -2692,11 +2765,14 @@ impl<'a> Socket<'a> {
                     .on_rto(cx.now(), in_flight);
 
                 // RFC 6675 section 5.1: a timeout ends fast recovery; no new one starts for
-                // data sent so far, and the SACK information is dropped (RFC 2018).
+                // data sent so far, and the SACK information is dropped (RFC 2018). What the
+                // peer SACKs from now on is used: holes it shows are resent (NextSeg) and
+                // the octets it holds are not.
                 self.rto_recovery_point = Some(self.seq_for_empty_segment());
                 self.recovery_point = None;
                 self.pending_fast_retransmit = false;
                 self.sack_board.clear();
+                self.high_rxt = self.local_seq_no;
 
                 // Rewind "last sequence number sent", as if we never
                 // had sent them. This will cause all data in the queue
@@ -2704,7 +2780,7 @@ impl<'a> Socket<'a> {
                 self.remote_last_seq = self.local_seq_no;
 
                 // Inform RTTE, so that it can can handle RTO backoff
-                self.rtte.on_rto();
+                self.rtte.on_rto(self.seq_for_empty_segment());
             } else {
                 // If a fast rentrasmit timer expired, we should resend only the earliest unAcked segment
                 net_debug!("retransmitting for fast-retransmit");
@@ -2726,6 +2802,13 @@ impl<'a> Socket<'a> {
 
             // Inform RTTE, so that it can avoid bogus measurements.
             self.rtte.on_retransmit();
+        }
+
+        if self.rxt_pass_at().is_some_and(|t| cx.now() >= t) {
+            // The retransmissions of the last pass had an RTT to arrive; the holes the peer
+            // still reports are lost again: NextSeg starts over from SND.UNA.
+            self.high_rxt = self.local_seq_no;
+            self.rxt_sent_at = None;
         }
 
         #[cfg(feature = "socket-tcp-pause-synack")]
@@ -2849,8 +2932,7 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
-                let no_new_data = self.local_seq_no
-                    + self.remote_win_len.min(self.tx_buffer.len())
+                let no_new_data = self.local_seq_no + self.remote_win_len.min(self.tx_buffer.len())
                     <= self.remote_last_seq;
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
@@ -3057,9 +3139,19 @@ impl<'a> Socket<'a> {
         // Use max() so a fast-retransmit segment (whose seq_number is local_seq_no, well
         // behind the current frontier) doesn't rewind the tracked "highest sent" sequence.
         if repr.segment_len() > 0 {
-            self.remote_last_seq = self
-                .remote_last_seq
-                .max(repr.seq_number + repr.segment_len());
+            let end = repr.seq_number + repr.segment_len();
+            if self.remote_max_seq.is_some_and(|max| repr.seq_number < max) {
+                // A retransmission (going back after a timeout too): NextSeg starts above.
+                self.high_rxt = self.high_rxt.max(end);
+                if self.rto_recovery_point.is_some() {
+                    self.rxt_sent_at = Some(cx.now());
+                }
+            }
+            self.remote_last_seq = self.remote_last_seq.max(end);
+            // Going back after a timeout: do not resend what the peer SACKed since.
+            if let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+                self.remote_last_seq = end;
+            }
             self.remote_max_seq = Some(match self.remote_max_seq {
                 Some(max) => max.max(self.remote_last_seq),
                 None => self.remote_last_seq,
@@ -3133,11 +3225,18 @@ impl<'a> Socket<'a> {
                 (_, _) => PollAt::Ingress,
             };
 
+            let rxt_pass_poll_at = self.rxt_pass_at().map_or(PollAt::Ingress, PollAt::Time);
+
             // We wait for the earliest of our timers to fire.
-            *[self.timer.poll_at(), timeout_poll_at, delayed_ack_poll_at]
-                .iter()
-                .min()
-                .unwrap_or(&PollAt::Ingress)
+            *[
+                self.timer.poll_at(),
+                timeout_poll_at,
+                delayed_ack_poll_at,
+                rxt_pass_poll_at,
+            ]
+            .iter()
+            .min()
+            .unwrap_or(&PollAt::Ingress)
         }
     }
 }
@@ -7400,8 +7499,14 @@ mod test {
         // by RFC 5681 alone none of these is a duplicate; with new SACK information each is.
         let acks = [
             (100, [Some((seq(6), seq(12))), None, None]),
-            (200, [Some((seq(18), seq(24))), Some((seq(6), seq(12))), None]),
-            (300, [Some((seq(18), seq(30))), Some((seq(6), seq(12))), None]),
+            (
+                200,
+                [Some((seq(18), seq(24))), Some((seq(6), seq(12))), None],
+            ),
+            (
+                300,
+                [Some((seq(18), seq(30))), Some((seq(6), seq(12))), None],
+            ),
         ];
         for (i, (window_len, sack_ranges)) in acks.into_iter().enumerate() {
             send!(s, time 10, TcpRepr {
@@ -7484,6 +7589,71 @@ mod test {
             ..SEND_TEMPL
         });
         assert!(s.recovery_point.is_none());
+    }
+
+    #[test]
+    fn test_after_rto_sacked_data_is_not_resent() {
+        let mut s = socket_five_segments_in_flight(true);
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        let rto = s.rtte.retransmission_timeout().total_millis() as i64;
+        recv!(s, time rto, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer has the retransmission, and the last two segments from before.
+        send!(s, time rto + 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [Some((seq(18), seq(30))), None, None],
+            ..SEND_TEMPL
+        });
+        // Going back resends the two it lacks, not the two it holds (RFC 6675 section 5.1).
+        recv!(s, time rto + 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"BBBBBB"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time rto + 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time rto + 10);
+        // Both are lost again: the peer still reports the hole. An RTT (here the initial 1 s,
+        // no sample yet) and a quarter after the last retransmission they are resent, long
+        // before the backed-off timer (RFC 8985 section 6.2).
+        send!(s, time rto + 20, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [Some((seq(18), seq(30))), None, None],
+            window_len: 200,
+            ..SEND_TEMPL
+        });
+        recv_nothing!(s, time rto + 10 + 1249);
+        recv!(s, time rto + 10 + 1250, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"BBBBBB"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time rto + 10 + 1250, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time rto + 10 + 1250);
+        send!(s, time rto + 1300, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            ..SEND_TEMPL
+        });
+        assert!(s.rto_recovery_point.is_none());
+        recv_nothing!(s, time rto + 5000);
     }
 
     #[test]
@@ -10124,9 +10294,9 @@ mod test {
         }
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
         // (5.5): each expiry doubles the RTO.
-        r.on_rto();
+        r.on_rto(TcpSeqNumber(1000));
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(400));
-        r.on_rto();
+        r.on_rto(TcpSeqNumber(1000));
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
         // Karn: a segment that was retransmitted gives no sample, so the backed-off RTO
         // stays until new data is acknowledged.
@@ -10138,6 +10308,30 @@ mod test {
         r.on_send(Instant::from_millis(10), TcpSeqNumber(200));
         r.on_ack(Instant::from_millis(20), TcpSeqNumber(200));
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn test_rtt_estimator_backoff_removed_by_ack_of_new_data() {
+        let mut r = RttEstimator::default();
+        for _ in 0..20 {
+            r.sample(10);
+        }
+        // The timer fires twice with 100 octets sent.
+        r.on_rto(TcpSeqNumber(100));
+        r.on_rto(TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // The ACK of the retransmitted octets keeps the backoff (Karn)...
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // ...the ACK of data sent after the timeout removes it (RFC 8961), no sample needed.
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(101));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+        // Three timeouts in a row clear the estimate: the RTO restarts from 1 s.
+        for _ in 0..3 {
+            r.on_rto(TcpSeqNumber(200));
+        }
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(300));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
     }
 
     #[test]

@@ -102,6 +102,21 @@ impl Scoreboard {
         self.iter().map(|(a, b)| b - a).sum()
     }
 
+    /// Octets SACKed below `limit`.
+    pub(super) fn sacked_below(&self, limit: TcpSeqNumber) -> usize {
+        self.iter()
+            .filter(|&(a, _)| a < limit)
+            .map(|(a, b)| if b > limit { limit - a } else { b - a })
+            .sum()
+    }
+
+    /// The end of the SACKed range that holds `seq`, if one does.
+    pub(super) fn covering(&self, seq: TcpSeqNumber) -> Option<TcpSeqNumber> {
+        self.iter()
+            .find(|&(a, b)| a <= seq && seq < b)
+            .map(|(_, b)| b)
+    }
+
     /// The end of the highest SACKed range (one past RFC 6675's HighSACK).
     pub(super) fn high(&self) -> Option<TcpSeqNumber> {
         self.len.checked_sub(1).map(|i| self.ranges[i].1)
@@ -159,6 +174,10 @@ mod test {
         assert_eq!(b.add(s(100), s(150)), 50);
         assert_eq!(ranges(&b), [(100, 150), (200, 600)]);
         assert_eq!(b.sacked(), 450);
+        assert_eq!(b.sacked_below(s(300)), 150);
+        assert_eq!(b.covering(s(599)), Some(s(600)));
+        assert_eq!(b.covering(s(600)), None);
+        assert_eq!(b.covering(s(170)), None);
         assert_eq!(b.high(), Some(s(600)));
         // Empty or inverted blocks are ignored.
         assert_eq!(b.add(s(700), s(700)), 0);
