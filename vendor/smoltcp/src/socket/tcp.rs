@@ -493,6 +493,21 @@ pub enum CongestionControl {
     Cubic,
 }
 
+/// How a socket repaired loss on its current connection; see [`Socket::loss_recovery_stats`].
+#[derive(Debug, Default, Copy, Clone, Eq, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct LossRecoveryStats {
+    /// Fast recoveries started (duplicate ACKs or SACKed data showed a loss): each resent
+    /// the first unacknowledged segment without waiting for the timer.
+    pub fast_retransmits: u32,
+    /// Of those, the ones that had SACK information and resent only the holes it showed
+    /// (RFC 6675); the others were NewReno recoveries (RFC 6582).
+    pub sack_recoveries: u32,
+    /// Retransmission timeouts: the timer expired and sending went back to the last ACK.
+    pub timeouts: u32,
+}
+
 /// A Transmission Control Protocol socket.
 ///
 /// A TCP socket may passively listen for connections or actively connect to another endpoint.
@@ -569,6 +584,8 @@ pub struct Socket<'a> {
     rto_recovery_point: Option<TcpSeqNumber>,
     /// The end of the highest octet retransmitted in this fast recovery (RFC 6675 HighRxt).
     high_rxt: TcpSeqNumber,
+    /// Counts of loss repairs on this connection.
+    recovery_stats: LossRecoveryStats,
     /// When the last retransmission went out while recovering from a timeout: one RTT
     /// later, a hole the peer still reports was lost again (RFC 8985 section 6.2, RACK's
     /// rule on sequence ranges) and is resent without waiting for a backed-off timer.
@@ -670,6 +687,7 @@ impl<'a> Socket<'a> {
             rto_recovery_point: None,
             high_rxt: TcpSeqNumber(0),
             rxt_sent_at: None,
+            recovery_stats: LossRecoveryStats::default(),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -730,6 +748,41 @@ impl<'a> Socket<'a> {
             #[cfg(feature = "socket-tcp-cubic")]
             CongestionControl::Cubic => AnyController::Cubic(cubic::Cubic::new()),
         }
+    }
+
+    /// The congestion window in octets: how much unacknowledged data the congestion
+    /// controller allows in the network (`usize::MAX` with `CongestionControl::None`).
+    pub fn congestion_window(&self) -> usize {
+        self.congestion_controller.inner().window()
+    }
+
+    /// The slow start threshold in octets (`usize::MAX` until the first loss, and with
+    /// `CongestionControl::None`).
+    pub fn slow_start_threshold(&self) -> usize {
+        self.congestion_controller.inner().ssthresh()
+    }
+
+    /// The smoothed round-trip time (RFC 6298 SRTT), `None` before the first sample.
+    pub fn smoothed_rtt(&self) -> Option<Duration> {
+        self.rtte
+            .have_measurement
+            .then(|| Duration::from_millis(self.rtte.srtt as u64))
+    }
+
+    /// The current retransmission timeout (RFC 6298 RTO), backoff included.
+    pub fn retransmission_timeout(&self) -> Duration {
+        self.rtte.retransmission_timeout()
+    }
+
+    /// Whether the socket is repairing a loss: in fast recovery, or going back after a
+    /// retransmission timeout.
+    pub fn in_loss_recovery(&self) -> bool {
+        self.recovery_point.is_some() || self.rto_recovery_point.is_some()
+    }
+
+    /// How loss was repaired on the current connection (reset with the socket).
+    pub fn loss_recovery_stats(&self) -> LossRecoveryStats {
+        self.recovery_stats
     }
 
     /// Return the current congestion control algorithm.
@@ -991,6 +1044,7 @@ impl<'a> Socket<'a> {
         self.recovery_point = None;
         self.rto_recovery_point = None;
         self.rxt_sent_at = None;
+        self.recovery_stats = LossRecoveryStats::default();
         // A socket reused for a new connection (`listen`/`connect` after it closed) must not
         // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
         // fresh controller of the same kind.
@@ -2366,6 +2420,10 @@ impl<'a> Socket<'a> {
                     {
                         self.recovery_point = Some(self.seq_for_empty_segment());
                         self.rto_recovery_point = None;
+                        self.recovery_stats.fast_retransmits += 1;
+                        if !self.sack_board.is_empty() {
+                            self.recovery_stats.sack_recoveries += 1;
+                        }
                         self.high_rxt = ack_number;
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
@@ -2770,6 +2828,7 @@ impl<'a> Socket<'a> {
                 // the octets it holds are not.
                 self.rto_recovery_point = Some(self.seq_for_empty_segment());
                 self.recovery_point = None;
+                self.recovery_stats.timeouts += 1;
                 self.pending_fast_retransmit = false;
                 self.sack_board.clear();
                 self.high_rxt = self.local_seq_no;
@@ -7528,6 +7587,16 @@ mod test {
         });
         assert_eq!(s.local_rx_dup_acks, 0);
         assert!(s.recovery_point.is_some(), "fast recovery started");
+        assert!(s.in_loss_recovery());
+        let stats = s.loss_recovery_stats();
+        assert_eq!(
+            (
+                stats.fast_retransmits,
+                stats.sack_recoveries,
+                stats.timeouts
+            ),
+            (1, 1, 0)
+        );
         // The two holes go out, and nothing the peer SACKed (no go-back-N).
         recv!(s, time 20, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
@@ -7679,6 +7748,19 @@ mod test {
         }
         assert!(s.recovery_point.is_none());
         assert!(s.rto_recovery_point.is_some());
+        let stats = s.loss_recovery_stats();
+        assert_eq!(
+            (
+                stats.fast_retransmits,
+                stats.sack_recoveries,
+                stats.timeouts
+            ),
+            (0, 0, 1)
+        );
+        assert_eq!(s.retransmission_timeout(), Duration::from_millis(2000));
+        assert_eq!(s.smoothed_rtt(), None);
+        assert_eq!(s.congestion_window(), usize::MAX);
+        assert_eq!(s.slow_start_threshold(), usize::MAX);
     }
 
     #[test]
@@ -10332,6 +10414,19 @@ mod test {
         }
         r.on_ack(Instant::from_millis(0), TcpSeqNumber(300));
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_congestion_getters() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        assert_eq!(s.slow_start_threshold(), usize::MAX);
+        s.congestion_controller
+            .inner_mut()
+            .on_rto(Instant::from_millis(0), 10_000);
+        assert_eq!(s.slow_start_threshold(), 5_000);
+        assert_eq!(s.congestion_window(), 1024);
     }
 
     #[test]

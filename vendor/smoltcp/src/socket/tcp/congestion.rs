@@ -15,6 +15,11 @@ pub(super) trait Controller {
     /// Returns the number of bytes that can be sent.
     fn window(&self) -> usize;
 
+    /// The slow start threshold, `usize::MAX` where there is none.
+    fn ssthresh(&self) -> usize {
+        usize::MAX
+    }
+
     /// Set the remote window size.
     fn set_remote_window(&mut self, remote_window: usize) {}
 
