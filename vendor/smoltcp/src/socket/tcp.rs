@@ -1525,9 +1525,17 @@ impl<'a> Socket<'a> {
     /// the peer's window (RFC 9293 3.10.7.4: SEG.SEQ < RCV.NXT), so the peer drops it and its
     /// acknowledgment with it. If both ends were retransmitting after a timeout at once, each
     /// dropped the other's ACKs, and the connection never recovered.
+    ///
+    /// Not beyond the peer's window, though (SND.UNA + SND.WND, Linux's
+    /// `tcp_acceptable_seq`): data sent past a window that then closed (a zero-window probe)
+    /// would put the ACK out of the window as well.
     fn seq_for_empty_segment(&self) -> TcpSeqNumber {
         match self.remote_max_seq {
-            Some(max) if max > self.remote_last_seq => max,
+            Some(max) if max > self.remote_last_seq => {
+                let window_end = self.local_seq_no + self.remote_win_len;
+                let limit = window_end.max(self.remote_last_seq);
+                if max > limit { limit } else { max }
+            }
             _ => self.remote_last_seq,
         }
     }
@@ -6936,18 +6944,27 @@ mod test {
         }));
     }
 
+    /// Sets Reno's congestion window (the initial one, 10 segments, is too large for these tests).
+    #[cfg(feature = "socket-tcp-reno")]
+    fn set_reno_window(s: &mut TestSocket, cwnd: usize) {
+        if let congestion::AnyController::Reno(r) = &mut s.congestion_controller {
+            r.cwnd = cwnd;
+        }
+    }
+
     #[test]
     #[cfg(feature = "socket-tcp-reno")]
     fn test_congestion_window_limits_data_in_flight() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
         let data = [b'x'; 8192];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial congestion window is 2048 bytes: only two
+        // With a congestion window of 2048 bytes only two
         // 1024-byte segments may be in flight, the rest must wait for ACKs.
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
@@ -6984,6 +7001,7 @@ mod test {
     fn test_congestion_window_doesnt_limit_fast_retransmit() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
@@ -6998,7 +7016,7 @@ mod test {
         let data = [b'x'; 8192];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial congestion window is 2048 bytes, allowing 2 segments
+        // A congestion window of 2048 bytes allows 2 segments
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
             ack_number: Some(REMOTE_SEQ + 1),
@@ -8068,7 +8086,7 @@ mod test {
     }
 
     #[test]
-    fn test_ack_after_rto_carries_highest_seq_sent() {
+    fn test_ack_after_rto_not_below_peer_window() {
         let mut s = socket_established();
         s.remote_mss = 6;
         s.send_slice(b"abcdefghijkl").unwrap();
@@ -8091,8 +8109,10 @@ mod test {
             payload:    &b"abcdef"[..],
             ..RECV_TEMPL
         }));
-        // The peer sends data and has room for nothing more: our ACK of it must carry
-        // SND.MAX, which the peer (that may have all 12 bytes) accepts, not LOCAL_SEQ + 7.
+        // The peer sends data and has room for nothing more. SND.MAX (+ 13) lies beyond the
+        // window it advertised, so the ACK carries that window's end (Linux's
+        // `tcp_acceptable_seq`); within the window it carries SND.MAX, never the rewound
+        // pointer a peer that received more would drop.
         send!(s, time 1001, TcpRepr {
             seq_number: REMOTE_SEQ + 1,
             ack_number: Some(LOCAL_SEQ + 1),
@@ -8101,7 +8121,49 @@ mod test {
             ..SEND_TEMPL
         });
         recv!(s, time 1001, [TcpRepr {
-            seq_number: LOCAL_SEQ + 1 + 12,
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1 + 3),
+            window_len: 61,
+            ..RECV_TEMPL
+        }]);
+    }
+
+    #[test]
+    fn test_ack_after_rto_stays_within_peer_window() {
+        let mut s = socket_established();
+        s.remote_mss = 6;
+        s.send_slice(b"abcdefghijkl").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }));
+        // The timer fires: go back.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer took the first six octets only and closed its window: the second segment
+        // lies beyond it, and so would an ACK numbered SND.MAX. The ACK of the peer's data
+        // carries the window's end (where the peer accepts a segment without data).
+        send!(s, time 1010, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            window_len: 0,
+            payload: &b"xyz"[..],
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1010, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
             ack_number: Some(REMOTE_SEQ + 1 + 3),
             window_len: 61,
             ..RECV_TEMPL
@@ -9114,13 +9176,14 @@ mod test {
     fn test_zero_window_probe_not_capped_by_cwnd() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
         let data = [b'x'; 4096];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial cwnd is 2048: two segments fill the congestion window
+        // A cwnd of 2048: two segments fill the congestion window
         // exactly, leaving cwnd_remaining() == 0.
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
@@ -10414,6 +10477,20 @@ mod test {
         }
         r.on_ack(Instant::from_millis(0), TcpSeqNumber(300));
         assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_initial_window_rfc6928() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        // 10 segments of smoltcp's default 1024 octets, until the handshake sets the MSS.
+        assert_eq!(s.congestion_window(), 10 * 1024);
+        s.congestion_controller.inner_mut().set_mss(1460);
+        assert_eq!(s.congestion_window(), 14_600);
+        // Large segments: at least two of them.
+        assert_eq!(congestion::initial_window(8960), 2 * 8960);
+        assert_eq!(congestion::initial_window(536), 5360);
     }
 
     #[test]

@@ -1,13 +1,13 @@
 use crate::{socket::tcp::RttEstimator, time::Instant};
 
-use super::Controller;
+use super::{Controller, initial_window};
 
 const DEFAULT_MSS: usize = 1024;
 
 #[derive(Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Reno {
-    cwnd: usize,
+    pub(in crate::socket::tcp) cwnd: usize,
     mss: usize,
     ssthresh: usize,
     rwnd: usize,
@@ -22,7 +22,7 @@ pub struct Reno {
 impl Reno {
     pub fn new() -> Self {
         Reno {
-            cwnd: DEFAULT_MSS * 2,
+            cwnd: initial_window(DEFAULT_MSS),
             mss: DEFAULT_MSS,
             ssthresh: usize::MAX,
             rwnd: 64 * DEFAULT_MSS,
@@ -101,6 +101,10 @@ impl Controller for Reno {
     }
 
     fn set_mss(&mut self, mss: usize) {
+        // Set during the handshake: the initial window follows the segment size.
+        if self.cwnd == initial_window(self.mss) {
+            self.cwnd = initial_window(mss);
+        }
         self.mss = mss;
     }
 
