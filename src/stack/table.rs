@@ -187,7 +187,10 @@ impl Table {
         let rx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
         let tx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
         let mut set = SocketSet::new(Vec::with_capacity(1));
-        let handle = set.add(tcp::Socket::new(rx, tx));
+        let mut sock = tcp::Socket::new(rx, tx);
+        // CUBIC (RFC 9438) like Linux; smoltcp's `reset` keeps the choice for a recycled socket.
+        sock.set_congestion_control(tcp::CongestionControl::Cubic);
+        let handle = set.add(sock);
         (set, handle)
     }
 

@@ -19,6 +19,7 @@ use crate::wire::{
 };
 
 mod congestion;
+mod scoreboard;
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -151,8 +152,12 @@ const RTTE_MIN_MARGIN: u32 = 5;
 const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
-// RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// RTO SHOULD be rounded up to 1 second. Like Linux (TCP_RTO_MIN), we use 200 ms instead:
+// the 1 s floor dates from coarse clocks, and on a LAN or a short path it turns every
+// lost segment that fast retransmit cannot repair into a stall of 1 s, hundreds of RTTs.
+// RFC 6298 section 4 allows a lower bound, provided RTT sampling follows Karn's rule
+// (`on_retransmit`) and the timer backs off exponentially (`on_rto`).
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -173,6 +178,9 @@ struct RttEstimator {
     timestamp: Option<(Instant, TcpSeqNumber)>,
     max_seq_sent: Option<TcpSeqNumber>,
     rto_count: u8,
+    /// While the RTO is backed off: the highest sequence number sent when the timer last
+    /// fired. An ACK beyond it acknowledges data that was never retransmitted.
+    backed_off_below: Option<TcpSeqNumber>,
 }
 
 impl Default for RttEstimator {
@@ -185,6 +193,7 @@ impl Default for RttEstimator {
             timestamp: None,
             max_seq_sent: None,
             rto_count: 0,
+            backed_off_below: None,
         }
     }
 }
@@ -217,6 +226,7 @@ impl RttEstimator {
         self.rto = (self.srtt + margin).clamp(RTTE_MIN_RTO, RTTE_MAX_RTO);
 
         self.rto_count = 0;
+        self.backed_off_below = None;
 
         tcp_trace!(
             "rtte: sample={:?} srtt={:?} rttvar={:?} rto={:?}",
@@ -248,9 +258,32 @@ impl RttEstimator {
             self.sample((timestamp - sent_timestamp).total_millis() as u32);
             self.timestamp = None;
         }
+        // RFC 8961 section 4, requirement 4: "The backoff SHOULD be removed after [...] the
+        // subsequent successful transmission of non-retransmitted data". Waiting for an RTT
+        // sample instead (which Karn's rule allows only from a segment sent once, and which
+        // any retransmission aborts) kept the RTO doubled across loss after loss: under heavy
+        // loss it grew to seconds while the path's RTT was milliseconds.
+        if let Some(below) = self.backed_off_below
+            && seq > below
+        {
+            self.backed_off_below = None;
+            self.rto_count = 0;
+            self.rto = if self.have_measurement {
+                let margin = RTTE_MIN_MARGIN.max(self.rttvar * RTTE_K);
+                (self.srtt + margin).clamp(RTTE_MIN_RTO, RTTE_MAX_RTO)
+            } else {
+                RTTE_INITIAL_RTO
+            };
+            tcp_trace!(
+                "rtte: new data acknowledged, backoff removed, rto={:?}",
+                self.rto
+            );
+        }
     }
 
-    fn on_rto(&mut self) {
+    /// The retransmission timer fired; `snd_max` is the highest sequence number sent.
+    fn on_rto(&mut self, snd_max: TcpSeqNumber) {
+        self.backed_off_below = Some(snd_max);
         // RFC 6298 (5.5) The host MUST set RTO <- RTO * 2 ("back off the timer").  The
         // maximum value discussed in (2.5) above may be used to provide
         // an upper bound to this doubling operation.
@@ -460,6 +493,21 @@ pub enum CongestionControl {
     Cubic,
 }
 
+/// How a socket repaired loss on its current connection; see [`Socket::loss_recovery_stats`].
+#[derive(Debug, Default, Copy, Clone, Eq, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct LossRecoveryStats {
+    /// Fast recoveries started (duplicate ACKs or SACKed data showed a loss): each resent
+    /// the first unacknowledged segment without waiting for the timer.
+    pub fast_retransmits: u32,
+    /// Of those, the ones that had SACK information and resent only the holes it showed
+    /// (RFC 6675); the others were NewReno recoveries (RFC 6582).
+    pub sack_recoveries: u32,
+    /// Retransmission timeouts: the timer expired and sending went back to the last ACK.
+    pub timeouts: u32,
+}
+
 /// A Transmission Control Protocol socket.
 ///
 /// A TCP socket may passively listen for connections or actively connect to another endpoint.
@@ -495,6 +543,9 @@ pub struct Socket<'a> {
     /// The last sequence number sent.
     /// I.e. in an idle socket, local_seq_no+tx_buffer.len().
     remote_last_seq: TcpSeqNumber,
+    /// The highest sequence number sent so far (SND.MAX), `None` before the first segment.
+    /// A retransmission timeout rewinds `remote_last_seq` to `local_seq_no`; this one stays.
+    remote_max_seq: Option<TcpSeqNumber>,
     /// The last acknowledgement number sent.
     /// I.e. in an idle socket, remote_seq_no+rx_buffer.len().
     remote_last_ack: Option<TcpSeqNumber>,
@@ -523,6 +574,22 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// What the peer SACKed above `local_seq_no` (RFC 6675 scoreboard).
+    sack_board: scoreboard::Scoreboard,
+    /// In fast recovery until the cumulative ACK reaches this (RFC 6675 RecoveryPoint, RFC
+    /// 6582 "recover"): SND.MAX when the loss was detected.
+    recovery_point: Option<TcpSeqNumber>,
+    /// After a retransmission timeout, no fast recovery starts until the cumulative ACK
+    /// reaches this, SND.MAX when the timer fired (RFC 6675 section 5.1, RFC 6582 section 4.1).
+    rto_recovery_point: Option<TcpSeqNumber>,
+    /// The end of the highest octet retransmitted in this fast recovery (RFC 6675 HighRxt).
+    high_rxt: TcpSeqNumber,
+    /// Counts of loss repairs on this connection.
+    recovery_stats: LossRecoveryStats,
+    /// When the last retransmission went out while recovering from a timeout: one RTT
+    /// later, a hole the peer still reports was lost again (RFC 8985 section 6.2, RACK's
+    /// rule on sequence ranges) and is resent without waiting for a backed-off timer.
+    rxt_sent_at: Option<Instant>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -602,6 +669,7 @@ impl<'a> Socket<'a> {
             local_seq_no: TcpSeqNumber::default(),
             remote_seq_no: TcpSeqNumber::default(),
             remote_last_seq: TcpSeqNumber::default(),
+            remote_max_seq: None,
             remote_last_ack: None,
             remote_last_win: 0,
             remote_win_len: 0,
@@ -614,6 +682,12 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            sack_board: scoreboard::Scoreboard::new(),
+            recovery_point: None,
+            rto_recovery_point: None,
+            high_rxt: TcpSeqNumber(0),
+            rxt_sent_at: None,
+            recovery_stats: LossRecoveryStats::default(),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -674,6 +748,41 @@ impl<'a> Socket<'a> {
             #[cfg(feature = "socket-tcp-cubic")]
             CongestionControl::Cubic => AnyController::Cubic(cubic::Cubic::new()),
         }
+    }
+
+    /// The congestion window in octets: how much unacknowledged data the congestion
+    /// controller allows in the network (`usize::MAX` with `CongestionControl::None`).
+    pub fn congestion_window(&self) -> usize {
+        self.congestion_controller.inner().window()
+    }
+
+    /// The slow start threshold in octets (`usize::MAX` until the first loss, and with
+    /// `CongestionControl::None`).
+    pub fn slow_start_threshold(&self) -> usize {
+        self.congestion_controller.inner().ssthresh()
+    }
+
+    /// The smoothed round-trip time (RFC 6298 SRTT), `None` before the first sample.
+    pub fn smoothed_rtt(&self) -> Option<Duration> {
+        self.rtte
+            .have_measurement
+            .then(|| Duration::from_millis(self.rtte.srtt as u64))
+    }
+
+    /// The current retransmission timeout (RFC 6298 RTO), backoff included.
+    pub fn retransmission_timeout(&self) -> Duration {
+        self.rtte.retransmission_timeout()
+    }
+
+    /// Whether the socket is repairing a loss: in fast recovery, or going back after a
+    /// retransmission timeout.
+    pub fn in_loss_recovery(&self) -> bool {
+        self.recovery_point.is_some() || self.rto_recovery_point.is_some()
+    }
+
+    /// How loss was repaired on the current connection (reset with the socket).
+    pub fn loss_recovery_stats(&self) -> LossRecoveryStats {
+        self.recovery_stats
     }
 
     /// Return the current congestion control algorithm.
@@ -917,6 +1026,7 @@ impl<'a> Socket<'a> {
         self.local_seq_no = TcpSeqNumber::default();
         self.remote_seq_no = TcpSeqNumber::default();
         self.remote_last_seq = TcpSeqNumber::default();
+        self.remote_max_seq = None;
         self.remote_last_ack = None;
         self.remote_last_win = 0;
         self.remote_win_len = 0;
@@ -926,6 +1036,19 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        self.local_rx_last_seq = None;
+        self.local_rx_last_ack = None;
+        self.local_rx_dup_acks = 0;
+        self.pending_fast_retransmit = false;
+        self.sack_board.clear();
+        self.recovery_point = None;
+        self.rto_recovery_point = None;
+        self.rxt_sent_at = None;
+        self.recovery_stats = LossRecoveryStats::default();
+        // A socket reused for a new connection (`listen`/`connect` after it closed) must not
+        // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
+        // fresh controller of the same kind.
+        self.set_congestion_control(self.congestion_control());
 
         #[cfg(feature = "async")]
         {
@@ -1394,15 +1517,132 @@ impl<'a> Socket<'a> {
     }
 
     /// Number of octets transmitted but not yet ACKed.
+    /// The sequence number of a segment that occupies no sequence space (an ACK, a window
+    /// update, an RST): the highest one sent (SND.MAX), as Linux does.
+    ///
+    /// After a retransmission timeout `remote_last_seq` starts again from the last ACK, below
+    /// what the peer may already have received. An empty segment with that number is outside
+    /// the peer's window (RFC 9293 3.10.7.4: SEG.SEQ < RCV.NXT), so the peer drops it and its
+    /// acknowledgment with it. If both ends were retransmitting after a timeout at once, each
+    /// dropped the other's ACKs, and the connection never recovered.
+    ///
+    /// Not beyond the peer's window, though (SND.UNA + SND.WND, Linux's
+    /// `tcp_acceptable_seq`): data sent past a window that then closed (a zero-window probe)
+    /// would put the ACK out of the window as well.
+    fn seq_for_empty_segment(&self) -> TcpSeqNumber {
+        match self.remote_max_seq {
+            Some(max) if max > self.remote_last_seq => {
+                let window_end = self.local_seq_no + self.remote_win_len;
+                let limit = window_end.max(self.remote_last_seq);
+                if max > limit { limit } else { max }
+            }
+            _ => self.remote_last_seq,
+        }
+    }
+
     fn flight_size(&self) -> usize {
         self.remote_last_seq - self.local_seq_no
     }
 
+    /// RFC 6675 pipe: the octets still in the network, which the congestion window limits.
+    ///
+    /// Outside fast recovery that is the flight size. In fast recovery with SACK it leaves out
+    /// the SACKed octets and the holes deemed lost (IsLost) that were not retransmitted yet;
+    /// without SACK information (RFC 6582 NewReno), every duplicate ACK since the last new ACK
+    /// stands for one segment that left the network, which is RFC 5681's window inflation
+    /// counted on this side of the comparison.
+    fn pipe(&self) -> usize {
+        let flight = self.flight_size();
+        if self.sack_board.is_empty() {
+            if self.recovery_point.is_none() {
+                return flight;
+            }
+            return flight.saturating_sub(self.local_rx_dup_acks as usize * self.remote_mss);
+        }
+        if self.recovery_point.is_none() && self.rto_recovery_point.is_none() {
+            return flight;
+        }
+        // After a timeout, SACKed octets may lie beyond the retransmission pointer: those
+        // are not in the flight counted here.
+        let mut pipe = flight.saturating_sub(self.sack_board.sacked_below(self.remote_last_seq));
+        for (start, end) in self.sack_board.holes(self.local_seq_no) {
+            let end = if end > self.remote_last_seq {
+                self.remote_last_seq
+            } else {
+                end
+            };
+            if end > start && self.sack_board.is_lost(start, self.remote_mss) {
+                let from = start.max(self.high_rxt);
+                if end > from {
+                    pipe = pipe.saturating_sub(end - from);
+                }
+            }
+        }
+        pipe
+    }
+
+    /// When the holes below the retransmission pointer may be resent once more while
+    /// recovering from a timeout: an RTT and a quarter (RACK's reordering window) after the
+    /// last retransmission, if the peer's SACKs still show holes.
+    fn rxt_pass_at(&self) -> Option<Instant> {
+        self.rto_recovery_point?;
+        if self.sack_board.is_empty() {
+            return None;
+        }
+        let rtt = if self.rtte.have_measurement {
+            self.rtte.srtt
+        } else {
+            RTTE_INITIAL_RTO
+        };
+        self.rxt_sent_at
+            .map(|t| t + Duration::from_millis((rtt + rtt / 4).max(1) as u64))
+    }
+
     fn cwnd_remaining(&self) -> usize {
+        // RFC 3042 limited transmit: on the first two duplicate ACKs, one new segment each
+        // beyond the congestion window, so a small window still gets the third one back.
+        let limited_transmit = if self.recovery_point.is_none() && self.rto_recovery_point.is_none()
+        {
+            (self.local_rx_dup_acks.min(2) as usize) * self.remote_mss
+        } else {
+            0
+        };
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size())
+            .saturating_add(limited_transmit)
+            .saturating_sub(self.pipe())
+    }
+
+    /// RFC 6675 NextSeg during fast recovery with SACK: the start and length of the hole to
+    /// retransmit next, if the congestion window allows a segment (cwnd - pipe >= 1 MSS).
+    /// Rule 1: the lowest hole above HighRxt deemed lost; rule 3, once no new data can be
+    /// sent (`no_new_data`): the lowest hole above HighRxt below the highest SACKed octet.
+    fn sack_next_seg(&self, mss: usize, no_new_data: bool) -> Option<(TcpSeqNumber, usize)> {
+        self.recovery_point.or(self.rto_recovery_point)?;
+        let window = self.congestion_controller.inner().window();
+        if window < self.pipe().saturating_add(mss.max(1)) {
+            return None;
+        }
+        let from = self.high_rxt.max(self.local_seq_no);
+        let mut fallback = None;
+        for (start, end) in self.sack_board.holes(from) {
+            let end = if end > self.remote_last_seq {
+                self.remote_last_seq
+            } else {
+                end
+            };
+            if end <= start {
+                continue;
+            }
+            if self.sack_board.is_lost(start, self.remote_mss) {
+                return Some((start, end - start));
+            }
+            if fallback.is_none() {
+                fallback = Some((start, end - start));
+            }
+        }
+        fallback.filter(|_| no_new_data)
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -1494,6 +1734,51 @@ impl<'a> Socket<'a> {
         (ip_reply_repr, reply_repr)
     }
 
+    /// The SACK blocks (RFC 2018) for an ACK of `ack`, from the out-of-order data the
+    /// assembler holds: none if the remote did not permit SACK or nothing is queued.
+    ///
+    /// RFC 2018 section 4: the first block MUST hold the segment that triggered this ACK (the
+    /// most recently received one), and the others SHOULD repeat the most recently reported
+    /// blocks. Every ACK sent while there are holes carries them (not only the ACK of an
+    /// out-of-order segment), so a lost ACK costs the sender no information. The other blocks
+    /// go highest first: segments mostly arrive in order, so that is the order in which they
+    /// were last reported (the exact sequences of RFC 2018's examples). `TcpRepr` has room for
+    /// three blocks, which is also what fits beside the timestamp option.
+    fn sack_ranges(&self, ack: TcpSeqNumber) -> [Option<(u32, u32)>; 3] {
+        let mut ranges = [None; 3];
+        if !self.remote_has_sack {
+            return ranges;
+        }
+        let to_seq = |(left, right): (usize, usize)| (ack + left, ack + right);
+        let recent = self.local_rx_last_seq.and_then(|last| {
+            self.assembler
+                .iter_data()
+                .map(to_seq)
+                .find(|&(left, right)| left <= last && right >= last)
+        });
+        let mut n = 0;
+        if let Some((left, right)) = recent {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
+        }
+        // The assembler holds few blocks (ASSEMBLER_MAX_SEGMENT_COUNT): walk them backwards by
+        // index rather than collecting them.
+        let count = self.assembler.iter_data().count();
+        for i in (0..count).rev() {
+            if n == ranges.len() {
+                break;
+            }
+            let Some(block) = self.assembler.iter_data().nth(i).map(to_seq) else {
+                continue;
+            };
+            if Some(block) != recent {
+                ranges[n] = Some((block.0.0 as u32, block.1.0 as u32));
+                n += 1;
+            }
+        }
+        ranges
+    }
+
     fn ack_reply(&mut self, ip_repr: &IpRepr, repr: &TcpRepr) -> (IpRepr, TcpRepr<'static>) {
         let (mut ip_reply_repr, mut reply_repr) = Self::reply(ip_repr, repr);
         reply_repr.timestamp = repr
@@ -1504,7 +1789,7 @@ impl<'a> Socket<'a> {
         // [...] an empty acknowledgment segment containing the current send-sequence number
         // and an acknowledgment indicating the next sequence number expected
         // to be received.
-        reply_repr.seq_number = self.remote_last_seq;
+        reply_repr.seq_number = self.seq_for_empty_segment();
         reply_repr.ack_number = Some(self.remote_seq_no + self.rx_buffer.len());
         self.remote_last_ack = reply_repr.ack_number;
 
@@ -1516,42 +1801,7 @@ impl<'a> Socket<'a> {
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
-        if self.remote_has_sack {
-            net_debug!("sending sACK option with current assembler ranges");
-
-            // RFC 2018: The first SACK block (i.e., the one immediately following the kind and
-            // length fields in the option) MUST specify the contiguous block of data containing
-            // the segment which triggered this ACK, unless that segment advanced the
-            // Acknowledgment Number field in the header.
-            reply_repr.sack_ranges[0] = None;
-
-            let ack = reply_repr.ack_number.unwrap_or(TcpSeqNumber(0));
-
-            if let Some(last_seg_seq) = self.local_rx_last_seq {
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .find(|&(left, right)| left <= last_seg_seq && right >= last_seg_seq)
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-
-            if reply_repr.sack_ranges[0].is_none() {
-                // The matching segment was removed from the assembler, meaning the acknowledgement
-                // number has advanced, or there was no previous sACK.
-                //
-                // While the RFC says we SHOULD keep a list of reported sACK ranges, and iterate
-                // through those, that is currently infeasible. Instead, we offer the range with
-                // the lowest sequence number (if one exists) to hint at what segments would
-                // most quickly advance the acknowledgement number.
-                reply_repr.sack_ranges[0] = self
-                    .assembler
-                    .iter_data()
-                    .map(|(left, right)| (ack + left, ack + right))
-                    .next()
-                    .map(|(left, right)| (left.0 as u32, right.0 as u32));
-            }
-        }
+        reply_repr.sack_ranges = self.sack_ranges(reply_repr.ack_number.unwrap_or(TcpSeqNumber(0)));
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
@@ -2114,15 +2364,42 @@ impl<'a> Socket<'a> {
             // TODO: When flow control is implemented,
             // refractor the following block within that implementation
 
+            // RFC 6675 scoreboard: forget what the cumulative ACK covers, record the SACK
+            // blocks that lie above it and within what was sent (a block below it is a
+            // D-SACK, RFC 2883, and says nothing about holes). After a timeout the old
+            // information is dropped and none is gathered until that episode is over (RFC
+            // 2018: "ignore prior SACK information in determining which data to retransmit").
+            self.sack_board.advance(ack_number);
+            let mut newly_sacked = 0;
+            if self.remote_has_sack {
+                let snd_max = self.seq_for_empty_segment();
+                for (left, right) in repr.sack_ranges.iter().flatten() {
+                    let (left, right) = (TcpSeqNumber(*left as i32), TcpSeqNumber(*right as i32));
+                    if right > ack_number && right <= snd_max && left < right {
+                        newly_sacked += self.sack_board.add(left.max(ack_number), right);
+                    }
+                }
+                // After a timeout the sender goes back to SND.UNA: skip what the peer reports
+                // holding since (RFC 6675 section 5.1: use the SACK information gathered
+                // during the loss recovery that follows a timeout).
+                if let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+                    self.remote_last_seq = end;
+                }
+            }
+
             match self.local_rx_last_ack {
-                // Duplicate ACK if payload empty and ACK doesn't move send window ->
+                // Duplicate ACK (RFC 5681 section 2): no data, the same ACK number, data
+                // outstanding, and the same window -- or, with SACK, blocks that report data
+                // not SACKed before, whatever the window (RFC 6675 section 2: Linux raises its
+                // window while it waits for a hole to fill, so its ACKs never had the same one).
                 // Increment duplicate ACK count, notify congestion controller and
-                // set for retransmit if we just received the third duplicate ACK
+                // start loss recovery on the third one, or as soon as the SACKed data says
+                // the first segment is lost (RFC 6675 section 5, IsLost(HighACK + 1)).
                 Some(last_rx_ack)
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && !is_window_update =>
+                        && (!is_window_update || newly_sacked > 0) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2138,7 +2415,24 @@ impl<'a> Socket<'a> {
                         }
                     );
 
-                    if self.local_rx_dup_acks == 3 {
+                    // RFC 6582 section 3.2 step 1 / RFC 6675 section 5.1: only one recovery
+                    // per window of data, and none for data sent before a timeout.
+                    let may_recover = self.recovery_point.is_none()
+                        && self
+                            .rto_recovery_point
+                            .is_none_or(|point| ack_number >= point);
+                    if may_recover
+                        && (self.local_rx_dup_acks >= 3
+                            || (!self.sack_board.is_empty()
+                                && self.sack_board.is_lost(ack_number, self.remote_mss)))
+                    {
+                        self.recovery_point = Some(self.seq_for_empty_segment());
+                        self.rto_recovery_point = None;
+                        self.recovery_stats.fast_retransmits += 1;
+                        if !self.sack_board.is_empty() {
+                            self.recovery_stats.sack_recoveries += 1;
+                        }
+                        self.high_rxt = ack_number;
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
                     }
@@ -2163,13 +2457,37 @@ impl<'a> Socket<'a> {
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
-                    let new_flight_size = self.flight_size().saturating_sub(ack_len);
-                    self.congestion_controller.inner_mut().on_ack(
-                        cx.now(),
-                        ack_len,
-                        new_flight_size,
-                        &self.rtte,
-                    );
+                    if self
+                        .rto_recovery_point
+                        .is_some_and(|point| ack_number >= point)
+                    {
+                        self.rto_recovery_point = None;
+                        self.rxt_sent_at = None;
+                    }
+                    match self.recovery_point {
+                        Some(point) if ack_len > 0 && ack_number < point => {
+                            // A partial ACK: the window is not grown in recovery. Without SACK
+                            // information the next hole starts at the ACK: resend it now (RFC
+                            // 6582 section 3.2 step 5); with it, NextSeg picks the holes.
+                            if self.sack_board.is_empty() {
+                                self.pending_fast_retransmit = true;
+                            }
+                        }
+                        _ => {
+                            if self.recovery_point.is_some() && ack_len > 0 {
+                                // Everything sent before the loss is acknowledged.
+                                self.recovery_point = None;
+                                net_debug!("fast recovery done");
+                            }
+                            let new_flight_size = self.flight_size().saturating_sub(ack_len);
+                            self.congestion_controller.inner_mut().on_ack(
+                                cx.now(),
+                                ack_len,
+                                new_flight_size,
+                                &self.rtte,
+                            );
+                        }
+                    }
                 }
             };
 
@@ -2341,6 +2659,18 @@ impl<'a> Socket<'a> {
         let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
         let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+        // max sequence number we can send.
+        let max_send_seq =
+            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_buffer.len());
+
+        // A hole to retransmit in fast recovery (RFC 6675)?
+        if self
+            .sack_next_seg(effective_mss, max_send_seq <= self.remote_last_seq)
+            .is_some()
+        {
+            return true;
+        }
+
         // Have we sent data that hasn't been ACKed yet?
         let data_in_flight = self.remote_last_seq != self.local_seq_no;
 
@@ -2348,10 +2678,6 @@ impl<'a> Socket<'a> {
         if matches!(self.state, State::SynSent | State::SynReceived) && !data_in_flight {
             return true;
         }
-
-        // max sequence number we can send.
-        let max_send_seq =
-            self.local_seq_no + core::cmp::min(self.remote_win_len, self.tx_buffer.len());
 
         // Max amount of octets we can send.
         let capped_send_seq = if max_send_seq >= self.remote_last_seq {
@@ -2504,13 +2830,24 @@ impl<'a> Socket<'a> {
                     .inner_mut()
                     .on_rto(cx.now(), in_flight);
 
+                // RFC 6675 section 5.1: a timeout ends fast recovery; no new one starts for
+                // data sent so far, and the SACK information is dropped (RFC 2018). What the
+                // peer SACKs from now on is used: holes it shows are resent (NextSeg) and
+                // the octets it holds are not.
+                self.rto_recovery_point = Some(self.seq_for_empty_segment());
+                self.recovery_point = None;
+                self.recovery_stats.timeouts += 1;
+                self.pending_fast_retransmit = false;
+                self.sack_board.clear();
+                self.high_rxt = self.local_seq_no;
+
                 // Rewind "last sequence number sent", as if we never
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
 
                 // Inform RTTE, so that it can can handle RTO backoff
-                self.rtte.on_rto();
+                self.rtte.on_rto(self.seq_for_empty_segment());
             } else {
                 // If a fast rentrasmit timer expired, we should resend only the earliest unAcked segment
                 net_debug!("retransmitting for fast-retransmit");
@@ -2532,6 +2869,13 @@ impl<'a> Socket<'a> {
 
             // Inform RTTE, so that it can avoid bogus measurements.
             self.rtte.on_retransmit();
+        }
+
+        if self.rxt_pass_at().is_some_and(|t| cx.now() >= t) {
+            // The retransmissions of the last pass had an RTT to arrive; the holes the peer
+            // still reports are lost again: NextSeg starts over from SND.UNA.
+            self.high_rxt = self.local_seq_no;
+            self.rxt_sent_at = None;
         }
 
         #[cfg(feature = "socket-tcp-pause-synack")]
@@ -2588,7 +2932,8 @@ impl<'a> Socket<'a> {
             window_scale: None,
             max_seg_size: None,
             sack_permitted: false,
-            sack_ranges: [None, None, None],
+            // Set here, before the payload is sized, so the segment leaves room for them.
+            sack_ranges: self.sack_ranges(self.remote_seq_no + self.rx_buffer.len()),
             timestamp: TcpTimestampRepr::generate_reply_with_tsval(
                 self.tsval_generator,
                 self.last_remote_tsval,
@@ -2621,6 +2966,7 @@ impl<'a> Socket<'a> {
             // We transmit a SYN|ACK in the SYN-RECEIVED state.
             State::SynSent | State::SynReceived => {
                 repr.control = TcpControl::Syn;
+                repr.sack_ranges = [None; 3];
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
                 repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
@@ -2653,14 +2999,26 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+                let no_new_data = self.local_seq_no + self.remote_win_len.min(self.tx_buffer.len())
+                    <= self.remote_last_seq;
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
                     repr.seq_number = self.local_seq_no;
                     repr.payload = self.tx_buffer.get_allocated(0, size);
 
                     self.pending_fast_retransmit = false;
+                    self.high_rxt = self.high_rxt.max(self.local_seq_no + repr.payload.len());
 
                     0
+                } else if let Some((seq, len)) = self.sack_next_seg(effective_mss, no_new_data) {
+                    // RFC 6675 section 5 (C): retransmit a hole the peer's SACKs show.
+                    let offset = seq - self.local_seq_no;
+                    repr.seq_number = seq;
+                    repr.payload = self.tx_buffer.get_allocated(offset, len.min(effective_mss));
+                    self.high_rxt = seq + repr.payload.len();
+                    // Karn: no RTT sample across a retransmission.
+                    self.rtte.on_retransmit();
+                    offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
                     let win_right_edge = self.local_seq_no + self.remote_win_len;
@@ -2809,6 +3167,10 @@ impl<'a> Socket<'a> {
         // Bailing out if the packet isn't placed in the device buffer allows us
         // to not waste time waiting for the retransmit timer on packets that we know
         // for sure will not be successfully transmitted.
+        if repr.segment_len() == 0 {
+            repr.seq_number = self.seq_for_empty_segment();
+        }
+
         ip_repr.set_payload_len(repr.buffer_len());
         emit(cx, packet_meta, (ip_repr, repr))?;
 
@@ -2843,9 +3205,25 @@ impl<'a> Socket<'a> {
         // We've sent a packet successfully, so we can update the internal state now.
         // Use max() so a fast-retransmit segment (whose seq_number is local_seq_no, well
         // behind the current frontier) doesn't rewind the tracked "highest sent" sequence.
-        self.remote_last_seq = self
-            .remote_last_seq
-            .max(repr.seq_number + repr.segment_len());
+        if repr.segment_len() > 0 {
+            let end = repr.seq_number + repr.segment_len();
+            if self.remote_max_seq.is_some_and(|max| repr.seq_number < max) {
+                // A retransmission (going back after a timeout too): NextSeg starts above.
+                self.high_rxt = self.high_rxt.max(end);
+                if self.rto_recovery_point.is_some() {
+                    self.rxt_sent_at = Some(cx.now());
+                }
+            }
+            self.remote_last_seq = self.remote_last_seq.max(end);
+            // Going back after a timeout: do not resend what the peer SACKed since.
+            if let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+                self.remote_last_seq = end;
+            }
+            self.remote_max_seq = Some(match self.remote_max_seq {
+                Some(max) => max.max(self.remote_last_seq),
+                None => self.remote_last_seq,
+            });
+        }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
@@ -2914,11 +3292,18 @@ impl<'a> Socket<'a> {
                 (_, _) => PollAt::Ingress,
             };
 
+            let rxt_pass_poll_at = self.rxt_pass_at().map_or(PollAt::Ingress, PollAt::Time);
+
             // We wait for the earliest of our timers to fire.
-            *[self.timer.poll_at(), timeout_poll_at, delayed_ack_poll_at]
-                .iter()
-                .min()
-                .unwrap_or(&PollAt::Ingress)
+            *[
+                self.timer.poll_at(),
+                timeout_poll_at,
+                delayed_ack_poll_at,
+                rxt_pass_poll_at,
+            ]
+            .iter()
+            .min()
+            .unwrap_or(&PollAt::Ingress)
         }
     }
 }
@@ -4704,6 +5089,87 @@ mod test {
     }
 
     #[test]
+    fn test_established_rfc2018_case3_every_ack_carries_all_blocks() {
+        // RFC 2018 page 9, case 3: the 2nd, 4th, 6th and 8th segments are dropped. Each ACK
+        // reports the block of the segment that triggered it first, then the blocks reported
+        // before, most recent first.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        let expected: [(usize, [Option<(u32, u32)>; 3]); 4] = [
+            (5000, [None, None, None]),
+            (6000, [Some((seq(6000), seq(6500))), None, None]),
+            (
+                7000,
+                [
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                    None,
+                ],
+            ),
+            (
+                8000,
+                [
+                    Some((seq(8000), seq(8500))),
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                ],
+            ),
+        ];
+        for (offset, sack_ranges) in expected {
+            send!(
+                s,
+                TcpRepr {
+                    seq_number: REMOTE_SEQ + 1 + offset,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    payload: &segment,
+                    ..SEND_TEMPL
+                },
+                if offset == 5000 {
+                    None
+                } else {
+                    Some(TcpRepr {
+                        seq_number: LOCAL_SEQ + 1,
+                        ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                        window_len: 3500,
+                        sack_ranges,
+                        ..RECV_TEMPL
+                    })
+                }
+            );
+            if offset == 5000 {
+                // In order: acknowledged by the next dispatch, without blocks.
+                recv!(
+                    s,
+                    [TcpRepr {
+                        seq_number: LOCAL_SEQ + 1,
+                        ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                        window_len: 3500,
+                        sack_ranges,
+                        ..RECV_TEMPL
+                    }]
+                );
+            }
+        }
+        // Any later segment (here one with data) still carries the three blocks: holes remain.
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                window_len: 3500,
+                payload: &b"xyz"[..],
+                sack_ranges: [
+                    Some((seq(8000), seq(8500))),
+                    Some((seq(7000), seq(7500))),
+                    Some((seq(6000), seq(6500))),
+                ],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
     fn test_established_sack_no_overflow_on_near_max_seqnumber() {
         let mut s = socket_established();
         s.remote_has_sack = true;
@@ -6478,18 +6944,27 @@ mod test {
         }));
     }
 
+    /// Sets Reno's congestion window (the initial one, 10 segments, is too large for these tests).
+    #[cfg(feature = "socket-tcp-reno")]
+    fn set_reno_window(s: &mut TestSocket, cwnd: usize) {
+        if let congestion::AnyController::Reno(r) = &mut s.congestion_controller {
+            r.cwnd = cwnd;
+        }
+    }
+
     #[test]
     #[cfg(feature = "socket-tcp-reno")]
     fn test_congestion_window_limits_data_in_flight() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
         let data = [b'x'; 8192];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial congestion window is 2048 bytes: only two
+        // With a congestion window of 2048 bytes only two
         // 1024-byte segments may be in flight, the rest must wait for ACKs.
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
@@ -6526,6 +7001,7 @@ mod test {
     fn test_congestion_window_doesnt_limit_fast_retransmit() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
@@ -6540,7 +7016,7 @@ mod test {
         let data = [b'x'; 8192];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial congestion window is 2048 bytes, allowing 2 segments
+        // A congestion window of 2048 bytes allows 2 segments
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
             ack_number: Some(REMOTE_SEQ + 1),
@@ -7065,6 +7541,246 @@ mod test {
         });
     }
 
+    /// Five 6-octet segments in flight, the first and third lost at the peer.
+    fn socket_five_segments_in_flight(sack: bool) -> TestSocket {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::None);
+        s.remote_has_sack = sack;
+        s.remote_mss = 6;
+        // The ACK duplicates will repeat.
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaaaaBBBBBBccccccDDDDDDeeeeee").unwrap();
+        for (i, seg) in [b"aaaaaa", b"BBBBBB", b"cccccc", b"DDDDDD", b"eeeeee"]
+            .iter()
+            .enumerate()
+        {
+            recv!(s, time 0, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    &seg[..],
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    #[test]
+    fn test_sack_recovery_resends_only_holes_and_counts_window_changing_dup_acks() {
+        let mut s = socket_five_segments_in_flight(true);
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        // The peer raises its window on every ACK (as Linux does while it waits for a hole):
+        // by RFC 5681 alone none of these is a duplicate; with new SACK information each is.
+        let acks = [
+            (100, [Some((seq(6), seq(12))), None, None]),
+            (
+                200,
+                [Some((seq(18), seq(24))), Some((seq(6), seq(12))), None],
+            ),
+            (
+                300,
+                [Some((seq(18), seq(30))), Some((seq(6), seq(12))), None],
+            ),
+        ];
+        for (i, (window_len, sack_ranges)) in acks.into_iter().enumerate() {
+            send!(s, time 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len,
+                sack_ranges,
+                ..SEND_TEMPL
+            });
+            assert_eq!(s.local_rx_dup_acks as usize, i + 1);
+        }
+        // The same blocks again with another window: nothing new, no duplicate.
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 400,
+            sack_ranges: acks[2].1,
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.local_rx_dup_acks, 0);
+        assert!(s.recovery_point.is_some(), "fast recovery started");
+        assert!(s.in_loss_recovery());
+        let stats = s.loss_recovery_stats();
+        assert_eq!(
+            (
+                stats.fast_retransmits,
+                stats.sack_recoveries,
+                stats.timeouts
+            ),
+            (1, 1, 0)
+        );
+        // The two holes go out, and nothing the peer SACKed (no go-back-N).
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time 20);
+        // Everything acknowledged: recovery is over.
+        send!(s, time 30, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            window_len: 400,
+            ..SEND_TEMPL
+        });
+        assert!(s.recovery_point.is_none());
+        assert!(s.sack_board.is_empty());
+        recv_nothing!(s, time 40);
+    }
+
+    #[test]
+    fn test_newreno_partial_ack_resends_next_hole_at_once() {
+        let mut s = socket_five_segments_in_flight(false);
+        for _ in 0..3 {
+            send!(s, time 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 20, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }]);
+        // A partial ACK up to the second hole (RFC 6582): resend it now, not after a timeout.
+        send!(s, time 30, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 30, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }]);
+        assert!(s.recovery_point.is_some());
+        send!(s, time 40, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            ..SEND_TEMPL
+        });
+        assert!(s.recovery_point.is_none());
+    }
+
+    #[test]
+    fn test_after_rto_sacked_data_is_not_resent() {
+        let mut s = socket_five_segments_in_flight(true);
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        let rto = s.rtte.retransmission_timeout().total_millis() as i64;
+        recv!(s, time rto, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer has the retransmission, and the last two segments from before.
+        send!(s, time rto + 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [Some((seq(18), seq(30))), None, None],
+            ..SEND_TEMPL
+        });
+        // Going back resends the two it lacks, not the two it holds (RFC 6675 section 5.1).
+        recv!(s, time rto + 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"BBBBBB"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time rto + 10, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time rto + 10);
+        // Both are lost again: the peer still reports the hole. An RTT (here the initial 1 s,
+        // no sample yet) and a quarter after the last retransmission they are resent, long
+        // before the backed-off timer (RFC 8985 section 6.2).
+        send!(s, time rto + 20, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [Some((seq(18), seq(30))), None, None],
+            window_len: 200,
+            ..SEND_TEMPL
+        });
+        recv_nothing!(s, time rto + 10 + 1249);
+        recv!(s, time rto + 10 + 1250, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"BBBBBB"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time rto + 10 + 1250, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"cccccc"[..],
+            ..RECV_TEMPL
+        }));
+        recv_nothing!(s, time rto + 10 + 1250);
+        send!(s, time rto + 1300, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 30),
+            ..SEND_TEMPL
+        });
+        assert!(s.rto_recovery_point.is_none());
+        recv_nothing!(s, time rto + 5000);
+    }
+
+    #[test]
+    fn test_no_fast_recovery_for_data_sent_before_a_timeout() {
+        let mut s = socket_five_segments_in_flight(false);
+        // The timer fires: go back to the last ACK, one segment.
+        let rto = s.rtte.retransmission_timeout().total_millis() as i64;
+        recv!(s, time rto, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaaaaa"[..],
+            ..RECV_TEMPL
+        }));
+        // Duplicate ACKs for data sent before the timeout start no fast retransmit (RFC 6582
+        // section 4.1, RFC 6675 section 5.1): they are the echoes of the first flight.
+        for _ in 0..3 {
+            send!(s, time rto + 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 0,
+                ..SEND_TEMPL
+            });
+        }
+        assert!(s.recovery_point.is_none());
+        assert!(s.rto_recovery_point.is_some());
+        let stats = s.loss_recovery_stats();
+        assert_eq!(
+            (
+                stats.fast_retransmits,
+                stats.sack_recoveries,
+                stats.timeouts
+            ),
+            (0, 0, 1)
+        );
+        assert_eq!(s.retransmission_timeout(), Duration::from_millis(2000));
+        assert_eq!(s.smoothed_rtt(), None);
+        assert_eq!(s.congestion_window(), usize::MAX);
+        assert_eq!(s.slow_start_threshold(), usize::MAX);
+    }
+
     #[test]
     fn test_fast_retransmit_duplicate_detection_with_data() {
         let mut s = socket_established();
@@ -7367,6 +8083,91 @@ mod test {
         // even though we're in "fast retransmit", we shouldn't
         // force-send anything because the remote's window is full.
         recv_nothing!(s);
+    }
+
+    #[test]
+    fn test_ack_after_rto_not_below_peer_window() {
+        let mut s = socket_established();
+        s.remote_mss = 6;
+        s.send_slice(b"abcdefghijkl").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }));
+        // The timer expires: go back to the last ACK.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer sends data and has room for nothing more. SND.MAX (+ 13) lies beyond the
+        // window it advertised, so the ACK carries that window's end (Linux's
+        // `tcp_acceptable_seq`); within the window it carries SND.MAX, never the rewound
+        // pointer a peer that received more would drop.
+        send!(s, time 1001, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            window_len: 6,
+            payload: &b"xyz"[..],
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1001, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1 + 3),
+            window_len: 61,
+            ..RECV_TEMPL
+        }]);
+    }
+
+    #[test]
+    fn test_ack_after_rto_stays_within_peer_window() {
+        let mut s = socket_established();
+        s.remote_mss = 6;
+        s.send_slice(b"abcdefghijkl").unwrap();
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 0, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijkl"[..],
+            ..RECV_TEMPL
+        }));
+        // The timer fires: go back.
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abcdef"[..],
+            ..RECV_TEMPL
+        }));
+        // The peer took the first six octets only and closed its window: the second segment
+        // lies beyond it, and so would an ACK numbered SND.MAX. The ACK of the peer's data
+        // carries the window's end (where the peer accepts a segment without data).
+        send!(s, time 1010, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            window_len: 0,
+            payload: &b"xyz"[..],
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1010, [TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1 + 3),
+            window_len: 61,
+            ..RECV_TEMPL
+        }]);
     }
 
     #[test]
@@ -8375,13 +9176,14 @@ mod test {
     fn test_zero_window_probe_not_capped_by_cwnd() {
         let mut s = socket_established_with_buffer_sizes(8192, 64);
         s.set_congestion_control(CongestionControl::Reno);
+        set_reno_window(&mut s, 2048);
         s.remote_win_len = 65535;
         s.remote_mss = 1024;
 
         let data = [b'x'; 4096];
         s.send_slice(&data[..]).unwrap();
 
-        // Reno's initial cwnd is 2048: two segments fill the congestion window
+        // A cwnd of 2048: two segments fill the congestion window
         // exactly, leaving cwnd_remaining() == 0.
         recv!(s, time 0, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
@@ -9624,6 +10426,106 @@ mod test {
             r.sample(2000);
             assert_eq!(r.retransmission_timeout(), Duration::from_millis(rto));
         }
+    }
+
+    #[test]
+    fn test_rtt_estimator_min_rto_backoff_and_karn() {
+        let mut r = RttEstimator::default();
+        // RFC 6298 (2.1): 1 s until the first measurement.
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
+        // A short path: the RTO settles at the 200 ms floor, not at 1 s.
+        for _ in 0..20 {
+            r.sample(10);
+        }
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+        // (5.5): each expiry doubles the RTO.
+        r.on_rto(TcpSeqNumber(1000));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(400));
+        r.on_rto(TcpSeqNumber(1000));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // Karn: a segment that was retransmitted gives no sample, so the backed-off RTO
+        // stays until new data is acknowledged.
+        r.on_send(Instant::from_millis(0), TcpSeqNumber(100));
+        r.on_retransmit();
+        r.on_ack(Instant::from_millis(5), TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // A fresh segment's ACK is a sample again.
+        r.on_send(Instant::from_millis(10), TcpSeqNumber(200));
+        r.on_ack(Instant::from_millis(20), TcpSeqNumber(200));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn test_rtt_estimator_backoff_removed_by_ack_of_new_data() {
+        let mut r = RttEstimator::default();
+        for _ in 0..20 {
+            r.sample(10);
+        }
+        // The timer fires twice with 100 octets sent.
+        r.on_rto(TcpSeqNumber(100));
+        r.on_rto(TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // The ACK of the retransmitted octets keeps the backoff (Karn)...
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(100));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(800));
+        // ...the ACK of data sent after the timeout removes it (RFC 8961), no sample needed.
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(101));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+        // Three timeouts in a row clear the estimate: the RTO restarts from 1 s.
+        for _ in 0..3 {
+            r.on_rto(TcpSeqNumber(200));
+        }
+        r.on_ack(Instant::from_millis(0), TcpSeqNumber(300));
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_initial_window_rfc6928() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        // 10 segments of smoltcp's default 1024 octets, until the handshake sets the MSS.
+        assert_eq!(s.congestion_window(), 10 * 1024);
+        s.congestion_controller.inner_mut().set_mss(1460);
+        assert_eq!(s.congestion_window(), 14_600);
+        // Large segments: at least two of them.
+        assert_eq!(congestion::initial_window(8960), 2 * 8960);
+        assert_eq!(congestion::initial_window(536), 5360);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_congestion_getters() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        assert_eq!(s.slow_start_threshold(), usize::MAX);
+        s.congestion_controller
+            .inner_mut()
+            .on_rto(Instant::from_millis(0), 10_000);
+        assert_eq!(s.slow_start_threshold(), 5_000);
+        assert_eq!(s.congestion_window(), 1024);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_reset_starts_fresh_congestion_state() {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::Reno);
+        let fresh_window = s.congestion_controller.inner().window();
+        s.congestion_controller
+            .inner_mut()
+            .on_rto(Instant::from_millis(0), 10_000);
+        assert!(s.congestion_controller.inner().window() < fresh_window);
+        s.local_rx_dup_acks = 2;
+        s.local_rx_last_ack = Some(LOCAL_SEQ + 1);
+        s.pending_fast_retransmit = true;
+        s.reset();
+        // The next connection starts from the initial window, with the same algorithm.
+        assert_eq!(s.congestion_control(), CongestionControl::Reno);
+        assert_eq!(s.congestion_controller.inner().window(), fresh_window);
+        assert_eq!(s.local_rx_dup_acks, 0);
+        assert_eq!(s.local_rx_last_ack, None);
+        assert!(!s.pending_fast_retransmit);
     }
 
     #[test]

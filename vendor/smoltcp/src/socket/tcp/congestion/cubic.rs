@@ -1,6 +1,6 @@
 use crate::{socket::tcp::RttEstimator, time::Instant};
 
-use super::Controller;
+use super::{Controller, initial_window};
 
 // Constants for the Cubic congestion control algorithm.
 // See RFC 9438.
@@ -35,14 +35,14 @@ pub struct Cubic {
 impl Cubic {
     pub fn new() -> Cubic {
         let mut cubic = Cubic {
-            w_max: DEFAULT_MSS * 2,
-            cwnd: DEFAULT_MSS * 2,
+            w_max: initial_window(DEFAULT_MSS),
+            cwnd: initial_window(DEFAULT_MSS),
             mss: DEFAULT_MSS,
             rwnd: 64 * DEFAULT_MSS,
             ssthresh: usize::MAX,
             k: 0.0,
-            w_est: (DEFAULT_MSS * 2) as f64,
-            cwnd_prior: DEFAULT_MSS * 2,
+            w_est: initial_window(DEFAULT_MSS) as f64,
+            cwnd_prior: initial_window(DEFAULT_MSS),
 
             recovery_start: None,
             in_fast_recovery: false,
@@ -75,6 +75,10 @@ impl Cubic {
 impl Controller for Cubic {
     fn window(&self) -> usize {
         self.cwnd
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
@@ -173,12 +177,6 @@ impl Controller for Cubic {
         self.cwnd = (self.cwnd + increment).min(self.rwnd).max(self.mss);
     }
 
-    fn on_dup_ack(&mut self, _now: Instant, len: usize, _in_flight: usize) {
-        if self.in_fast_recovery {
-            self.cwnd = self.cwnd.saturating_add(len).min(self.rwnd).max(self.mss);
-        }
-    }
-
     fn post_transmit(&mut self, now: Instant, _len: usize) {
         self.absorb_idle(now);
     }
@@ -204,7 +202,10 @@ impl Controller for Cubic {
             };
 
             self.ssthresh = ((in_flight as f64 * BETA_CUBIC) as usize).max(2 * self.mss);
-            self.cwnd = self.ssthresh.min(self.rwnd).saturating_add(3 * self.mss);
+            // RFC 6675 section 5 (4.2): cwnd = ssthresh. The socket counts the segments that
+            // left the network (its `pipe`: SACKed octets, or duplicate ACKs without SACK), so
+            // RFC 5681's inflation by 3 + 1 per duplicate ACK would count them twice.
+            self.cwnd = self.ssthresh.min(self.rwnd).max(self.mss);
 
             self.recovery_start = Some(now);
             self.in_fast_recovery = true;
@@ -231,6 +232,13 @@ impl Controller for Cubic {
     }
 
     fn set_mss(&mut self, mss: usize) {
+        // Set during the handshake: the initial window follows the segment size.
+        if self.cwnd == initial_window(self.mss) {
+            self.cwnd = initial_window(mss);
+            self.w_max = self.cwnd;
+            self.w_est = self.cwnd as f64;
+            self.cwnd_prior = self.cwnd;
+        }
         self.mss = mss;
         self.recompute_k();
     }
@@ -379,18 +387,18 @@ mod test {
         let expected_ssthresh = (in_flight as f64 * BETA_CUBIC) as usize;
         cubic.on_loss(Instant::from_millis(0), in_flight);
         assert_eq!(cubic.ssthresh, expected_ssthresh);
-        assert_eq!(cubic.cwnd, expected_ssthresh + 3 * MSS);
+        assert_eq!(cubic.cwnd, expected_ssthresh);
         assert_eq!(cubic.w_max, initial_cwnd);
         assert!(cubic.in_fast_recovery);
         assert_eq!(cubic.recovery_start, Some(Instant::from_millis(0)));
 
-        // in fast recovery, each dup-ACK should increase the cwnd by 1 MSS
+        // in fast recovery, dup-ACKs leave cwnd alone: the socket counts them in its pipe
         let initial_cwnd = cubic.window();
         for i in 0..3 {
             for _ in 0..3 {
                 let initial_cwnd = cubic.window();
                 cubic.on_dup_ack(Instant::from_millis(i), MSS, initial_cwnd);
-                assert_eq!(cubic.window(), initial_cwnd + MSS);
+                assert_eq!(cubic.window(), initial_cwnd);
             }
 
             // multiple loss events (trip-dup-ack) should not trigger additional fast recovery reductions
@@ -402,7 +410,7 @@ mod test {
             assert_eq!(cubic.ssthresh, initial_ssthresh);
             assert_eq!(cubic.w_max, initial_w_max);
         }
-        assert_eq!(cubic.window(), initial_cwnd + MSS * 9);
+        assert_eq!(cubic.window(), initial_cwnd);
 
         // a non-duplicate ACK exits fast recovery and deflates cwnd to ssthresh
         ack(&mut cubic, MSS, Instant::from_millis(10));
@@ -571,16 +579,16 @@ mod test {
         let expected_ssthresh = (loss_cwnd as f64 * BETA_CUBIC) as usize;
         cubic.on_loss(Instant::from_millis(time), loss_cwnd);
         assert_eq!(cubic.ssthresh, expected_ssthresh);
-        assert_eq!(cubic.window(), expected_ssthresh + 3 * MSS);
+        assert_eq!(cubic.window(), expected_ssthresh);
         assert!(cubic.in_fast_recovery);
         assert_eq!(cubic.recovery_start, Some(Instant::from_millis(time)));
 
-        // inflate cwnd on each duplicate ACK
+        // duplicate ACKs do not inflate cwnd (RFC 6675: the socket counts them in its pipe)
         for _ in 0..9 {
             time += 1;
             let initial_cwnd = cubic.window();
             cubic.on_dup_ack(Instant::from_millis(time), MSS, cubic.cwnd);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
+            assert_eq!(cubic.window(), initial_cwnd);
         }
 
         // non-duplicate ACK deflates cwnd to ssthresh

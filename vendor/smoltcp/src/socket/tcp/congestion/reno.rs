@@ -1,13 +1,13 @@
 use crate::{socket::tcp::RttEstimator, time::Instant};
 
-use super::Controller;
+use super::{Controller, initial_window};
 
 const DEFAULT_MSS: usize = 1024;
 
 #[derive(Debug)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Reno {
-    cwnd: usize,
+    pub(in crate::socket::tcp) cwnd: usize,
     mss: usize,
     ssthresh: usize,
     rwnd: usize,
@@ -22,7 +22,7 @@ pub struct Reno {
 impl Reno {
     pub fn new() -> Self {
         Reno {
-            cwnd: DEFAULT_MSS * 2,
+            cwnd: initial_window(DEFAULT_MSS),
             mss: DEFAULT_MSS,
             ssthresh: usize::MAX,
             rwnd: 64 * DEFAULT_MSS,
@@ -35,6 +35,10 @@ impl Reno {
 impl Controller for Reno {
     fn window(&self) -> usize {
         self.cwnd
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
     }
 
     fn on_ack(&mut self, _now: Instant, len: usize, _in_flight: usize, _rtt: &RttEstimator) {
@@ -67,17 +71,14 @@ impl Controller for Reno {
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
     }
 
-    fn on_dup_ack(&mut self, _now: Instant, len: usize, _in_flight: usize) {
-        if self.in_fast_recovery {
-            self.cwnd = self.cwnd.saturating_add(len).min(self.rwnd).max(self.mss);
-        }
-    }
-
     fn on_loss(&mut self, _now: Instant, in_flight: usize) {
         // Only cut window size on first entrance to fast recovery.
         if !self.in_fast_recovery {
             self.ssthresh = (in_flight >> 1).max(2 * self.mss);
-            self.cwnd = self.ssthresh.min(self.rwnd).saturating_add(3 * self.mss);
+            // RFC 6675 section 5 (4.2): cwnd = ssthresh. The socket counts the segments that
+            // left the network (its `pipe`: SACKed octets, or duplicate ACKs without SACK), so
+            // RFC 5681's inflation by 3 + 1 per duplicate ACK would count them twice.
+            self.cwnd = self.ssthresh.min(self.rwnd).max(self.mss);
 
             self.in_fast_recovery = true;
         }
@@ -100,6 +101,10 @@ impl Controller for Reno {
     }
 
     fn set_mss(&mut self, mss: usize) {
+        // Set during the handshake: the initial window follows the segment size.
+        if self.cwnd == initial_window(self.mss) {
+            self.cwnd = initial_window(mss);
+        }
         self.mss = mss;
     }
 
@@ -165,15 +170,15 @@ mod test {
         let inflight = initial_cwnd / 2;
         reno.on_loss(Instant::from_millis(0), inflight);
         assert_eq!(reno.ssthresh, inflight / 2);
-        assert_eq!(reno.cwnd, inflight / 2 + 3 * MSS);
+        assert_eq!(reno.cwnd, inflight / 2);
 
-        // in fast recovery, each dup-ACK should increase  the cwnd by 1 MSS
+        // in fast recovery, dup-ACKs leave cwnd alone: the socket counts them in its pipe
         let initial_cwnd = reno.window();
         for i in 0..3 {
             for _ in 0..3 {
                 let initial_cwnd = reno.window();
                 reno.on_dup_ack(Instant::from_millis(i), MSS, initial_cwnd);
-                assert_eq!(reno.window(), initial_cwnd + MSS);
+                assert_eq!(reno.window(), initial_cwnd);
             }
 
             // multiple loss events (trip-dup-ack) should not trigger additional fast recovery reductions
@@ -183,7 +188,7 @@ mod test {
             assert_eq!(reno.window(), initial_cwnd);
             assert_eq!(reno.ssthresh, initial_ssthresh);
         }
-        assert_eq!(reno.window(), initial_cwnd + MSS * 9);
+        assert_eq!(reno.window(), initial_cwnd);
 
         // a non-duplicate ACK exits fast recovery and enters congestion avoidance
         ack(&mut reno, MSS, Instant::from_millis(10));
@@ -306,15 +311,15 @@ mod test {
         let expected_ssthresh = loss_cwnd / 2;
         reno.on_loss(Instant::from_millis(time), loss_cwnd);
         assert_eq!(reno.ssthresh, expected_ssthresh);
-        assert_eq!(reno.window(), expected_ssthresh + 3 * MSS);
+        assert_eq!(reno.window(), expected_ssthresh);
         assert!(reno.in_fast_recovery);
 
-        // inflate cwnd until on each duplicate ACK
+        // duplicate ACKs do not inflate cwnd (RFC 6675: the socket counts them in its pipe)
         for _ in 0..9 {
             time += 1;
             let initial_cwnd = reno.window();
             reno.on_dup_ack(Instant::from_millis(time), MSS, reno.cwnd);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
+            assert_eq!(reno.window(), initial_cwnd);
         }
 
         // non-duplicate ACK deflates cwnd to ssthresh
