@@ -75,6 +75,7 @@ pub fn run(cli: &Cli) -> Result<(), CommandError> {
             get(&logged(args.validate()?, cli.log), &args.url)?;
         }
         Some(Command::Demo(args)) => run_demo(args, cli.log)?,
+        Some(Command::Relay(args)) => crate::relay::run(&args.validate()?)?,
         Some(Command::Explain { what }) => {
             let text = crate::trace::explain(what).map_err(CommandError::Explain)?;
             println!("{}", text.trim_end());

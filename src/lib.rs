@@ -23,6 +23,7 @@
 //!   in, bytes out, run over either transport by one driver.
 //! - `trace`: beside them: it listens to frames and to the stack's events.
 //! - `reactor`: the one loop on top: tokens, deadlines, budgets, shutdown; `client`: the apps on it.
+//! - `relay`: beside it all, `tapstack relay`: a userspace netem between two TAP devices.
 //! - `config`, `commands`: the command line.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -40,6 +41,7 @@ mod host;
 mod key;
 mod logbuf;
 mod reactor;
+mod relay;
 mod service;
 mod stack;
 mod status;
