@@ -223,3 +223,28 @@ fn test_relay_tcp_bulk_survives_loss_in_wire_sized_frames() {
     assert_eq!((c_over, s_over), (0, 0), "{err}");
     assert!(c_largest <= 1514 && s_largest <= 1514, "{err}");
 }
+
+#[test]
+fn test_relay_queue_is_bounded_and_counts_overflow() {
+    let Some(w) = world("rqueue", &["--latency-ms", "30", "--queue-frames", "4"]) else {
+        return;
+    };
+    w.client.sh_ok(&format!("ping -c 1 -W 2 {SERVER_IP}"));
+    // 20 echo requests at once: at most 4 fit in the 30 ms the relay holds each.
+    let out = w
+        .client
+        .sh(&format!("ping -c 20 -l 20 -i 0.002 -W 1 {SERVER_IP}"));
+    let answered = ping_times(&String::from_utf8_lossy(&out.stdout)).len();
+    let err = w.relay.stop_clean();
+    eprintln!("{err}");
+    let line = err.lines().find(|l| l.contains("relay ra -> ")).unwrap();
+    let overflow: u64 = line
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" queue overflow")?.parse().ok())
+        .unwrap_or_else(|| panic!("no overflow count in {line}"));
+    assert!(overflow >= 10, "{err}");
+    assert!(
+        answered <= 8,
+        "{answered} answered through a 4-frame queue: {err}"
+    );
+}
