@@ -89,6 +89,15 @@ fn direction(err: &str, from: &str) -> (u64, u64, u64, u64) {
     )
 }
 
+/// How late (microseconds after their due time) the relay sent frames from `from`, on average.
+fn late_us(err: &str, from: &str) -> u64 {
+    err.lines()
+        .find(|l| l.contains(&format!("relay {from} -> ")))
+        .and_then(|l| l.split("sent late by ").nth(1))
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no lateness for {from}:\n{err}"))
+}
+
 /// The round-trip times ping printed, in milliseconds.
 fn ping_times(out: &str) -> Vec<f64> {
     out.lines()
@@ -124,6 +133,10 @@ fn test_relay_round_trip_is_twice_the_latency() {
     let (b_in, b_drop, _, _) = direction(&err, "rb");
     assert!(a_in >= 41 && b_in >= 41, "{err}");
     assert_eq!((a_drop, b_drop), (0, 0), "{err}");
+    assert!(
+        late_us(&err, "ra") < 500 && late_us(&err, "rb") < 500,
+        "{err}"
+    );
 }
 
 #[test]
@@ -222,6 +235,13 @@ fn test_relay_tcp_bulk_survives_loss_in_wire_sized_frames() {
     assert!(c_drop > 0, "loss was configured: {err}");
     assert_eq!((c_over, s_over), (0, 0), "{err}");
     assert!(c_largest <= 1514 && s_largest <= 1514, "{err}");
+    // How late frames left under load is printed, not asserted: on a busy machine the relay's writes,
+    // which run the receiver's kernel network processing, take milliseconds (see the report).
+    eprintln!(
+        "sent late on average: {} us client -> server, {} us back",
+        late_us(&err, "ra"),
+        late_us(&err, "rb")
+    );
 }
 
 #[test]

@@ -85,14 +85,14 @@ impl DelayLine {
         self.queue.peek().map(|h| h.0.due_us)
     }
 
-    /// The earliest frame due at or before `now_us`, as (slot, length); the caller sends it and then
-    /// releases the slot.
-    pub(crate) fn pop_due(&mut self, now_us: u64) -> Option<(u32, usize)> {
+    /// The earliest frame due at or before `now_us`, as (slot, length, due time); the caller sends it
+    /// and then releases the slot.
+    pub(crate) fn pop_due(&mut self, now_us: u64) -> Option<(u32, usize, u64)> {
         if self.next_due()? > now_us {
             return None;
         }
         let h = self.queue.pop()?.0;
-        Some((h.slot, h.len as usize))
+        Some((h.slot, h.len as usize, h.due_us))
     }
 
     /// Frames waiting.
@@ -114,7 +114,8 @@ mod tests {
 
     fn drain(line: &mut DelayLine, now: u64) -> Vec<u8> {
         let mut out = vec![];
-        while let Some((s, len)) = line.pop_due(now) {
+        while let Some((s, len, due)) = line.pop_due(now) {
+            assert!(due <= now);
             out.push(line.frame(s, len)[0]);
             line.release(s);
         }
