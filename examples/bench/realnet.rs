@@ -98,6 +98,9 @@ pub struct Row {
     pub mode: &'static str,
     /// [kernel, tapstack] x [rx, tx]
     pub mbps: [[Option<f64>; 2]; 2],
+    /// [kernel, tapstack]: how late the relay sent frames on average over the runs, ms (the worse
+    /// direction): delay beyond the configured one, where the relay itself is the bottleneck.
+    pub late_ms: [Option<f64>; 2],
 }
 
 const SERVER: &str = "192.168.69.1";
@@ -275,29 +278,31 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
         let drop = c.drop.to_string();
         let reorder = c.reorder.to_string();
         let seed = (ci + 1).to_string();
-        let mut relay = Tapstack::start(
-            &w.relay_ns,
-            plan.bin,
-            &[
-                "relay",
-                "ra",
-                "rb",
-                "--latency-ms",
-                &latency,
-                "--drop-chance",
-                &drop,
-                "--reorder-chance",
-                &reorder,
-                "--seed",
-                &seed,
-            ],
-            plan.tmp.join(format!("realnet-relay-{}.log", c.name)),
-        )?;
         for &mode in &plan.modes {
             let offload = mode == "offload";
             let mut mbps = [[None; 2]; 2];
+            let mut late = [None; 2];
             for (si, server) in ["kernel", "tapstack"].into_iter().enumerate() {
                 let mut ts = None;
+                let mut relay = Tapstack::start(
+                    &w.relay_ns,
+                    plan.bin,
+                    &[
+                        "relay",
+                        "ra",
+                        "rb",
+                        "--latency-ms",
+                        &latency,
+                        "--drop-chance",
+                        &drop,
+                        "--reorder-chance",
+                        &reorder,
+                        "--seed",
+                        &seed,
+                    ],
+                    plan.tmp
+                        .join(format!("realnet-relay-{}-{mode}-{server}.log", c.name)),
+                )?;
                 if si == 0 {
                     w.kernel_offload(offload)?;
                     w.attach("pk")?;
@@ -349,16 +354,24 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                 if let Some(mut t) = ts {
                     t.stop();
                 }
+                relay.stop();
+                let log = relay.log_text();
+                for l in log.lines().filter(|l| l.contains("relay ")) {
+                    note(&format!("{server}: {}", l.trim()));
+                }
+                late[si] = log
+                    .lines()
+                    .filter_map(|l| l.split("sent late by ").nth(1))
+                    .filter_map(|t| t.split_whitespace().next()?.parse::<f64>().ok())
+                    .reduce(f64::max)
+                    .map(|us| us / 1000.0);
             }
             rows.push(Row {
                 condition: c,
                 mode,
                 mbps,
+                late_ms: late,
             });
-        }
-        relay.stop();
-        for l in relay.log_text().lines().filter(|l| l.contains("relay ")) {
-            note(l.trim());
         }
     }
     w.kernel_offload(true)?;
@@ -386,12 +399,12 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
         "realnet: through `tapstack relay`, {} s transfers, median of {} (Mbit/s; rx = client -> discard, tx = chargen -> client)\n\n",
         plan.secs, plan.runs
     );
-    out += "| condition | mode | kernel rx / tx | tapstack rx / tx | ratio rx / tx |\n";
-    out += "|---|---|---|---|---|\n";
+    out += "| condition | mode | kernel rx / tx | tapstack rx / tx | ratio rx / tx | relay late, ms: kernel / tapstack |\n";
+    out += "|---|---|---|---|---|---|\n";
     for r in rows {
         let [k, t] = r.mbps;
         out += &format!(
-            "| {} | {} | {} / {} | {} / {} | {} / {} |\n",
+            "| {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |\n",
             r.condition.describe(),
             r.mode,
             fmt(k[0]),
@@ -399,7 +412,9 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
             fmt(t[0]),
             fmt(t[1]),
             ratio(t[0], k[0]),
-            ratio(t[1], k[1])
+            ratio(t[1], k[1]),
+            r.late_ms[0].map_or("-".into(), |v| format!("{v:.1}")),
+            r.late_ms[1].map_or("-".into(), |v| format!("{v:.1}"))
         );
     }
     out
@@ -414,6 +429,7 @@ pub fn json(rows: &[Row]) -> serde_json::Value {
             serde_json::json!({
                 "kernel_rx_mbps": k[0], "kernel_tx_mbps": k[1],
                 "tapstack_rx_mbps": t[0], "tapstack_tx_mbps": t[1],
+                "relay_late_ms_kernel": r.late_ms[0], "relay_late_ms_tapstack": r.late_ms[1],
             }),
         );
     }
