@@ -291,7 +291,8 @@ the relay sees them. A setup, side A a client's veth end `vc`, side B a server's
   ip link set ra up; ip link set rb up; ip link set br-a up; ip link set br-b up; ...
   tapstack relay ra rb --latency-ms 5 --drop-chance 0.01 --seed 1
 On SIGINT or SIGTERM it exits with one line per direction: frames in and out, dropped, duplicated,
-reordered, corrupted, delayed, queue overflow, oversize, refused by the device, largest frame.
+reordered, corrupted, delayed, queue overflow, oversize, refused by the device, largest frame, and
+how late frames left after their due time (mean, max).
 SIGUSR1 prints those lines without stopping.";
 
 /// Why the command line could not be parsed.
