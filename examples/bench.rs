@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 #[path = "bench/peers.rs"]
 mod peers;
+#[path = "bench/realnet.rs"]
+mod realnet;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/sys.rs"]
@@ -46,9 +48,22 @@ struct Opts {
     /// Runs to take medians over (default: 5, or 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only these tests, comma-separated: wire,wireconn,veth,idle,rx,tx,echo,conn1,conn64,conns10k,log.
+    /// Only these tests, comma-separated: wire,wireconn,veth,idle,rx,tx,echo,conn1,conn64,conns10k,log,
+    /// realnet. realnet (through `tapstack relay`) runs in a full run, or with --quick when named here.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// realnet: seconds per transfer.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    realnet_secs: u64,
+    /// realnet: runs to take medians over.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    realnet_runs: usize,
+    /// realnet: only these conditions, comma-separated: 0ms,5ms,5ms-loss0.5,5ms-loss2,20ms-loss1,5ms-reorder1.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    realnet_cases: Option<Vec<String>>,
+    /// realnet: only these modes, comma-separated: offload,no-offload.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    realnet_modes: Option<Vec<String>>,
     /// Record a `perf record -g` profile of tapstack during each test into DIR (TEST-runN.perf.data).
     #[arg(long, value_name = "DIR")]
     profile: Option<PathBuf>,
@@ -64,6 +79,7 @@ struct Opts {
 
 const TESTS: &[&str] = &[
     "wire", "wireconn", "veth", "idle", "rx", "tx", "echo", "conn1", "conn64", "conns10k", "log",
+    "realnet",
 ];
 
 /// The sizes and time bounds of one mode.
@@ -128,6 +144,19 @@ impl Bench<'_> {
             .only
             .as_ref()
             .is_none_or(|o| o.iter().any(|x| x == t))
+    }
+
+    /// Whether any test besides realnet runs.
+    fn main_tests(&self) -> bool {
+        TESTS.iter().any(|t| *t != "realnet" && self.sel(t))
+    }
+
+    /// realnet is long: a full run has it, a quick one only when named.
+    fn realnet(&self) -> bool {
+        match &self.opts.only {
+            Some(o) => o.iter().any(|x| x == "realnet"),
+            None => !self.opts.quick,
+        }
     }
 
     fn profile(&self, pid: u32, test: &str, run: usize) -> Profiler {
@@ -427,6 +456,22 @@ fn main() {
             }
         }
     }
+    for c in opts.realnet_cases.iter().flatten() {
+        if !realnet::CONDITIONS.iter().any(|k| k.name == c) {
+            let known: Vec<_> = realnet::CONDITIONS.iter().map(|k| k.name).collect();
+            eprintln!("unknown realnet case '{c}' (known: {})", known.join(", "));
+            std::process::exit(2);
+        }
+    }
+    for m in opts.realnet_modes.iter().flatten() {
+        if !realnet::MODES.contains(&m.as_str()) {
+            eprintln!(
+                "unknown realnet mode '{m}' (known: {})",
+                realnet::MODES.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
     if !sys::is_root() {
         eprintln!("bench: needs root (it creates network namespaces and a TAP device in them)");
         std::process::exit(2);
@@ -479,10 +524,48 @@ fn bench(opts: &Opts) -> Result<(), String> {
     );
     let started = Instant::now();
     let mut runs = Vec::new();
-    for i in 1..=runs_n {
-        eprintln!("run {i}/{runs_n}");
-        runs.push(bench.run(i)?);
+    if bench.main_tests() {
+        for i in 1..=runs_n {
+            eprintln!("run {i}/{runs_n}");
+            runs.push(bench.run(i)?);
+        }
     }
+    let realnet = if bench.realnet() {
+        let plan = realnet::Plan {
+            secs: opts.realnet_secs.max(1),
+            runs: opts.realnet_runs.max(1),
+            conditions: realnet::CONDITIONS
+                .iter()
+                .filter(|c| {
+                    opts.realnet_cases
+                        .as_ref()
+                        .is_none_or(|o| o.iter().any(|x| x == c.name))
+                })
+                .collect(),
+            modes: realnet::MODES
+                .iter()
+                .copied()
+                .filter(|m| {
+                    opts.realnet_modes
+                        .as_ref()
+                        .is_none_or(|o| o.iter().any(|x| x == m))
+                })
+                .collect(),
+            bin: &bench.bin,
+            tmp: &tmp.0,
+        };
+        eprintln!(
+            "realnet: {} conditions x {} modes x 2 servers x 2 directions x {} runs of {} s",
+            plan.conditions.len(),
+            plan.modes.len(),
+            plan.runs,
+            plan.secs
+        );
+        let rows = realnet::run(&plan)?;
+        Some((realnet::table(&rows, &plan), realnet::json(&rows)))
+    } else {
+        None
+    };
     eprintln!(
         "done in {:.0} s (load average now: {})\n",
         started.elapsed().as_secs_f64(),
@@ -490,18 +573,32 @@ fn bench(opts: &Opts) -> Result<(), String> {
             .unwrap_or_default()
             .trim()
     );
-    let mut table = report::table(&runs);
+    let mut table = if runs.is_empty() {
+        String::new()
+    } else {
+        report::table(&runs)
+    };
     if opts.quick {
         table +=
             "quick mode: short transfers and 1,000 (not 10,000) idle connections; a smoke test, \
                   not comparable with the targets\n";
     }
     let mode = if opts.quick { "quick" } else { "full" };
+    if !table.is_empty() {
+        table += &format!("\n{}", report::legend());
+    }
+    if let Some((t, _)) = &realnet {
+        table += &format!("\n{t}");
+    }
     if opts.json {
-        eprint!("{table}\n{}", report::legend());
-        println!("{}", report::json(&runs, machine, mode));
+        eprint!("{table}");
+        let mut j = report::json(&runs, machine, mode);
+        if let (Some((_, r)), Some(o)) = (&realnet, j.as_object_mut()) {
+            o.insert("realnet".into(), r.clone());
+        }
+        println!("{j}");
     } else {
-        print!("{table}\n{}", report::legend());
+        print!("{table}");
     }
     Ok(())
 }

@@ -79,6 +79,7 @@ pub fn run(cli: &Cli) -> Result<(), CommandError> {
             crate::capture::read_capture(&args.file, args.trace_config(cli.log))
                 .map_err(|e| CommandError::Run(RunError::App(e.to_string())))?;
         }
+        Some(Command::Relay(args)) => crate::relay::run(&args.validate()?)?,
         Some(Command::Explain { what }) => {
             let text = crate::trace::explain(what).map_err(CommandError::Explain)?;
             println!("{}", text.trim_end());

@@ -24,6 +24,7 @@
 //! - `trace`: beside them: it listens to frames and to the stack's events; `capture`: the files it
 //!   writes (pcap, pcapng with a packet line per frame) and reads back (`tapstack read`).
 //! - `reactor`: the one loop on top: tokens, deadlines, budgets, shutdown; `client`: the apps on it.
+//! - `relay`: beside it all, `tapstack relay`: a userspace netem between two TAP devices.
 //! - `config`, `commands`: the command line.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -42,6 +43,7 @@ mod host;
 mod key;
 mod logbuf;
 mod reactor;
+mod relay;
 mod service;
 mod stack;
 mod status;

@@ -55,6 +55,8 @@ pub enum Command {
     /// Read a capture file (pcap or pcapng; Ethernet, Linux cooked or raw IP) and show it as the live
     /// tool shows its own traffic: packet lines, labels, narration inferred from the frames, ladders.
     Read(Box<ReadArgs>),
+    /// Relay frames between two TAP devices with delay, loss, duplication, reordering (a userspace netem).
+    Relay(Box<RelayArgs>),
     /// Explain an IP address, a port, or ADDR:PORT.
     Explain {
         /// `192.168.1.2`, `192.168.1.2:8080`, `8080`, `[fe80::1]:22`
@@ -311,6 +313,45 @@ impl ReadArgs {
         }
     }
 }
+
+/// `tapstack relay`: a userspace netem between two TAP devices.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = RELAY_HELP)]
+pub struct RelayArgs {
+    /// The first TAP device: it must exist (`ip tuntap add dev IF_A mode tap`), be up, and be a port
+    /// of the Linux bridge that holds the interface on side A.
+    #[arg(value_name = "IF_A")]
+    pub if_a: String,
+    /// The second TAP device, likewise for side B.
+    #[arg(value_name = "IF_B")]
+    pub if_b: String,
+    /// Frames held at most per direction (delayed or reordered); a frame beyond is dropped and
+    /// counted as queue overflow, like a router's full buffer.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8192,
+        allow_negative_numbers = true
+    )]
+    pub queue_frames: i64,
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}
+
+const RELAY_HELP: &str = "\
+Frames read from IF_A are written to IF_B and the other way round; each direction gets the faults
+on its own, with its own seed derived from --seed (the same seed, the same faults). The devices are
+opened without offloads, so the kernel cuts large (GSO/TSO) segments into wire-sized frames before
+the relay sees them. A setup, side A a client's veth end `vc`, side B a server's `vs`:
+  ip tuntap add dev ra mode tap; ip tuntap add dev rb mode tap
+  ip link add br-a type bridge; ip link set ra master br-a; ip link set vc master br-a
+  ip link add br-b type bridge; ip link set rb master br-b; ip link set vs master br-b
+  ip link set ra up; ip link set rb up; ip link set br-a up; ip link set br-b up; ...
+  tapstack relay ra rb --latency-ms 5 --drop-chance 0.01 --seed 1
+On SIGINT or SIGTERM it exits with one line per direction: frames in and out, dropped, duplicated,
+reordered, corrupted, delayed, queue overflow, oversize, refused by the device, largest frame, and
+how late frames left after their due time (mean, max).
+SIGUSR1 prints those lines without stopping.";
 
 /// Why the command line could not be parsed.
 #[derive(Debug)]
@@ -766,5 +807,44 @@ mod tests {
             panic!("demo")
         };
         assert!(matches!(a.validate(), Err(ConfigError::BadUrl(_))));
+    }
+
+    #[test]
+    fn test_relay_takes_two_devices_and_fault_options() {
+        let Some(Command::Relay(r)) = Cli::try_parse_checked([
+            "tapstack",
+            "relay",
+            "ra",
+            "rb",
+            "--latency-ms",
+            "5",
+            "--drop-chance",
+            "0.01",
+            "--seed",
+            "1",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("relay")
+        };
+        let c = r.validate().unwrap();
+        assert_eq!((c.a.as_str(), c.b.as_str()), ("ra", "rb"));
+        assert_eq!(c.faults.latency.total_micros(), 5000);
+        assert_eq!((c.faults.drop, c.faults.seed), (0.01, 1));
+        assert_eq!(c.queue_frames, 8192);
+        let Some(Command::Relay(r)) =
+            Cli::try_parse_checked(["tapstack", "relay", "ra", "rb", "--queue-frames", "0"])
+                .unwrap()
+                .command
+        else {
+            panic!("relay")
+        };
+        assert!(r
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("queue-frames"));
+        assert!(Cli::try_parse_checked(["tapstack", "relay", "ra"]).is_err());
     }
 }

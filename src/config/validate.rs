@@ -581,3 +581,23 @@ fn input(send: Option<&str>) -> Input {
         None => Input::Stdin,
     }
 }
+
+impl RelayArgs {
+    /// The relay's configuration, checked: the fault chances as for `serve`, and a queue of 1 to
+    /// 1,000,000 frames.
+    pub(crate) fn validate(&self) -> Result<crate::relay::RelayConfig, ConfigError> {
+        if !(1..=1_000_000).contains(&self.queue_frames) {
+            return Err(ConfigError::BadNumber {
+                option: "queue-frames",
+                value: self.queue_frames.to_string(),
+                why: "must be 1 to 1000000",
+            });
+        }
+        Ok(crate::relay::RelayConfig {
+            a: self.if_a.clone(),
+            b: self.if_b.clone(),
+            faults: self.faults.validate()?,
+            queue_frames: self.queue_frames as usize,
+        })
+    }
+}

@@ -364,6 +364,68 @@ pub(crate) fn fd_readable(fd: RawFd) -> bool {
     r > 0 && fds.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
 }
 
+/// A one-shot `CLOCK_MONOTONIC` timer as a file descriptor (timerfd(2)), for a loop that must wake
+/// within microseconds of a deadline: epoll's own timeout has millisecond resolution (mio rounds it
+/// up), which would add up to a millisecond to every delay the relay holds a frame for.
+pub(crate) struct TimerFd {
+    fd: OwnedFd,
+}
+
+impl TimerFd {
+    pub(crate) fn new() -> io::Result<TimerFd> {
+        // SAFETY: plain timerfd_create(2); the result is checked before use.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh, valid fd that nothing else owns.
+        Ok(TimerFd {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Fires once, `after` from now (at once for zero); replaces any earlier setting.
+    pub(crate) fn arm(&self, after: std::time::Duration) -> io::Result<()> {
+        // An all-zero it_value would disarm the timer instead.
+        let after = after.max(std::time::Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is valid for reads during the call; the old value is not asked for.
+        let r =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Consumes an expiry, so that the (edge-triggered) readiness can fire again.
+    pub(crate) fn clear(&self) {
+        let mut ticks = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `ticks`; EAGAIN (not expired) is fine.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), ticks.as_mut_ptr().cast(), 8) };
+    }
+}
+
+impl AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 impl AsRawFd for TapDevice {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
