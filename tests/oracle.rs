@@ -28,7 +28,6 @@ struct Tally {
     labels: BTreeMap<String, usize>,
     disagreements: Vec<String>,
     known: BTreeMap<&'static str, usize>,
-    pending: Vec<String>,
 }
 
 /// The committed list: each entry's key (the text between the first pair of backticks on a
@@ -70,7 +69,16 @@ impl Tally {
         // Per connection: segments from `-z conv,tcp`, payload bytes from tshark's frames.
         let convs = tshark::conversations(pcap);
         let ways = tshark::payload_by_way(&theirs);
-        for e in evs.iter().filter(|e| e["event"] == "conn_closed") {
+        // The newest frame told before each event: a summary holds the frames before it.
+        let mut last_frame = 0;
+        for e in &evs {
+            if e["event"] == "packet" {
+                last_frame = e["seq"].as_u64().unwrap_or(last_frame);
+                continue;
+            }
+            if e["event"] != "conn_closed" {
+                continue;
+            }
             self.connections += 1;
             let (local, remote) = (
                 e["local"].as_str().unwrap().to_string(),
@@ -86,7 +94,7 @@ impl Tally {
                         .get(&(local.clone(), remote.clone()))
                         .map(|&(f, b)| (b, f))
                 });
-            let Some((r2l, l2r)) = frames else {
+            let Some((mut r2l, mut l2r)) = frames else {
                 found.push(format!("conn {local} {remote}: no tshark conversation"));
                 continue;
             };
@@ -94,11 +102,42 @@ impl Tally {
                 ways.get(&(a.to_string(), b.to_string()))
                     .map_or(0, |w| w.bytes)
             };
-            let (bi, bo) = (payload(&remote, &local), payload(&local, &remote));
-            let fewer = seg("inbound") <= r2l
-                && seg("outbound") <= l2r
-                && byt("inbound") <= bi
-                && byt("outbound") <= bo;
+            let (mut bi, mut bo) = (payload(&remote, &local), payload(&local, &remote));
+            // Frames on the tuple after the summary: the connection had ended (the stack said
+            // `Closed`), Wireshark still files them under the conversation (until a new SYN).
+            // Each kind is reported (and must be a known disagreement); the counts up to the
+            // close must agree exactly.
+            let mut after: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in theirs.range(last_frame + 1..).map(|(_, t)| t) {
+                let inbound = t.src == remote && t.dst == local;
+                let outbound = t.src == local && t.dst == remote;
+                if !inbound && !outbound {
+                    continue;
+                }
+                if t.flags & 0x12 == 0x02 {
+                    break; // a new connection on the tuple
+                }
+                let rst = t.flags & 0x04 != 0;
+                let kind = match (inbound, rst) {
+                    (true, true) => "the peer's RST",
+                    (true, false) => "a peer's segment",
+                    (false, true) => "the stack's RST",
+                    (false, false) => "a segment the stack sent after it",
+                };
+                *after.entry(kind).or_default() += 1;
+                if inbound {
+                    r2l -= 1;
+                    bi -= u64::from(t.len);
+                } else {
+                    l2r -= 1;
+                    bo -= u64::from(t.len);
+                }
+            }
+            for (kind, n) in &after {
+                found.push(format!(
+                    "conn {local} <-> {remote}: {n} frame(s) after the stack's connection ended: {kind}"
+                ));
+            }
             let mut diffs = Vec::new();
             if (r2l, l2r) != (seg("inbound"), seg("outbound")) {
                 diffs.push(format!(
@@ -117,22 +156,11 @@ impl Tally {
             if diffs.is_empty() {
                 continue;
             }
-            let line = format!(
+            found.push(format!(
                 "conn {local} <-> {remote} (closed by {}): {}",
                 e["reason"].as_str().unwrap_or("?"),
                 diffs.join("; ")
-            );
-            // Summaries are written when the tracer first sees a close (an RST, both FINs
-            // acknowledged, TIME-WAIT entered), not when the connection really ends: the frames
-            // after it (the last ACK, re-sent FINs, RSTs the stack ignored) are left out. Another
-            // change under way (issue 13: summaries from the stack's events, a real TIME-WAIT)
-            // fixes that; until then a summary that counts fewer than tshark is reported as
-            // pending, one that counts more or other numbers is a disagreement.
-            if fewer {
-                self.pending.push(format!("{run}: {line}"));
-            } else {
-                found.push(line);
-            }
+            ));
         }
         for d in found {
             match known.iter().find(|k| d.contains(*k)) {
@@ -162,13 +190,6 @@ impl Tally {
         );
         for (k, n) in &self.known {
             eprintln!("  {n} x {k}");
-        }
-        eprintln!(
-            "pending TIME-WAIT / real-close change (summaries written before the connection really ends): {}",
-            self.pending.len()
-        );
-        for p in self.pending.iter().take(20) {
-            eprintln!("  {p}");
         }
         assert!(
             self.disagreements.is_empty(),
