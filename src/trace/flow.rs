@@ -233,10 +233,24 @@ impl FlowTable {
         if self.map.get(&key).is_some_and(|f| !f.closed) {
             self.close(&key, now_us, "superseded");
         }
+        // An earlier attempt that ended at the peer's SYN (the stack dropped it before its
+        // listener): the peer's next SYN is most likely that SYN again, and the wire analysis
+        // goes on across the two connections, as Wireshark's does (a retransmission). A SYN with
+        // another number starts it afresh (see `observe_tcp`).
+        let carried = self
+            .map
+            .get(&key)
+            .filter(|f| f.stage <= 1 && f.dirs[0].syn && !f.dirs[1].syn)
+            .map(|f| (f.dirs, f.ana));
         self.remove(&key);
         self.create_with(key, now_us, id);
         if let Some(f) = self.map.get_mut(&key) {
             f.owned = true;
+            if let Some((dirs, ana)) = carried {
+                f.dirs = dirs;
+                f.ana = ana;
+                f.stage = 1;
+            }
         }
     }
 
@@ -529,6 +543,19 @@ impl FlowTable {
         let fl = t.flags;
         let (d, o) = (idx(dir), 1 - idx(dir));
         let pure_syn = fl.syn() && !fl.ack();
+        // A connection the stack opened, before its first frame, that carried an earlier attempt's
+        // analysis (see `open`): a SYN with another number starts it afresh.
+        if pure_syn {
+            if let Some(f) = self
+                .map
+                .get_mut(&key)
+                .filter(|f| f.owned && !f.seen && f.dirs[d].syn && f.dirs[d].base != Some(t.seq))
+            {
+                f.dirs = [DirState::default(); 2];
+                f.ana = Analysis::default();
+                f.stage = 0;
+            }
+        }
         // Only a SYN can start a new connection on the tuple (one lookup less for every other frame).
         let replace = pure_syn
             && self.map.get(&key).is_some_and(|f| {
