@@ -1117,4 +1117,37 @@ mod tests {
         assert_eq!(t.take_unreported(), 10, "the retired ones were told");
         assert_eq!(t.closed().back().unwrap().close_reason, Some("RST"));
     }
+
+    #[test]
+    fn test_a_syn_the_stack_dropped_and_its_retransmission_keep_one_analysis() {
+        let mut t = stack_driven();
+        let (local, remote) = (
+            "192.168.69.1:9".parse().unwrap(),
+            "192.168.69.100:49155".parse().unwrap(),
+        );
+        let syn = |seq| {
+            Eth::to_server()
+                .ipv4(Ipv4Addr::new(192, 168, 69, 100), SERVER_V4)
+                .tcp(&Tcp::new(49155, 9, seq).syn())
+        };
+        seen(&mut t, 0, Direction::In, &syn(1000));
+        assert!(t.end(1, local, remote, "SYN dropped before its listener"));
+        t.open(2, local, remote, 7);
+        let o = seen(&mut t, 3, Direction::In, &syn(1000));
+        assert_eq!(o.conn, Some(7));
+        assert!(
+            o.labels.as_slice().contains(&"retransmission"),
+            "{:?}",
+            o.labels.as_slice()
+        );
+        // Another number: a new attempt, analysed afresh, still the stack's connection.
+        let mut t = stack_driven();
+        seen(&mut t, 0, Direction::In, &syn(1000));
+        t.end(1, local, remote, "SYN dropped before its listener");
+        t.open(2, local, remote, 7);
+        let o = seen(&mut t, 3, Direction::In, &syn(5000));
+        assert_eq!(o.conn, Some(7));
+        assert!(!o.labels.as_slice().contains(&"retransmission"));
+        assert_eq!(o.rel_seq, Some(0));
+    }
 }
