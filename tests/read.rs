@@ -4,10 +4,13 @@
 //! lengths as tshark reads them; bad files get one line and exit 1.
 
 mod common;
+#[path = "common/kernpair.rs"]
+mod kernpair;
 use common::*;
+use kernpair::{stop, Pair, CLIENT_IP, PY_CLIENT, PY_SERVER, SERVER_IP};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tapstack-read-{tag}-{}", std::process::id()));
@@ -343,120 +346,6 @@ fn test_bad_files_get_one_line_and_exit_1() {
     assert_eq!(std::fs::read(&f).unwrap(), b, "left as it was");
     let _ = std::fs::remove_dir_all(&dir);
 }
-
-/// Two namespaces joined by a veth pair; the server's end drops 2% of what arrives (nftables), so
-/// Linux TCP recovers with SACK and (fast) retransmissions.
-struct Pair {
-    a: Netns,
-    b: Netns,
-}
-
-const CLIENT_IP: &str = "10.77.0.1";
-const SERVER_IP: &str = "10.77.0.2";
-
-impl Pair {
-    fn new() -> Option<Pair> {
-        if !is_root() {
-            skip("needs root to join two network namespaces with a veth pair");
-            return None;
-        }
-        let a = Netns::new("rda")?;
-        let b = Netns::new("rdb")?;
-        a.sh_ok(&format!(
-            "ip link add va type veth peer name vb netns {} && ip addr add {CLIENT_IP}/24 dev va && ip link set va up",
-            b.name
-        ));
-        b.sh_ok(&format!(
-            "ip addr add {SERVER_IP}/24 dev vb && ip link set vb up"
-        ));
-        // Frames as the wire carries them: no segmentation offload (64 KiB segments) and checksums
-        // computed before capture.
-        a.sh("ethtool -K va tx off tso off gso off gro off");
-        b.sh("ethtool -K vb tx off tso off gso off gro off");
-        b.sh_ok(
-            "nft add table inet loss && \
-             nft add chain inet loss in '{ type filter hook input priority 0; }' && \
-             nft add rule inet loss in tcp dport 5001 numgen random mod 100 '<' 2 drop && \
-             nft add rule inet loss in tcp sport 5001 numgen random mod 100 '<' 2 drop",
-        );
-        Some(Pair { a, b })
-    }
-
-    /// tcpdump in the client's namespace with `args`, writing `file`; waits until it listens.
-    fn tcpdump(&self, file: &Path, args: &[&str]) -> Child {
-        let mut c = self
-            .a
-            .cmd("tcpdump")
-            .args(["-Z", "root", "-U", "-w", p(file)])
-            .args(args)
-            .arg("tcp")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpdump");
-        // It says "listening on ..." once it captures.
-        let mut err = c.stderr.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            use std::io::Read;
-            assert!(Instant::now() < deadline, "tcpdump did not start");
-            match err.read(&mut buf) {
-                Ok(0) | Err(_) => panic!("tcpdump: {}", String::from_utf8_lossy(&seen)),
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let _ = err.read_to_end(&mut Vec::new());
-        });
-        c
-    }
-}
-
-fn stop(mut c: Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &c.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if c.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-const PY_SERVER: &str = r#"
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], 5001)); s.listen(4); s.settimeout(30)
-for i in range(int(sys.argv[2])):
-    c, _ = s.accept(); c.settimeout(30)
-    while c.recv(65536):
-        pass
-    c.sendall(b"s" * 300000); c.close()
-"#;
-
-const PY_CLIENT: &str = r#"
-import socket, sys
-for i in range(int(sys.argv[2])):
-    s = socket.create_connection((sys.argv[1], 5001), timeout=30)
-    s.sendall(b"c" * 400000); s.shutdown(socket.SHUT_WR)
-    n = 0
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        n += len(b)
-    s.close()
-    assert n == 300000, n
-print("OK")
-"#;
 
 /// tshark's flags field (`0x0012`) in tapstack's words (`SYN,ACK`).
 fn flag_names(hex: &str) -> String {

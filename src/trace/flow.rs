@@ -7,6 +7,13 @@
 //! non-TCP) flow is evicted first, else the oldest live one; evictions are counted. Beside a stack,
 //! a TCP flow the stack never opened (an ACK or FIN flood, a refused SYN) is retirable from its first
 //! frame, like a UDP flow, so only the stack's own connections are live flows.
+//!
+//! When a flow ends: one the stack opened ends when the stack says `Closed` ([`FlowTable::end`]), so
+//! its record holds its last ACK, TIME-WAIT, RSTs the stack ignored and segments still in flight;
+//! one read from a capture lingers once both ends are done (inferred) and ends when a new SYN reuses
+//! its tuple, at the end of the capture, or when retired (counting every frame of the connection,
+//! as Wireshark's conversation table does); any other ends at its first RST or when both FINs are
+//! acknowledged.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -79,6 +86,14 @@ struct Flow {
     seen: bool,
     /// This flow's key in `evictable` (0: not evictable).
     evict_seq: u64,
+    /// The stack opened it ([`FlowTable::open`]): it ends when the stack says so
+    /// ([`FlowTable::end`]), not at the look of a frame, so that its last ACK, TIME-WAIT, RSTs the
+    /// stack ignored and segments still in flight are all in its record.
+    owned: bool,
+    /// Read from a capture: both ends are done (by the inferred states), for this reason; the flow
+    /// lingers, counting what still comes on its tuple (a re-sent FIN in TIME-WAIT, segments in
+    /// flight after an RST), until a new SYN reuses the tuple, the capture ends, or it is retired.
+    done: Option<&'static str>,
     /// Wireshark's TCP analysis of the flow's segments.
     ana: Analysis,
 }
@@ -124,6 +139,8 @@ pub(crate) struct FlowTable {
     cap: usize,
     evictions: u64,
     closed: VecDeque<FlowRecord>,
+    /// How many of the newest `closed` records the tracer has not reported yet.
+    unreported: usize,
     rst_hints: HashMap<(SocketAddr, SocketAddr), &'static str>,
     /// Shared with the stack (and through it the host side), so that an id names one connection.
     ids: ConnIds,
@@ -151,6 +168,7 @@ impl FlowTable {
             cap: cap.max(1),
             evictions: 0,
             closed: VecDeque::new(),
+            unreported: 0,
             rst_hints: HashMap::new(),
             ids: ConnIds::default(),
             stack_driven: false,
@@ -201,6 +219,7 @@ impl FlowTable {
         // first frames: the flow keeps them, and its analysis, under the stack's id.
         if let Some(f) = self.map.get_mut(&key) {
             if !f.closed && f.stage <= 1 && !f.dirs[1].syn && f.dirs[0].syn {
+                f.owned = true;
                 let old = std::mem::replace(&mut f.rec.id, id);
                 if f.evict_seq != 0 {
                     self.evictable.remove(&f.evict_seq);
@@ -214,8 +233,25 @@ impl FlowTable {
         if self.map.get(&key).is_some_and(|f| !f.closed) {
             self.close(&key, now_us, "superseded");
         }
+        // An earlier attempt that ended at the peer's SYN (the stack dropped it before its
+        // listener): the peer's next SYN is most likely that SYN again, and the wire analysis
+        // goes on across the two connections, as Wireshark's does (a retransmission). A SYN with
+        // another number starts it afresh (see `observe_tcp`).
+        let carried = self
+            .map
+            .get(&key)
+            .filter(|f| f.stage <= 1 && f.dirs[0].syn && !f.dirs[1].syn)
+            .map(|f| (f.dirs, f.ana));
         self.remove(&key);
         self.create_with(key, now_us, id);
+        if let Some(f) = self.map.get_mut(&key) {
+            f.owned = true;
+            if let Some((dirs, ana)) = carried {
+                f.dirs = dirs;
+                f.ana = ana;
+                f.stage = 1;
+            }
+        }
     }
 
     /// The stack ended connection `local`/`remote` for `reason`; returns whether its flow was still
@@ -231,6 +267,16 @@ impl FlowTable {
             proto: TCP,
             local,
             remote,
+        };
+        // The summary names the close as a reader knows it: by FIN when both FINs were
+        // acknowledged, by RST from the peer when the stack took a reset.
+        let reason = match (reason, self.map.get_mut(&key)) {
+            ("CLOSED", Some(f)) if f.dirs[0].fin_acked && f.dirs[1].fin_acked => "FIN",
+            ("reset by the peer", Some(f)) => {
+                f.rec.rst_by = Some(Side::Peer);
+                "RST"
+            }
+            (r, _) => r,
         };
         self.close(&key, now_us, reason)
     }
@@ -310,9 +356,12 @@ impl FlowTable {
         }
         let (id, _) = self.tcp_id(now_us, local, remote);
         let mut closed_now = false;
+        // A connection the stack opened ends when the stack says `Closed` (its cause is the reason);
+        // a state change alone closes only a flow the stack never announced.
+        let owned = self.map.get(&key).is_some_and(|f| f.owned);
         let reason = match to {
-            "CLOSED" => Some("CLOSED"),
-            "TIME-WAIT" => Some("TIME-WAIT"),
+            "CLOSED" if !owned => Some("CLOSED"),
+            "TIME-WAIT" if !owned => Some("TIME-WAIT"),
             _ => None,
         };
         if let Some(reason) = reason {
@@ -494,15 +543,28 @@ impl FlowTable {
         let fl = t.flags;
         let (d, o) = (idx(dir), 1 - idx(dir));
         let pure_syn = fl.syn() && !fl.ack();
+        // A connection the stack opened, before its first frame, that carried an earlier attempt's
+        // analysis (see `open`): a SYN with another number starts it afresh.
+        if pure_syn {
+            if let Some(f) = self
+                .map
+                .get_mut(&key)
+                .filter(|f| f.owned && !f.seen && f.dirs[d].syn && f.dirs[d].base != Some(t.seq))
+            {
+                f.dirs = [DirState::default(); 2];
+                f.ana = Analysis::default();
+                f.stage = 0;
+            }
+        }
         // Only a SYN can start a new connection on the tuple (one lookup less for every other frame).
         let replace = pure_syn
-            && self
-                .map
-                .get(&key)
-                .is_some_and(|f| f.closed || (f.dirs[d].syn && f.dirs[d].base != Some(t.seq)));
+            && self.map.get(&key).is_some_and(|f| {
+                f.closed || f.done.is_some() || (f.dirs[d].syn && f.dirs[d].base != Some(t.seq))
+            });
         if replace {
-            if self.map.get(&key).is_some_and(|f| !f.closed) {
-                self.close(&key, now_us, "superseded");
+            if let Some(f) = self.map.get(&key).filter(|f| !f.closed) {
+                let reason = f.done.unwrap_or("superseded");
+                self.close(&key, now_us, reason);
             }
             self.remove(&key);
         }
@@ -513,7 +575,7 @@ impl FlowTable {
             // when the answer cannot leave (no route, no ARP reply), so it may be retired at once,
             // like a UDP flow: random-source floods used to fill the table to its cap.
             if self.stack_driven {
-                self.make_evictable(&key);
+                self.make_evictable(&key, now_us);
             }
         }
         let hint = if fl.rst() && dir == Direction::Out {
@@ -649,8 +711,16 @@ impl FlowTable {
         });
         let id = f.rec.id;
 
+        // A connection the stack owns ends when the stack says so; one read from a capture when both
+        // ends are done by the inferred states and nothing more can belong to it (see
+        // [`FlowTable::done`]). Others (frames the stack never opened a connection for, a tracer
+        // without a stack) end at the first RST or when both FINs are acknowledged.
         let mut closed = false;
-        if !f.closed {
+        if fl.rst() && !f.closed && self.from_capture && f.rec.rst_by.is_none() {
+            f.rec.rst_by = Some(side);
+            f.rec.rst_reason = rst_reason;
+        }
+        if !f.closed && !f.owned && !self.from_capture {
             if fl.rst() {
                 f.rec.rst_by = Some(side);
                 f.rec.rst_reason = rst_reason;
@@ -672,6 +742,55 @@ impl FlowTable {
         }
     }
 
+    /// Reading a capture: both ends of `server`/`client` are done (inferred: CLOSED or TIME-WAIT) for
+    /// `reason`. The flow stays to count what still comes on its tuple; it becomes evictable, and
+    /// closes (for `reason`) when a new SYN reuses the tuple, at [`FlowTable::finish`], or when it is
+    /// retired to keep the table bounded.
+    pub(crate) fn done(
+        &mut self,
+        now_us: i64,
+        server: SocketAddr,
+        client: SocketAddr,
+        reason: &'static str,
+    ) {
+        let key = FlowKey {
+            proto: TCP,
+            local: server,
+            remote: client,
+        };
+        let Some(f) = self.map.get_mut(&key) else {
+            return;
+        };
+        if f.closed || f.done.is_some() {
+            return;
+        }
+        f.done = Some(reason);
+        self.make_evictable(&key, now_us);
+    }
+
+    /// The capture ended: the connections whose ends were both done close now, oldest first.
+    pub(crate) fn finish(&mut self, now_us: i64) {
+        let done: Vec<FlowKey> = self
+            .order
+            .values()
+            .filter(|k| {
+                self.map
+                    .get(k)
+                    .is_some_and(|f| !f.closed && f.done.is_some())
+            })
+            .copied()
+            .collect();
+        for k in done {
+            let reason = self.map.get(&k).and_then(|f| f.done).unwrap_or("FIN");
+            self.close(&k, now_us, reason);
+        }
+    }
+
+    /// How many closed flows the tracer has not reported yet (the newest of `closed()`); resets it.
+    pub(crate) fn take_unreported(&mut self) -> usize {
+        std::mem::take(&mut self.unreported)
+    }
+
     /// Closes a TCP flow once: records it in the closed ring. Returns whether it closed now.
     fn close(&mut self, key: &FlowKey, now_us: i64, reason: &'static str) -> bool {
         let Some(f) = self.map.get_mut(key) else {
@@ -688,13 +807,15 @@ impl FlowTable {
                 self.closed.pop_front();
             }
             self.closed.push_back(f.rec.clone());
+            self.unreported = (self.unreported + 1).min(CLOSED_KEPT);
         }
-        self.make_evictable(key);
+        self.make_evictable(key, now_us);
         true
     }
 
-    /// Marks a flow evictable (once), retiring the oldest evictable ones past [`EVICTABLE_KEPT`].
-    fn make_evictable(&mut self, key: &FlowKey) {
+    /// Marks a flow evictable (once), retiring the oldest evictable ones past [`EVICTABLE_KEPT`] (a
+    /// capture's connection that was done and lingering closes then, for its reason).
+    fn make_evictable(&mut self, key: &FlowKey, now_us: i64) {
         let Some(f) = self.map.get_mut(key) else {
             return;
         };
@@ -708,6 +829,14 @@ impl FlowTable {
                 break;
             };
             let old = *old;
+            if let Some(reason) = self
+                .map
+                .get(&old)
+                .filter(|f| !f.closed)
+                .and_then(|f| f.done)
+            {
+                self.close(&old, now_us, reason);
+            }
             self.remove(&old);
         }
     }
@@ -734,7 +863,8 @@ impl FlowTable {
                 },
             };
             if victim.proto == TCP {
-                self.close(&victim, now_us, "evicted");
+                let reason = self.map.get(&victim).and_then(|f| f.done);
+                self.close(&victim, now_us, reason.unwrap_or("evicted"));
             }
             self.remove(&victim);
             self.evictions += 1;
@@ -759,12 +889,14 @@ impl FlowTable {
                 closed: false,
                 seen: false,
                 evict_seq: 0,
+                owned: false,
+                done: None,
                 ana: Analysis::default(),
             },
         );
         self.order.insert(id, key);
         if key.proto != TCP {
-            self.make_evictable(&key);
+            self.make_evictable(&key, now_us);
         }
         id
     }
@@ -865,5 +997,157 @@ mod tests {
         assert!(t
             .get(TCP, local, "192.168.69.66:40001".parse().unwrap())
             .is_none());
+    }
+
+    /// A textbook close with the peer's FIN sent again into TIME-WAIT (its first ACK lost):
+    /// peer closes first here, as seen from the stack's device.
+    fn close_with_fin_again() -> Vec<(Direction, Vec<u8>)> {
+        let peer = Ipv4Addr::new(192, 168, 69, 100);
+        let i = |t: Tcp| {
+            (
+                Direction::In,
+                Eth::to_server().ipv4(peer, SERVER_V4).tcp(&t),
+            )
+        };
+        let o = |t: Tcp| {
+            (
+                Direction::Out,
+                Eth::to_client().ipv4(SERVER_V4, peer).tcp(&t),
+            )
+        };
+        vec![
+            o(Tcp::new(7, 40000, 100).syn()),
+            i(Tcp::new(40000, 7, 500).syn().ack(101)),
+            o(Tcp::new(7, 40000, 101).ack(501)),
+            o(Tcp::new(7, 40000, 101).fin().ack(501)),
+            i(Tcp::new(40000, 7, 501).fin().ack(102)),
+            o(Tcp::new(7, 40000, 102).ack(502)),
+            // The peer did not get that ACK: its FIN again, and the stack's ACK from TIME-WAIT.
+            i(Tcp::new(40000, 7, 501).fin().ack(102)),
+            o(Tcp::new(7, 40000, 102).ack(502)),
+        ]
+    }
+
+    #[test]
+    fn test_a_flow_the_stack_owns_ends_only_when_the_stack_says_so() {
+        let mut t = stack_driven();
+        let (local, remote) = (
+            "192.168.69.1:7".parse().unwrap(),
+            "192.168.69.100:40000".parse().unwrap(),
+        );
+        t.open(0, local, remote, 1);
+        for (n, (dir, f)) in close_with_fin_again().iter().enumerate() {
+            let o = seen(&mut t, n as i64, *dir, f);
+            assert!(!o.closed, "frame {n} closed the flow");
+        }
+        // TIME-WAIT is not the end, nor is CLOSED on its own: the stack's `Closed` is.
+        t.tcp_state(9, local, remote, "FIN-WAIT-2", "TIME-WAIT");
+        assert!(t.closed().is_empty());
+        assert!(t.end(10, local, remote, "CLOSED"));
+        assert_eq!(t.take_unreported(), 1);
+        let f = t.closed().back().unwrap();
+        assert_eq!(f.close_reason, Some("FIN"), "both FINs acknowledged");
+        assert_eq!((f.inbound.segments, f.outbound.segments), (3, 5));
+        assert!(!t.end(11, local, remote, "CLOSED"), "once");
+    }
+
+    #[test]
+    fn test_a_capture_connection_ends_at_a_new_syn_or_the_end_of_the_capture() {
+        let mut t = FlowTable::default();
+        t.set_from_capture();
+        let (server, client) = (
+            "192.168.69.1:7".parse().unwrap(),
+            "192.168.69.100:40000".parse().unwrap(),
+        );
+        let frames = close_with_fin_again();
+        for (n, (dir, f)) in frames.iter().enumerate() {
+            if n == 6 {
+                // Both ends done (inferred): the frames that follow still count.
+                t.done(n as i64, server, client, "FIN");
+            }
+            assert!(!seen(&mut t, n as i64, *dir, f).closed);
+        }
+        assert!(t.closed().is_empty());
+        t.finish(20);
+        assert_eq!(t.take_unreported(), 1);
+        let f = t.closed().back().unwrap();
+        assert_eq!(f.close_reason, Some("FIN"));
+        assert_eq!((f.inbound.segments, f.outbound.segments), (3, 5));
+
+        // Done, then a new SYN on the tuple: the old connection ends before it.
+        let mut t = FlowTable::default();
+        t.set_from_capture();
+        for (n, (dir, f)) in frames.iter().enumerate() {
+            seen(&mut t, n as i64, *dir, f);
+        }
+        t.done(8, server, client, "FIN");
+        let syn = Eth::to_client()
+            .ipv4(SERVER_V4, Ipv4Addr::new(192, 168, 69, 100))
+            .tcp(&Tcp::new(7, 40000, 9000).syn());
+        let o = seen(&mut t, 9, Direction::Out, &syn);
+        assert_eq!(t.take_unreported(), 1);
+        assert_eq!(t.closed().back().unwrap().outbound.segments, 5);
+        assert_ne!(
+            o.conn,
+            Some(t.closed().back().unwrap().id),
+            "a new connection"
+        );
+    }
+
+    #[test]
+    fn test_lingering_capture_connections_are_bounded_and_still_told() {
+        let mut t = FlowTable::default();
+        t.set_from_capture();
+        let server: SocketAddr = "192.168.69.1:7".parse().unwrap();
+        let n = EVICTABLE_KEPT + 10;
+        for i in 0..n {
+            let port = 10000 + i as u16;
+            let syn = Eth::to_server()
+                .ipv4(Ipv4Addr::new(192, 168, 69, 100), SERVER_V4)
+                .tcp(&Tcp::new(port, 7, 1).syn());
+            seen(&mut t, i as i64, Direction::In, &syn);
+            t.done(
+                i as i64,
+                server,
+                SocketAddr::new(Ipv4Addr::new(192, 168, 69, 100).into(), port),
+                "RST",
+            );
+        }
+        assert_eq!(t.len(), EVICTABLE_KEPT);
+        assert_eq!(t.take_unreported(), 10, "the retired ones were told");
+        assert_eq!(t.closed().back().unwrap().close_reason, Some("RST"));
+    }
+
+    #[test]
+    fn test_a_syn_the_stack_dropped_and_its_retransmission_keep_one_analysis() {
+        let mut t = stack_driven();
+        let (local, remote) = (
+            "192.168.69.1:9".parse().unwrap(),
+            "192.168.69.100:49155".parse().unwrap(),
+        );
+        let syn = |seq| {
+            Eth::to_server()
+                .ipv4(Ipv4Addr::new(192, 168, 69, 100), SERVER_V4)
+                .tcp(&Tcp::new(49155, 9, seq).syn())
+        };
+        seen(&mut t, 0, Direction::In, &syn(1000));
+        assert!(t.end(1, local, remote, "SYN dropped before its listener"));
+        t.open(2, local, remote, 7);
+        let o = seen(&mut t, 3, Direction::In, &syn(1000));
+        assert_eq!(o.conn, Some(7));
+        assert!(
+            o.labels.as_slice().contains(&"retransmission"),
+            "{:?}",
+            o.labels.as_slice()
+        );
+        // Another number: a new attempt, analysed afresh, still the stack's connection.
+        let mut t = stack_driven();
+        seen(&mut t, 0, Direction::In, &syn(1000));
+        t.end(1, local, remote, "SYN dropped before its listener");
+        t.open(2, local, remote, 7);
+        let o = seen(&mut t, 3, Direction::In, &syn(5000));
+        assert_eq!(o.conn, Some(7));
+        assert!(!o.labels.as_slice().contains(&"retransmission"));
+        assert_eq!(o.rel_seq, Some(0));
     }
 }

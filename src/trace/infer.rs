@@ -92,6 +92,8 @@ struct End {
 #[derive(Debug, Default, Clone, Copy)]
 struct Conn {
     ends: [End; 2],
+    /// An RST ended one of the ends.
+    reset: bool,
 }
 
 /// What one segment told about the ends.
@@ -132,6 +134,15 @@ fn seq_ge(a: u32, b: u32) -> bool {
 }
 
 impl Conn {
+    /// Both ends are done (CLOSED, or TIME-WAIT): by RST or by FIN.
+    fn done(&self) -> Option<&'static str> {
+        let over = |e: &End| matches!(e.state, "CLOSED" | "TIME-WAIT");
+        if !self.ends.iter().all(over) {
+            return None;
+        }
+        Some(if self.reset { "RST" } else { "FIN" })
+    }
+
     fn set(&mut self, out: &mut Inferences, end: usize, to: &'static str) {
         let from = self.ends[end].state;
         if from == to {
@@ -180,6 +191,7 @@ impl Conn {
                 self.ends[x].state = "CLOSED";
             }
             self.set(&mut out, x, "CLOSED");
+            self.reset = true;
             match self.ends[y].state {
                 "SYN-SENT" => {
                     let acks_syn = self.ends[y].isn.map(|i| i.wrapping_add(1)) == Some(t.ack);
@@ -342,19 +354,11 @@ impl Tracer {
             self.flows.set_from_capture();
         }
         let dir = self.read.get_or_insert_with(Box::default).direction(&d);
-        // A close summary is written after the frame's inferred state changes, not before them.
-        let tcp_log = std::mem::replace(&mut self.tcp_log, false);
-        let last_closed = self.flows.closed().back().map(|f| f.id);
+        // A connection closes when a new SYN reuses its tuple (told before that SYN's inferences),
+        // when it is retired, or at the end of the capture; never at the frame that ended it, since
+        // more of it may follow (a FIN re-sent into TIME-WAIT, segments in flight after an RST).
         self.handle(now, dir, frame, None);
-        self.tcp_log = tcp_log;
-        let conn = self.infer_tcp(now, dir, &d);
-        let closed =
-            self.flows.closed().back().filter(|f| {
-                Some(f.id) != last_closed && Some(f.id) == conn && f.narrated && tcp_log
-            });
-        if let Some(f) = closed {
-            log::info!(target: TCP, "+{} {}", Secs(now.total_micros()), f.summary_line());
-        }
+        self.infer_tcp(now, dir, &d);
     }
 
     /// Infers the ends' TCP states from one frame and narrates them; returns its connection id.
@@ -375,6 +379,7 @@ impl Tracer {
         };
         let read = self.read.as_mut()?;
         let inferred = read.tcp(dir, server, client, &t);
+        let done = read.conns.get(&(server, client)).and_then(Conn::done);
         let t_us = now.total_micros();
         let flow = self.flows.get(6, server, client);
         let conn = flow.map(|f| f.id);
@@ -426,6 +431,10 @@ impl Tracer {
                 }
             }
         }
+        if let Some(reason) = done {
+            self.flows.done(t_us, server, client, reason);
+            self.report_closed(t_us);
+        }
         conn
     }
 
@@ -451,6 +460,9 @@ impl Tracer {
                 Secs(t_us)
             );
         }
+        // Connections whose ends were both done (TIME-WAIT included) end with the capture.
+        self.flows.finish(t_us);
+        self.report_closed(t_us);
         if let Some(l) = self.ladders.as_mut() {
             l.draw_open_flows(&self.flows);
         }

@@ -104,9 +104,8 @@ impl Tracer {
                 });
             }
         }
-        if obs.closed {
-            self.report_closed(t_us);
-        }
+        // A frame can close flows other than its own (a SYN reusing a tuple, one retired).
+        self.report_closed(t_us);
         if !self.quiet {
             if let Some(s) = self.step.as_mut() {
                 if s.wait() == StepReply::Quit {

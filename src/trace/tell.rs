@@ -108,19 +108,24 @@ impl Tracer {
         self.flows.rst_hint(local, remote, reason);
     }
 
+    /// Tells the flows closed since the last call (summary line, `conn_closed`, ladder), oldest first.
     pub(super) fn report_closed(&mut self, t_us: i64) {
-        let Some(f) = self.flows.closed().back() else {
-            return;
-        };
-        if self.tcp_log && f.narrated {
-            self.log_narration_summary(t_us, false);
-            log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
-        }
-        if let Some(ev) = self.events.as_mut() {
-            ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
-        }
-        if let Some(l) = self.ladders.as_mut() {
-            l.closed(f);
+        let n = self.flows.take_unreported();
+        let from = self.flows.closed().len().saturating_sub(n);
+        for i in from..self.flows.closed().len() {
+            let f = &self.flows.closed()[i];
+            if self.tcp_log && f.narrated {
+                if let Some(s) = self.flows.narration().take_summary(t_us, false) {
+                    log::info!(target: TCP, "+{} {s}", Secs(t_us));
+                }
+                log::info!(target: TCP, "+{} {}", Secs(t_us), f.summary_line());
+            }
+            if let Some(ev) = self.events.as_mut() {
+                ev.emit(&Event::ConnClosed(events::ConnClosed::new(t_us, f)));
+            }
+            if let Some(l) = self.ladders.as_mut() {
+                l.closed(f);
+            }
         }
     }
 }

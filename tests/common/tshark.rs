@@ -76,6 +76,9 @@ pub struct Seg {
     pub sack: Vec<(u32, u32)>,
     pub labels: BTreeSet<String>,
     pub dup_ack: Option<(u32, u64)>,
+    /// The checksum that does not verify, first in layer order: `"ip"` or `"tcp"` (tshark: only
+    /// with [`segments_checked`]).
+    pub bad_checksum: Option<&'static str>,
 }
 
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -93,6 +96,15 @@ fn list(s: &str) -> Vec<u32> {
 
 /// tshark's reading of every TCP frame of `pcap`, by frame number.
 pub fn segments(pcap: &Path) -> BTreeMap<u64, Seg> {
+    read_segments(pcap, false)
+}
+
+/// As [`segments`], with tshark verifying the IPv4 and TCP checksums (it does not by default).
+pub fn segments_checked(pcap: &Path) -> BTreeMap<u64, Seg> {
+    read_segments(pcap, true)
+}
+
+fn read_segments(pcap: &Path, check: bool) -> BTreeMap<u64, Seg> {
     let mut fields = vec![
         "frame.number",
         "ip.src",
@@ -117,7 +129,17 @@ pub fn segments(pcap: &Path) -> BTreeMap<u64, Seg> {
     ];
     let fixed = fields.len();
     fields.extend(ANALYSIS.iter().map(|a| a.0));
+    let checks = fields.len();
+    fields.extend(["ip.checksum.status", "tcp.checksum.status"]);
     let mut cmd = Command::new("tshark");
+    if check {
+        cmd.args([
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-o",
+            "ip.check_checksum:TRUE",
+        ]);
+    }
     cmd.args(["-r"]).arg(pcap).args([
         "-Y",
         "tcp",
@@ -187,6 +209,14 @@ pub fn segments(pcap: &Path) -> BTreeMap<u64, Seg> {
                 (Some(n), Some(f)) if labels_has_dup(c[fixed + 4]) => Some((n, f)),
                 _ => None,
             },
+            // 0: bad, 1: good, 2: not verified.
+            bad_checksum: if c[checks].trim() == "0" {
+                Some("ip")
+            } else if c[checks + 1].trim() == "0" {
+                Some("tcp")
+            } else {
+                None
+            },
         };
         segs.insert(s.frame, s);
     }
@@ -248,17 +278,17 @@ pub fn our_segments(events: &[serde_json::Value]) -> BTreeMap<u64, Seg> {
             dup_ack: t["dup_ack"]
                 .as_object()
                 .map(|d| (u(&d["num"]).unwrap_or(0), d["frame"].as_u64().unwrap_or(0))),
+            bad_checksum: e["bad_checksum"].as_str().map(|c| {
+                if c.contains("TCP") {
+                    "tcp"
+                } else {
+                    "ip"
+                }
+            }),
         };
         segs.insert(s.frame, s);
     }
     segs
-}
-
-/// One way of a connection: segments and payload bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Way {
-    pub segments: u64,
-    pub bytes: u64,
 }
 
 /// tshark's conversations (`-z conv,tcp`): per (A, B) pair, frames A->B and B->A.
@@ -292,17 +322,6 @@ pub fn conversations(pcap: &Path) -> BTreeMap<(String, String), (u64, u64)> {
         convs.insert((norm(w[0]), norm(w[2])), (fwd, back));
     }
     convs
-}
-
-/// Frames and payload bytes per way of a conversation, summed from tshark's per-frame reading.
-pub fn payload_by_way(segs: &BTreeMap<u64, Seg>) -> BTreeMap<(String, String), Way> {
-    let mut m: BTreeMap<(String, String), Way> = BTreeMap::new();
-    for s in segs.values() {
-        let w = m.entry((s.src.clone(), s.dst.clone())).or_default();
-        w.segments += 1;
-        w.bytes += u64::from(s.len);
-    }
-    m
 }
 
 /// The differences between tshark's reading of a frame and ours, one line each.
@@ -343,4 +362,73 @@ pub fn differences(theirs: &Seg, ours: &Seg) -> Vec<String> {
         d.push(format!("frame {f} label `{l}`: {who}"));
     }
     d
+}
+
+/// Writes `pcap` without the frames whose IPv4 or TCP/UDP checksum does not verify, or that are
+/// malformed, to `out` (the frames a receiving stack discards) and returns their numbers in `pcap`.
+pub fn without_bad_checksums(pcap: &Path, out: &Path) -> Vec<u64> {
+    const CHECK: [&str; 8] = [
+        "-o",
+        "tcp.check_checksum:TRUE",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "udp.check_checksum:TRUE",
+        "-o",
+        "icmp.check_checksum:TRUE",
+    ];
+    const BAD: &str =
+        "ip.checksum.status==0 || tcp.checksum.status==0 || udp.checksum.status==0 || tcp.hdr_len < 20 || ip.bogus_header_length";
+    let listed = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(&CHECK[..6])
+        .args(["-Y", BAD, "-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    let bad: Vec<u64> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let w = Command::new("tshark")
+        .arg("-r")
+        .arg(pcap)
+        .args(&CHECK[..6])
+        .args(["-Y", &format!("!({BAD})"), "-F", "pcap", "-w"])
+        .arg(out)
+        .output()
+        .expect("run tshark");
+    assert!(
+        w.status.success(),
+        "tshark -w: {}",
+        String::from_utf8_lossy(&w.stderr)
+    );
+    bad
+}
+
+/// Renumbers the frames of a capture written by [`without_bad_checksums`] as they were numbered in
+/// the original (`bad`: the frames left out, ascending).
+pub fn renumber(segs: BTreeMap<u64, Seg>, bad: &[u64]) -> BTreeMap<u64, Seg> {
+    let original = |k: u64| {
+        // The k-th frame kept.
+        let mut n = k;
+        for &b in bad {
+            if b <= n {
+                n += 1;
+            } else {
+                break;
+            }
+        }
+        n
+    };
+    segs.into_iter()
+        .map(|(k, mut s)| {
+            let n = original(k);
+            s.frame = n;
+            if let Some(d) = s.dup_ack.as_mut() {
+                d.1 = original(d.1);
+            }
+            (n, s)
+        })
+        .collect()
 }
