@@ -8,8 +8,9 @@
 //! ([`Harness::set_faults`]); [`Harness::partition`] and [`Harness::repair`] the wire;
 //! [`Harness::hold`] and [`Harness::release`] the frames on it. The stacks themselves stay private:
 //! what a test may ask about the server (counters, connections, the packets its tracer saw) has an
-//! accessor of its own. Durations are `std::time::Duration`, and [`Harness::now`] is the virtual time
-//! since the harness was built.
+//! accessor of its own, and so do the TCP figures and loss repairs of both stacks
+//! ([`Harness::tcp_figures`], [`Harness::loss_repairs`], [`Harness::final_figures`]). Durations
+//! are `std::time::Duration`, and [`Harness::now`] is the virtual time since the harness was built.
 //!
 //! ```
 //! use std::time::Duration;

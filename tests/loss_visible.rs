@@ -114,6 +114,17 @@ fn test_sack_recovery_is_told_and_counted() {
     assert_eq!(told.len(), sack, "{narration:#?}");
     assert!(told[0].contains("RFC 6675"), "{}", told[0]);
     assert!(told.iter().skip(1).all(|l| !l.contains("RFC 6675")));
+    let timed_out: Vec<&String> = narration
+        .iter()
+        .filter(|l| l.contains(&format!("c{conn} retransmission timeout after ")))
+        .collect();
+    assert_eq!(timed_out.len(), timeouts, "{narration:#?}");
+    if let Some(first) = timed_out.first() {
+        assert!(
+            first.contains("back to slow start") && first.contains("RFC 6298"),
+            "{first}"
+        );
+    }
     let closing: Vec<&String> = narration
         .iter()
         .filter(|l| l.contains(&format!("c{conn} TCP figures:")))

@@ -393,11 +393,22 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
-                let f = self.flows.get(6, local, remote);
                 // A connection that never measured a round trip nor lost anything has nothing to
-                // tell (a handshake that never completed, an RST at once).
+                // tell (a handshake that never completed, an RST at once). The flow may have
+                // closed already (its last state change came first): its record says whether
+                // `--narrate-limit` left it out.
                 let telling = figures.srtt.is_some() || figures.repairs() > 0;
-                if self.tcp_log && telling && f.is_none_or(|f| f.narrated) {
+                let narrated = match self.flows.get(6, local, remote) {
+                    Some(f) => f.narrated,
+                    None => self
+                        .flows
+                        .closed()
+                        .iter()
+                        .rev()
+                        .find(|f| f.id == conn)
+                        .is_some_and(|f| f.narrated),
+                };
+                if self.tcp_log && telling && narrated {
                     log::info!(target: TCP, "+{} c{conn} {}", Secs(t_us), figures_line(&figures));
                 }
                 if let Some(ev) = self.events.as_mut() {
