@@ -130,6 +130,14 @@ fn test_sack_recovery_is_told_and_counted() {
         .filter(|l| l.contains(&format!("c{conn} TCP figures:")))
         .collect();
     assert_eq!(closing.len(), 1, "{narration:#?}");
+    for l in told
+        .iter()
+        .take(2)
+        .chain(timed_out.iter().take(1))
+        .chain(&closing)
+    {
+        eprintln!("{l}");
+    }
     assert!(
         closing[0].contains(&format!(
             "losses repaired: {sack} by SACK recovery, {newreno} by NewReno, {timeouts} by timeout"

@@ -23,11 +23,11 @@ const TIME_WAIT_WHY: &str =
 /// Said the first time each kind of loss repair is seen: what it is, in one plain sentence.
 const SACK_WHY: &str = "(fast recovery with SACK: the peer's ACKs list the blocks it holds beyond a \
     gap, so the sender knows exactly which segments are missing and resends only those, without \
-    waiting for a timer, RFC 6675; it halves its congestion window, since a loss means the path is full)";
+    waiting for a timer, RFC 6675; and it cuts its congestion window, to 0.7 x with CUBIC or half with Reno, since a loss means the path is full)";
 const NEWRENO_WHY: &str =
     "(fast recovery without SACK: duplicate ACKs say one segment is missing; \
     the sender resends it, and each ACK that covers only part of what was in flight points at the \
-    next hole, RFC 6582; the congestion window is halved, since a loss means the path is full)";
+    next hole, RFC 6582; the congestion window is cut, to 0.7 x with CUBIC or half with Reno, since a loss means the path is full)";
 const TIMEOUT_WHY: &str = "(retransmission timeout: no ACK came within the RTO, so the sender \
     assumes everything in flight is lost, resends from the last acknowledged byte, starts again \
     from a window of one segment, and doubles its timer for the next try, RFC 6298)";
@@ -365,13 +365,13 @@ impl StackObserver for Tracer {
                 let f = self.flows.get(6, local, remote);
                 if self.tcp_log && f.is_none_or(|f| f.narrated) {
                     let (bit, why) = repair_why(kind);
-                    let why = if self.explained_repairs & bit == 0 {
+                    let line = repair_line(kind, cwnd_before, rto_before, &figures);
+                    if self.explained_repairs & bit == 0 {
                         self.explained_repairs |= bit;
-                        why
+                        log::info!(target: TCP, "+{} c{conn} {line} {why}", Secs(t_us));
                     } else {
-                        ""
-                    };
-                    log::info!(target: TCP, "+{} c{conn} {} {why}", Secs(t_us), repair_line(kind, cwnd_before, rto_before, &figures));
+                        log::info!(target: TCP, "+{} c{conn} {line}", Secs(t_us));
+                    }
                 }
                 if let Some(ev) = self.events.as_mut() {
                     ev.emit(&Event::LossRepair {
