@@ -8,8 +8,9 @@
 //! ([`Harness::set_faults`]); [`Harness::partition`] and [`Harness::repair`] the wire;
 //! [`Harness::hold`] and [`Harness::release`] the frames on it. The stacks themselves stay private:
 //! what a test may ask about the server (counters, connections, the packets its tracer saw) has an
-//! accessor of its own. Durations are `std::time::Duration`, and [`Harness::now`] is the virtual time
-//! since the harness was built.
+//! accessor of its own, and so do the TCP figures and loss repairs of both stacks
+//! ([`Harness::tcp_figures`], [`Harness::loss_repairs`], [`Harness::final_figures`]). Durations
+//! are `std::time::Duration`, and [`Harness::now`] is the virtual time since the harness was built.
 //!
 //! ```
 //! use std::time::Duration;
@@ -51,7 +52,8 @@ pub use crate::device::wire::PARTITIONED;
 use crate::device::wire::{wire, End, WireControl};
 use crate::device::{Direction, FaultConfig, FaultInjector, FrameIo, Nic, TxOutcome};
 use crate::service::{ServiceKind, Settings};
-use crate::stack::{ConnectError, Stack, StackConfig, TcpHandle, TCP_BUFFER};
+use crate::stack::{ConnectError, Stack, StackConfig, StackEvent, TcpHandle, TCP_BUFFER};
+pub use crate::stack::{LossRepair, TcpFigures};
 use crate::status::{Counters, Status};
 use crate::topology::{self, SERVER_ADDRS};
 use crate::trace::{PacketRecord, TcpFlags, TraceConfig, Tracer};
@@ -228,6 +230,7 @@ impl HarnessBuilder {
             tcp_buffer: TCP_BUFFER,
         };
         let mut server = Stack::new(&server_cfg, server_port, now);
+        server.keep_tcp_events();
         for &(kind, port) in &self.services {
             server.serve_tcp(kind, port);
             server.serve_udp(kind, port);
@@ -237,7 +240,8 @@ impl HarnessBuilder {
             Tracer::new(TraceConfig::silent(), epoch).expect("a silent tracer opens nothing"),
         );
         let client_cfg = topology::client_stack_config(seed);
-        let client = Stack::new(&client_cfg, client_port, now);
+        let mut client = Stack::new(&client_cfg, client_port, now);
+        client.keep_tcp_events();
         Harness {
             clock,
             server,
@@ -247,6 +251,19 @@ impl HarnessBuilder {
             settings: self.settings,
         }
     }
+}
+
+/// A loss repair a stack began on one of its connections ([`Harness::loss_repairs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairSeen {
+    /// The connection id, as that stack's trace names it (`c12`).
+    pub conn: u64,
+    /// Fast recovery (with or without SACK) or a retransmission timeout.
+    pub kind: LossRepair,
+    /// The congestion window before, bytes.
+    pub cwnd_before: usize,
+    /// The connection's figures once the repair began.
+    pub figures: TcpFigures,
 }
 
 /// Two stacks on a virtual wire; see the module documentation.
@@ -648,6 +665,55 @@ impl Harness {
             .closed_flows()
             .map(|f| f.close_reason.unwrap_or("-"))
             .collect()
+    }
+
+    /// A client socket's TCP figures now: congestion window and threshold, round-trip estimate and
+    /// timer, and how many losses it repaired and how. `None` once the handle was released (its
+    /// last figures are then in [`Harness::final_figures`]).
+    pub fn tcp_figures(&self, h: TcpHandle) -> Option<TcpFigures> {
+        self.client.tcp_figures(h).ok()
+    }
+
+    /// The loss repairs `side`'s stack began, oldest first (the last 16,384): one per fast
+    /// recovery or retransmission timeout, as its trace narrates them.
+    pub fn loss_repairs(&self, side: Side) -> Vec<RepairSeen> {
+        self.stack(side)
+            .tcp_events()
+            .filter_map(|ev| match *ev {
+                StackEvent::LossRepair {
+                    conn,
+                    kind,
+                    cwnd_before,
+                    figures,
+                    ..
+                } => Some(RepairSeen {
+                    conn,
+                    kind,
+                    cwnd_before,
+                    figures,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last TCP figures of each connection of `side`'s stack whose socket was let go (at its
+    /// close, or as it entered TIME-WAIT), oldest first, with its id.
+    pub fn final_figures(&self, side: Side) -> Vec<(u64, TcpFigures)> {
+        self.stack(side)
+            .tcp_events()
+            .filter_map(|ev| match *ev {
+                StackEvent::Figures { conn, figures, .. } => Some((conn, figures)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn stack(&self, side: Side) -> &Stack<Tracer> {
+        match side {
+            Side::Server => &self.server,
+            Side::Client => &self.client,
+        }
     }
 
     /// The state of every TCP socket of the server, listeners included (for failure messages).

@@ -129,6 +129,69 @@ impl TimeWaitAck {
     }
 }
 
+/// A connection's TCP sender figures, read from its smoltcp socket: the congestion window and
+/// threshold, the round-trip estimate and timer, and how its losses were repaired so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpFigures {
+    /// Congestion window, bytes.
+    pub cwnd: usize,
+    /// Slow start threshold, bytes; `None` before the first loss (no threshold set yet).
+    pub ssthresh: Option<usize>,
+    /// Smoothed round-trip time (RFC 6298 SRTT, whole milliseconds); `None` before the first
+    /// sample.
+    pub srtt: Option<Duration>,
+    /// Retransmission timeout (RFC 6298 RTO), backoff included.
+    pub rto: Duration,
+    /// Fast recoveries started (a loss shown by duplicate ACKs or SACK, repaired without waiting
+    /// for the timer), SACK ones included.
+    pub fast_retransmits: u32,
+    /// Of those, the ones that resent the holes the SACK scoreboard showed (RFC 6675).
+    pub sack_recoveries: u32,
+    /// Retransmission timeouts (back to slow start).
+    pub timeouts: u32,
+}
+
+impl TcpFigures {
+    /// Reads a socket's figures.
+    pub fn of(sock: &smoltcp::socket::tcp::Socket<'_>) -> TcpFigures {
+        let stats = sock.loss_recovery_stats();
+        let ssthresh = sock.slow_start_threshold();
+        TcpFigures {
+            cwnd: sock.congestion_window(),
+            ssthresh: (ssthresh != usize::MAX).then_some(ssthresh),
+            srtt: sock.smoothed_rtt(),
+            rto: sock.retransmission_timeout(),
+            fast_retransmits: stats.fast_retransmits,
+            sack_recoveries: stats.sack_recoveries,
+            timeouts: stats.timeouts,
+        }
+    }
+
+    /// Fast recoveries without SACK information (NewReno, RFC 6582).
+    pub fn newreno_recoveries(&self) -> u32 {
+        self.fast_retransmits.saturating_sub(self.sack_recoveries)
+    }
+
+    /// Losses repaired, by any means.
+    pub fn repairs(&self) -> u32 {
+        self.fast_retransmits + self.timeouts
+    }
+}
+
+/// How a connection started repairing a loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossRepair {
+    /// Fast recovery: the ACKs showed a loss before the timer ran out. With `sack` the SACK
+    /// scoreboard showed which segments were missing and only those holes are resent (RFC 6675);
+    /// without, one segment is resent per partial ACK (NewReno, RFC 6582).
+    FastRetransmit {
+        /// The SACK scoreboard chose what to resend.
+        sack: bool,
+    },
+    /// The retransmission timer ran out: sending starts again from the last ACK, in slow start.
+    Timeout,
+}
+
 /// One thing the stack did. Addresses are the stack's end (`local`) and the peer's (`remote`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StackEvent {
@@ -180,6 +243,27 @@ pub enum StackEvent {
         remote: SocketAddr,
         why: TimeWaitAck,
         hold: Duration,
+    },
+    /// A connection started repairing a loss (one event per recovery), told after the egress
+    /// that resent. `cwnd_before` and `rto_before` are the figures when the stack last looked (the
+    /// connection's previous egress); `figures` are the ones now, the repair begun.
+    LossRepair {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        kind: LossRepair,
+        cwnd_before: usize,
+        rto_before: Duration,
+        figures: TcpFigures,
+    },
+    /// A connection's socket is let go: its last TCP figures. Right before `Closed`, or when it
+    /// enters the TIME-WAIT table (the socket goes then; `Closed` follows 2 x MSL later): once per
+    /// connection that had a socket of its own.
+    Figures {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        figures: TcpFigures,
     },
     /// A connection is gone and its resources are back; every connection that was opened ends with
     /// exactly one of these.

@@ -46,6 +46,7 @@ pub(crate) use event::{
     state_name, CloseCause, ConnIds, RstIgnored, StackEvent, StackObserver, TimeWaitAck,
     TimeWaitCut, Timeout,
 };
+pub use event::{LossRepair, TcpFigures};
 pub(crate) use timewait::DEFAULT_TIME_WAIT;
 
 pub(crate) use sockets::{ConnectError, TcpHandle};
@@ -98,6 +99,8 @@ pub(crate) const UDP_DATAGRAM_MAX: usize = 16 * 1024 - 20 - 8;
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events kept for the status table between two reports (a turn reports twice; the oldest go first).
 const EVENTS_KEPT: usize = 1 << 16;
+/// Loss repairs and last figures kept for a harness that asked for them (the oldest go first).
+const TCP_EVENTS_KEPT: usize = 1 << 14;
 
 /// How the userspace stack is set up.
 #[derive(Debug, Clone)]
@@ -152,6 +155,8 @@ pub struct Stack<O: StackObserver> {
     counters: Counters,
     /// Events not yet applied to the status table (see [`Stack::turn`]).
     events: VecDeque<StackEvent>,
+    /// `LossRepair` and `Figures` events kept for the harness, when it asked ([`Stack::keep_tcp_events`]).
+    tcp_events: Option<VecDeque<StackEvent>>,
     /// The entry the frame being processed went to, when that frame was an RST.
     rst_for: Option<usize>,
     scratch: Box<[u8]>,
@@ -202,6 +207,7 @@ impl<O: StackObserver> Stack<O> {
             ids,
             counters: Counters::default(),
             events: VecDeque::new(),
+            tcp_events: None,
             rst_for: None,
             scratch: vec![0u8; max].into_boxed_slice(),
             reply: vec![0u8; max].into_boxed_slice(),
@@ -221,6 +227,17 @@ impl<O: StackObserver> Stack<O> {
     /// Tells the observer at once, and keeps the event for the status table.
     fn emit(&mut self, ev: StackEvent) {
         self.nic.observer_mut().event(self.last_now, &ev);
+        if let Some(kept) = self.tcp_events.as_mut() {
+            if matches!(
+                ev,
+                StackEvent::LossRepair { .. } | StackEvent::Figures { .. }
+            ) {
+                if kept.len() >= TCP_EVENTS_KEPT {
+                    kept.pop_front();
+                }
+                kept.push_back(ev);
+            }
+        }
         if self.events.len() >= EVENTS_KEPT {
             self.events.pop_front();
         }
@@ -533,6 +550,9 @@ impl<O: StackObserver> Stack<O> {
             if e.state_now() == tcp::State::TimeWait && self.nic.counters().packets_out > sent {
                 e.last_ack_out = true;
             }
+            // After the socket's egress: smoltcp counts a fast recovery when the ACK that shows
+            // the loss arrives, and lowers the window when it resends, here.
+            self.report_repairs(key);
             self.settle(now, key);
             self.schedule(now, key);
         }
@@ -575,6 +595,67 @@ impl<O: StackObserver> Stack<O> {
         if !self.enforce_timeouts(now, key) {
             self.remove_if_over(now, key);
         }
+    }
+
+    /// Tells the observer when a touched connection began repairing a loss: one
+    /// [`StackEvent::LossRepair`] for each count of its socket that grew since the last look (its
+    /// previous egress). Only entries touched this turn come here (and each connection once more
+    /// as its socket is let go), so idle connections cost nothing.
+    fn report_repairs(&mut self, key: usize) {
+        let Some(e) = self.table.get_mut(key) else {
+            return;
+        };
+        if matches!(e.role, Role::Listener { .. }) {
+            return;
+        }
+        let figures = TcpFigures::of(e.sock_ref());
+        let now_seen = table::Seen {
+            stats: e.sock_ref().loss_recovery_stats(),
+            cwnd: figures.cwnd,
+            rto: figures.rto,
+        };
+        let seen = std::mem::replace(&mut e.seen, now_seen);
+        let sack = figures
+            .sack_recoveries
+            .saturating_sub(seen.stats.sack_recoveries);
+        let fast = figures
+            .fast_retransmits
+            .saturating_sub(seen.stats.fast_retransmits);
+        let timeouts = figures.timeouts.saturating_sub(seen.stats.timeouts);
+        if sack == 0 && fast == 0 && timeouts == 0 {
+            return;
+        }
+        let (conn, local, remote) = (e.id, to_socket_addr(e.local), to_socket_addr(e.remote));
+        let kinds = std::iter::repeat_n(LossRepair::FastRetransmit { sack: true }, sack as usize)
+            .chain(std::iter::repeat_n(
+                LossRepair::FastRetransmit { sack: false },
+                fast.saturating_sub(sack) as usize,
+            ))
+            .chain(std::iter::repeat_n(LossRepair::Timeout, timeouts as usize));
+        for kind in kinds {
+            self.emit(StackEvent::LossRepair {
+                conn,
+                local,
+                remote,
+                kind,
+                cwnd_before: seen.cwnd,
+                rto_before: seen.rto,
+                figures,
+            });
+        }
+    }
+
+    /// Tells a connection's last TCP figures, as its socket is let go.
+    fn report_figures(&mut self, e: &table::Entry) {
+        if matches!(e.role, Role::Listener { .. }) {
+            return;
+        }
+        self.emit(StackEvent::Figures {
+            conn: e.id,
+            local: to_socket_addr(e.local),
+            remote: to_socket_addr(e.remote),
+            figures: TcpFigures::of(e.sock_ref()),
+        });
     }
 
     /// Tells the observer (and the status table) when an entry's TCP state changed.
@@ -733,6 +814,7 @@ impl<O: StackObserver> Stack<O> {
     /// The first half of [`Stack::recycle`]: the entry leaves the table, the demultiplexer and the
     /// counts, with its `Closed` event; its socket is still as it was.
     fn take_out(&mut self, key: usize, cause: CloseCause) -> table::Entry {
+        self.report_repairs(key);
         let e = self.table.remove(key);
         self.trim_half_open(key);
         self.demux.remove(e.local, e.remote, key);
@@ -758,6 +840,7 @@ impl<O: StackObserver> Stack<O> {
             Role::Client { .. } => self.ports.give_back(e.local.port),
             Role::Listener { .. } => {}
         }
+        self.report_figures(&e);
         if !matches!(e.role, Role::Listener { .. }) {
             self.emit(StackEvent::Closed {
                 conn: e.id,
@@ -782,7 +865,9 @@ impl<O: StackObserver> Stack<O> {
     /// Moves a connection whose last ACK is out from its socket into the TIME-WAIT table: the
     /// socket goes back to the pool, and the connection ends (`Closed`) 2 x MSL later.
     fn move_to_time_wait(&mut self, now: Instant, key: usize) {
+        self.report_repairs(key);
         let e = self.table.remove(key);
+        self.report_figures(&e);
         self.trim_half_open(key);
         self.demux.remove(e.local, e.remote, key);
         let sock = e.sock_ref();
@@ -1058,6 +1143,17 @@ impl<O: StackObserver> Stack<O> {
                 self.table.mark_ready(key);
             }
         }
+    }
+
+    /// Keeps the last loss repairs and closing figures ([`StackEvent::LossRepair`],
+    /// [`StackEvent::Figures`]; a bounded number) for [`Stack::tcp_events`]. Off by default.
+    pub(crate) fn keep_tcp_events(&mut self) {
+        self.tcp_events.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The loss repairs and closing figures kept since [`Stack::keep_tcp_events`], oldest first.
+    pub(crate) fn tcp_events(&self) -> impl Iterator<Item = &StackEvent> {
+        self.tcp_events.iter().flatten()
     }
 
     /// The endpoints the stack serves, for the ready line: each non-link-local address, each port.

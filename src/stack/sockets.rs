@@ -134,6 +134,15 @@ impl<O: StackObserver> Stack<O> {
         self.table.get(key).map(|e| e.id).ok_or(StaleHandle)
     }
 
+    /// A client socket's TCP figures now (read only: the socket is not touched).
+    pub fn tcp_figures(&self, h: TcpHandle) -> Result<super::TcpFigures, StaleHandle> {
+        let key = self.client_key(h)?;
+        self.table
+            .get(key)
+            .map(|e| super::TcpFigures::of(e.sock_ref()))
+            .ok_or(StaleHandle)
+    }
+
     /// Whether a client socket's close is through on our side: CLOSED, or TIME-WAIT with the ACK
     /// of the peer's FIN gone out (the peer can leave LAST-ACK). An owner that waits for this
     /// before it releases the socket or exits never leaves the peer waiting for that ACK.

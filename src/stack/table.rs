@@ -8,8 +8,8 @@
 
 use slab::Slab;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::socket::tcp::{self, LossRecoveryStats};
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use std::collections::BTreeSet;
 
@@ -58,6 +58,14 @@ pub(super) enum Role {
     },
 }
 
+/// What the stack last saw of a socket's loss recovery (a reset socket starts at zero).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Seen {
+    pub stats: LossRecoveryStats,
+    pub cwnd: usize,
+    pub rto: Duration,
+}
+
 /// One TCP socket in a socket set of its own.
 pub(super) struct Entry {
     pub set: SocketSet<'static>,
@@ -85,6 +93,9 @@ pub(super) struct Entry {
     pub peer_wscale: bool,
     /// In TIME-WAIT, the ACK of the peer's FIN has gone out.
     pub last_ack_out: bool,
+    /// The socket's loss-recovery counts, window and timer when the stack last looked: a count
+    /// that grew since is a [`super::StackEvent::LossRepair`].
+    pub seen: Seen,
     /// Where this entry sits in the deadline index.
     deadline: Option<Instant>,
     /// Queued in `ready` for this turn.
@@ -228,6 +239,7 @@ impl Table {
             peer_ack: 0,
             peer_wscale: false,
             last_ack_out: false,
+            seen: Seen::default(),
             deadline: None,
             ready: false,
         });

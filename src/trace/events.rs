@@ -12,6 +12,39 @@ use super::records::{DirStats, FlowRecord, PacketRecord, Side};
 use crate::device::Direction;
 use crate::status::{Counters, Endpoint};
 
+/// A connection's TCP figures in an event line (see [`crate::stack::TcpFigures`]).
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct TcpFiguresJson {
+    /// Congestion window, bytes.
+    pub cwnd: usize,
+    /// Slow start threshold, bytes (`null` before the first loss).
+    pub ssthresh: Option<usize>,
+    /// Smoothed round-trip time, milliseconds (`null` before the first sample).
+    pub srtt_ms: Option<u64>,
+    /// Retransmission timeout, milliseconds.
+    pub rto_ms: u64,
+    /// Fast recoveries with SACK (RFC 6675).
+    pub sack_recoveries: u32,
+    /// Fast recoveries without SACK (NewReno, RFC 6582).
+    pub newreno_recoveries: u32,
+    /// Retransmission timeouts.
+    pub timeouts: u32,
+}
+
+impl From<crate::stack::TcpFigures> for TcpFiguresJson {
+    fn from(f: crate::stack::TcpFigures) -> Self {
+        TcpFiguresJson {
+            cwnd: f.cwnd,
+            ssthresh: f.ssthresh,
+            srtt_ms: f.srtt.map(|d| d.total_millis()),
+            rto_ms: f.rto.total_millis(),
+            sack_recoveries: f.sack_recoveries,
+            newreno_recoveries: f.newreno_recoveries(),
+            timeouts: f.timeouts,
+        }
+    }
+}
+
 /// One event line.
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -88,6 +121,41 @@ pub enum Event<'a> {
     },
     /// A TCP connection ended: its summary.
     ConnClosed(ConnClosed<'a>),
+    /// A connection of the userspace stack began repairing a loss (fast recovery or a
+    /// retransmission timeout).
+    LossRepair {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// Connection id (`c12`).
+        conn: u64,
+        /// The stack's end.
+        local: SocketAddr,
+        /// The peer's end.
+        remote: SocketAddr,
+        /// `sack` (fast recovery resending the holes SACK showed), `newreno` (fast recovery
+        /// without SACK) or `timeout` (the retransmission timer ran out).
+        kind: &'a str,
+        /// Congestion window before, bytes.
+        cwnd_before: usize,
+        /// Retransmission timeout before (the one that ran out, for `timeout`), milliseconds.
+        rto_before_ms: u64,
+        /// The connection's figures now.
+        tcp: TcpFiguresJson,
+    },
+    /// A connection's socket was let go (right before its close, or on entering TIME-WAIT): its
+    /// last TCP figures.
+    TcpFigures {
+        /// Microseconds since the start.
+        t_us: i64,
+        /// Connection id (`c12`).
+        conn: u64,
+        /// The stack's end.
+        local: SocketAddr,
+        /// The peer's end.
+        remote: SocketAddr,
+        /// The figures.
+        tcp: TcpFiguresJson,
+    },
     /// ARP said another MAC address for a neighbour than before: a second host answering for
     /// this address, or ARP spoofing.
     NeighbourMoved {

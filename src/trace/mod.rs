@@ -147,6 +147,8 @@ pub struct Tracer {
     explained_registered: bool,
     /// Why TIME-WAIT exists was said once.
     explained_time_wait: bool,
+    /// Loss repairs explained so far (bits: SACK recovery, NewReno recovery, timeout).
+    explained_repairs: u8,
     last_us: i64,
     /// `--ladder`: where ladder diagrams are drawn (none when off or silent).
     ladders: Option<pictures::LadderOut>,
@@ -187,6 +189,7 @@ impl Tracer {
             explained_dynamic: false,
             explained_registered: false,
             explained_time_wait: false,
+            explained_repairs: 0,
             last_us: 0,
             ladders: (cfg.ladder && !cfg.silent).then(pictures::LadderOut::stderr),
             wire_mtu: None,

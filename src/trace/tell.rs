@@ -9,7 +9,8 @@ use super::decode::Mac;
 use super::events::{self, Event};
 use super::{Secs, Tracer, TCP};
 use crate::stack::{
-    state_name, CloseCause, ConnIds, StackEvent, StackObserver, TimeWaitAck, TimeWaitCut, Timeout,
+    state_name, CloseCause, ConnIds, LossRepair, StackEvent, StackObserver, TcpFigures,
+    TimeWaitAck, TimeWaitCut, Timeout,
 };
 
 /// Said the first time a connection enters TIME-WAIT: why it exists, in one plain sentence.
@@ -18,6 +19,109 @@ const TIME_WAIT_WHY: &str =
     for 2 x MSL, so that if its last ACK was lost and the peer sends its FIN again it can ACK it \
     instead of answering RST, and so that stray segments of this connection die out before the \
     same addresses and ports are used again)";
+
+/// Said the first time each kind of loss repair is seen: what it is, in one plain sentence.
+const SACK_WHY: &str = "(fast recovery with SACK: the peer's ACKs list the blocks it holds beyond a \
+    gap, so the sender knows exactly which segments are missing and resends only those, without \
+    waiting for a timer, RFC 6675; and it cuts its congestion window, to 0.7 x with CUBIC or half with Reno, since a loss means the path is full)";
+const NEWRENO_WHY: &str =
+    "(fast recovery without SACK: duplicate ACKs say one segment is missing; \
+    the sender resends it, and each ACK that covers only part of what was in flight points at the \
+    next hole, RFC 6582; the congestion window is cut, to 0.7 x with CUBIC or half with Reno, since a loss means the path is full)";
+const TIMEOUT_WHY: &str = "(retransmission timeout: no ACK came within the RTO, so the sender \
+    assumes everything in flight is lost, resends from the last acknowledged byte, starts again \
+    from a window of one segment, and doubles its timer for the next try, RFC 6298)";
+
+/// `14600` as `14,600`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Milliseconds, with one decimal under 10 ms.
+fn ms(d: smoltcp::time::Duration) -> String {
+    let us = d.total_micros();
+    if us < 10_000 && !us.is_multiple_of(1000) {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{} ms", us / 1000)
+    }
+}
+
+/// The narration of a loss repair (without the first-time explanation).
+fn repair_line(
+    kind: LossRepair,
+    cwnd_before: usize,
+    rto_before: smoltcp::time::Duration,
+    f: &TcpFigures,
+) -> String {
+    match kind {
+        LossRepair::FastRetransmit { sack: true } => format!(
+            "fast recovery: SACK showed a loss, resending the holes from the scoreboard ({})",
+            window_change(cwnd_before, f.cwnd)
+        ),
+        LossRepair::FastRetransmit { sack: false } => format!(
+            "fast recovery (NewReno): duplicate ACKs showed a loss, resending the first unacknowledged segment ({})",
+            window_change(cwnd_before, f.cwnd)
+        ),
+        LossRepair::Timeout => format!(
+            "retransmission timeout after {}: back to slow start (cwnd {} bytes), next timeout {}",
+            ms(rto_before),
+            grouped(f.cwnd),
+            ms(f.rto)
+        ),
+    }
+}
+
+/// `cwnd 14,600 -> 7,300 bytes`, or `cwnd stays 7,300 bytes` (CUBIC cuts once per congestion
+/// event, and never below two segments).
+fn window_change(before: usize, after: usize) -> String {
+    if before == after {
+        format!("cwnd stays {} bytes", grouped(after))
+    } else {
+        format!("cwnd {} -> {} bytes", grouped(before), grouped(after))
+    }
+}
+
+/// Which bit of `Tracer::explained_repairs` a kind is, and its explanation.
+fn repair_why(kind: LossRepair) -> (u8, &'static str) {
+    match kind {
+        LossRepair::FastRetransmit { sack: true } => (1, SACK_WHY),
+        LossRepair::FastRetransmit { sack: false } => (2, NEWRENO_WHY),
+        LossRepair::Timeout => (4, TIMEOUT_WHY),
+    }
+}
+
+/// A connection's TCP figures, as the line at its end says them.
+fn figures_line(f: &TcpFigures) -> String {
+    let ssthresh = f.ssthresh.map_or("none (no loss yet)".to_string(), |s| {
+        format!("{} bytes", grouped(s))
+    });
+    let srtt = f.srtt.map_or("none (no sample)".to_string(), ms);
+    format!(
+        "TCP figures: cwnd {} bytes, ssthresh {ssthresh}, srtt {srtt}, rto {}; losses repaired: {} by SACK recovery, {} by NewReno, {} by timeout",
+        grouped(f.cwnd),
+        ms(f.rto),
+        f.sack_recoveries,
+        f.newreno_recoveries(),
+        f.timeouts
+    )
+}
+
+fn repair_kind_name(kind: LossRepair) -> &'static str {
+    match kind {
+        LossRepair::FastRetransmit { sack: true } => "sack",
+        LossRepair::FastRetransmit { sack: false } => "newreno",
+        LossRepair::Timeout => "timeout",
+    }
+}
 
 /// What a state change that skips one says about the segment that caused it.
 fn skipped(from: &str, to: &str) -> &'static str {
@@ -253,6 +357,75 @@ impl StackObserver for Tracer {
                     self.report_closed(t_us);
                 }
             }
+            StackEvent::LossRepair {
+                conn,
+                local,
+                remote,
+                kind,
+                cwnd_before,
+                rto_before,
+                figures,
+            } => {
+                let t_us = self.now_us(now);
+                let f = self.flows.get(6, local, remote);
+                if self.tcp_log && f.is_none_or(|f| f.narrated) {
+                    let (bit, why) = repair_why(kind);
+                    let line = repair_line(kind, cwnd_before, rto_before, &figures);
+                    if self.explained_repairs & bit == 0 {
+                        self.explained_repairs |= bit;
+                        log::info!(target: TCP, "+{} c{conn} {line} {why}", Secs(t_us));
+                    } else {
+                        log::info!(target: TCP, "+{} c{conn} {line}", Secs(t_us));
+                    }
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::LossRepair {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        kind: repair_kind_name(kind),
+                        cwnd_before,
+                        rto_before_ms: rto_before.total_millis(),
+                        tcp: figures.into(),
+                    });
+                }
+            }
+            StackEvent::Figures {
+                conn,
+                local,
+                remote,
+                figures,
+            } => {
+                let t_us = self.now_us(now);
+                // A connection that never measured a round trip nor lost anything has nothing to
+                // tell (a handshake that never completed, an RST at once). The flow may have
+                // closed already (its last state change came first): its record says whether
+                // `--narrate-limit` left it out.
+                let telling = figures.srtt.is_some() || figures.repairs() > 0;
+                let narrated = match self.flows.get(6, local, remote) {
+                    Some(f) => f.narrated,
+                    None => self
+                        .flows
+                        .closed()
+                        .iter()
+                        .rev()
+                        .find(|f| f.id == conn)
+                        .is_some_and(|f| f.narrated),
+                };
+                if self.tcp_log && telling && narrated {
+                    log::info!(target: TCP, "+{} c{conn} {}", Secs(t_us), figures_line(&figures));
+                }
+                if let Some(ev) = self.events.as_mut() {
+                    ev.emit(&Event::TcpFigures {
+                        t_us,
+                        conn,
+                        local,
+                        remote,
+                        tcp: figures.into(),
+                    });
+                }
+            }
             StackEvent::NeighbourMoved { ip, from, to } => {
                 let t_us = self.now_us(now);
                 let (from, to) = (Mac(from), Mac(to));
@@ -316,6 +489,79 @@ mod tests {
         assert!(skipped("FIN-WAIT-1", "TIME-WAIT").contains("acknowledged ours"));
         assert_eq!(skipped("ESTABLISHED", "CLOSE-WAIT"), "");
         assert!(TIME_WAIT_WHY.contains("last ACK") && TIME_WAIT_WHY.contains("2 x MSL"));
+    }
+
+    fn figures() -> TcpFigures {
+        TcpFigures {
+            cwnd: 7300,
+            ssthresh: Some(7300),
+            srtt: Some(smoltcp::time::Duration::from_micros(10_200)),
+            rto: smoltcp::time::Duration::from_millis(210),
+            fast_retransmits: 4,
+            sack_recoveries: 3,
+            timeouts: 1,
+        }
+    }
+
+    #[test]
+    fn test_loss_repairs_are_told() {
+        let f = figures();
+        let rto = smoltcp::time::Duration::from_millis(400);
+        assert_eq!(
+            repair_line(LossRepair::FastRetransmit { sack: true }, 14_600, rto, &f),
+            "fast recovery: SACK showed a loss, resending the holes from the scoreboard (cwnd 14,600 -> 7,300 bytes)"
+        );
+        assert!(
+            repair_line(LossRepair::FastRetransmit { sack: false }, 14_600, rto, &f)
+                .contains("NewReno")
+        );
+        assert!(
+            repair_line(LossRepair::FastRetransmit { sack: true }, 7_300, rto, &f)
+                .ends_with("(cwnd stays 7,300 bytes)")
+        );
+        let t = TcpFigures {
+            cwnd: 1460,
+            rto: smoltcp::time::Duration::from_millis(800),
+            ..f
+        };
+        assert_eq!(
+            repair_line(LossRepair::Timeout, 14_600, rto, &t),
+            "retransmission timeout after 400 ms: back to slow start (cwnd 1,460 bytes), next timeout 800 ms"
+        );
+        // Each kind has its own explanation, said once (a bit of its own).
+        let kinds = [
+            LossRepair::FastRetransmit { sack: true },
+            LossRepair::FastRetransmit { sack: false },
+            LossRepair::Timeout,
+        ];
+        let bits: u8 = kinds.iter().map(|&k| repair_why(k).0).fold(0, |a, b| {
+            assert_eq!(a & b, 0);
+            a | b
+        });
+        assert_eq!(bits, 7);
+        assert!(SACK_WHY.contains("RFC 6675") && TIMEOUT_WHY.contains("RFC 6298"));
+    }
+
+    #[test]
+    fn test_close_figures_line() {
+        assert_eq!(
+            figures_line(&figures()),
+            "TCP figures: cwnd 7,300 bytes, ssthresh 7,300 bytes, srtt 10 ms, rto 210 ms; losses repaired: 3 by SACK recovery, 1 by NewReno, 1 by timeout"
+        );
+        let fresh = TcpFigures {
+            cwnd: 14_600,
+            srtt: Some(smoltcp::time::Duration::from_micros(2_500)),
+            rto: smoltcp::time::Duration::from_millis(200),
+            ..TcpFigures::default()
+        };
+        assert_eq!(
+            figures_line(&fresh),
+            "TCP figures: cwnd 14,600 bytes, ssthresh none (no loss yet), srtt 2.5 ms, rto 200 ms; losses repaired: 0 by SACK recovery, 0 by NewReno, 0 by timeout"
+        );
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 
     #[test]
