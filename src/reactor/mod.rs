@@ -32,7 +32,7 @@ use crate::device::{FaultInjector, FrameIo, Nic};
 use crate::host::Host;
 use crate::service::{Context, Settings};
 use crate::stack::{
-    entropy_seed, Stack, StackConfig, StackObserver, DEFAULT_MAX_WINDOW, TCP_BUFFER,
+    entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD,
 };
 use crate::status::Status;
 use crate::trace::Tracer;
@@ -119,7 +119,6 @@ impl Reactor {
                 .map_err(|e| RunError::Io("cannot watch the TAP device", e))?;
         }
         // Only a TAP device has a file descriptor; the demo's wire has none.
-        let has_fd = io.raw_fd().is_some();
         let tap_queue = io.raw_fd().map(|_| TapQueueWatch::new(&cfg.tap));
         let port = Nic::new(io, tracer).with_faults(faults);
         let stack_cfg = StackConfig {
@@ -129,8 +128,8 @@ impl Reactor {
             gateway_v6: cfg.gateway_v6,
             random_seed: cfg.seed.unwrap_or_else(entropy_seed),
             max_connections: cfg.max_connections,
-            tcp_buffer: cfg.max_window.unwrap_or(if has_fd {
-                DEFAULT_MAX_WINDOW
+            tcp_buffer: cfg.max_window.unwrap_or(if port.offloads() {
+                TCP_BUFFER_OFFLOAD
             } else {
                 TCP_BUFFER
             }),

@@ -62,14 +62,14 @@ use timewait::{TimeWait, TwEntry, Verdict};
 /// Socket buffer per direction and TCP connection on the in-memory wire (the demo, the harness): no
 /// delay there, so 64 KiB keeps a window of a few dozen segments.
 pub const TCP_BUFFER: usize = 64 * 1024;
-/// The same on a TAP device unless `--max-window` says otherwise: a path with delay needs a window
-/// of its bandwidth-delay product (1 Gbit/s over a 10 ms round trip is 1.25 MB), like Linux's 4-6 MiB
-/// auto-tuning cap. Memory follows use, not this figure: the arenas are lazily zeroed pages and
-/// smoltcp's ring buffer starts again at offset 0 whenever it empties, so a buffer's resident size is
-/// its high-water mark of queued data (an idle connection: a page or none; a bulk one on a long path:
-/// up to this). With the SACK recovery of PATCHES.md a large window no longer costs a go-back-N of
-/// all of it after a loss.
-pub(crate) const DEFAULT_MAX_WINDOW: usize = 4 << 20;
+/// The same where the device offloads segmentation: 64 KiB segments need a window of several of them,
+/// well above the 64 frames of one ingress batch, or a bulk sender waits for our ACK (window scaling).
+/// `--max-window` sets another size: a path with delay needs its bandwidth-delay product (1 Gbit/s
+/// over a 10 ms round trip is 1.25 MB). Memory follows use, not the size: the arenas are lazily
+/// zeroed pages and smoltcp's ring buffer starts again at offset 0 whenever it empties, so a
+/// buffer's resident size is its high-water mark of queued data; but a peer that stops reading can
+/// hold a sender's whole buffer, so the default stays small until the windows grow with use.
+pub(crate) const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
 /// A connection that has not finished its handshake by then is dropped (its peer never answered the
 /// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
