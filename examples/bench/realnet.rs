@@ -117,6 +117,13 @@ fn world() -> Result<World, String> {
     let kernel = Netns::create("rnk")?;
     client.sh(CLIENT_SYSCTLS)?;
     kernel.sh(CLIENT_SYSCTLS)?;
+    // The kernel reference's congestion control is the host's default (BBR on some hosts, which
+    // does not slow down on random loss; smoltcp's CUBIC and Reno do, RFC 9438/5681), so a
+    // loss-based comparison can pin it: BENCH_KERNEL_CC=reno (a namespace may only pick from
+    // net.ipv4.tcp_allowed_congestion_control).
+    if let Ok(cc) = std::env::var("BENCH_KERNEL_CC") {
+        kernel.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}"))?;
+    }
     relay_ns.sh(&format!(
         "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && \
          ip link add pc type veth peer name vc netns {c} && \

@@ -82,7 +82,12 @@ impl Controller for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
-        let segment = len.min(self.mss);
+        // RFC 9438 section 4.3 grows W_est by `segments_acked`, and RFC 3465 counts the bytes
+        // an ACK covers, so a receiver that ACKs every second segment (RFC 9293 3.8.6.3, as
+        // Linux does) does not halve the growth: one cwnd of octets acked in congestion
+        // avoidance is one cwnd's worth of growth. In slow start the increase per ACK stays
+        // at most L = 2 SMSS (RFC 3465 section 2.2).
+        let segment = len.min(self.cwnd.max(self.mss));
 
         self.absorb_idle(now);
 
@@ -108,10 +113,10 @@ impl Controller for Cubic {
             self.w_est = self.cwnd as f64;
             return;
         } else if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
+            // Slow start: increase `cwnd` by the octets acked, at most 2 MSS per ACK.
             self.cwnd = self
                 .cwnd
-                .saturating_add(segment)
+                .saturating_add(len.min(2 * self.mss))
                 .min(self.rwnd)
                 .max(self.mss);
             return;
@@ -368,6 +373,41 @@ mod test {
     }
 
     #[test]
+    fn delayed_acks_grow_the_window_as_per_segment_acks() {
+        // RFC 9438 section 4.3 (segments_acked) and RFC 3465: an ACK for two segments grows
+        // W_est as much as two ACKs for one each, in congestion avoidance and slow start.
+        let setup = |ssthresh: usize| {
+            let mut c = Cubic::new();
+            c.set_mss(MSS);
+            c.w_max = MSS * 40;
+            c.recompute_k();
+            c.cwnd = MSS * 20;
+            c.cwnd_prior = MSS * 40;
+            c.w_est = c.cwnd as f64;
+            c.ssthresh = ssthresh;
+            c.recovery_start = Some(Instant::from_millis(0));
+            c
+        };
+        for ssthresh in [MSS * 20, usize::MAX] {
+            let (mut per_segment, mut delayed) = (setup(ssthresh), setup(ssthresh));
+            for i in 0..20 {
+                let now = Instant::from_millis(1 + i);
+                ack(&mut per_segment, MSS, now);
+                ack(&mut per_segment, MSS, now);
+                ack(&mut delayed, 2 * MSS, now);
+            }
+            let grown = |c: &Cubic| c.window() - MSS * 20;
+            assert!(grown(&per_segment) > 0);
+            assert!(
+                grown(&delayed) * 10 >= grown(&per_segment) * 9,
+                "ssthresh {ssthresh}: {} vs {}",
+                grown(&delayed),
+                grown(&per_segment)
+            );
+        }
+    }
+
+    #[test]
     fn fast_recovery_works() {
         let mut cubic = Cubic::new();
         cubic.set_mss(MSS);
@@ -488,13 +528,13 @@ mod test {
         assert_eq!(cubic.recovery_start, None);
         assert_eq!(cubic.w_max, w_max_before_rto);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by at most 2 MSS per ack (RFC 3465, L = 2 SMSS)
         let initial_cwnd = cubic.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = cubic.window();
             let now = Instant::from_millis(i);
-            ack(&mut cubic, MSS * 2, now);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
+            ack(&mut cubic, MSS * 3, now);
+            assert_eq!(cubic.window(), initial_cwnd + 2 * MSS);
         }
         assert_eq!(cubic.window(), initial_cwnd + MSS * 10);
 

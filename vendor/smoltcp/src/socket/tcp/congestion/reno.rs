@@ -60,12 +60,13 @@ impl Controller for Reno {
             return;
         }
 
+        // RFC 3465: count the octets acked, so a receiver that ACKs every second segment does
+        // not halve the growth: in slow start at most L = 2 SMSS per ACK (section 2.2), in
+        // congestion avoidance 1 SMSS per cwnd of octets acked (section 2.1).
         let inc = if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
-            len.min(self.mss)
+            len.min(2 * self.mss)
         } else {
-            // Congestion avoidance: increase by ~1 MSS per RTT.
-            (self.mss * self.mss / self.cwnd).max(1)
+            (self.mss * len.min(self.cwnd) / self.cwnd.max(1)).max(1)
         };
 
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
@@ -152,6 +153,29 @@ mod test {
     }
 
     #[test]
+    fn delayed_acks_grow_the_window_as_per_segment_acks() {
+        // RFC 3465: an ACK for two segments grows cwnd as much as two ACKs for one each.
+        for ssthresh in [MSS * 16, usize::MAX] {
+            let setup = || {
+                let mut r = Reno::new();
+                r.set_mss(MSS);
+                r.cwnd = MSS * 16;
+                r.ssthresh = ssthresh;
+                r
+            };
+            let (mut per_segment, mut delayed) = (setup(), setup());
+            for i in 0..8 {
+                ack(&mut per_segment, MSS, Instant::from_millis(i));
+                ack(&mut per_segment, MSS, Instant::from_millis(i));
+                ack(&mut delayed, 2 * MSS, Instant::from_millis(i));
+            }
+            let grown = |r: &Reno| r.window() - MSS * 16;
+            assert!(grown(&per_segment) > 0);
+            assert!(grown(&delayed) * 10 >= grown(&per_segment) * 9);
+        }
+    }
+
+    #[test]
     fn fast_recovery_works() {
         let mut reno = Reno::new();
         reno.set_mss(MSS);
@@ -216,13 +240,13 @@ mod test {
         assert_eq!(reno.ssthresh, inflight / 2);
         assert_eq!(reno.window(), MSS);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by at most 2 MSS per ack (RFC 3465, L = 2 SMSS)
         let initial_cwnd = reno.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = reno.window();
             let now = Instant::from_millis(i);
-            ack(&mut reno, MSS * 2, now);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
+            ack(&mut reno, MSS * 3, now);
+            assert_eq!(reno.window(), initial_cwnd + 2 * MSS);
         }
         assert_eq!(reno.window(), initial_cwnd + MSS * 10);
 
