@@ -104,7 +104,12 @@ fn figures_line(f: &TcpFigures) -> String {
     let ssthresh = f.ssthresh.map_or("none (no loss yet)".to_string(), |s| {
         format!("{} bytes", grouped(s))
     });
-    let srtt = f.srtt.map_or("none (no sample)".to_string(), ms);
+    // smoltcp keeps SRTT in whole milliseconds: a LAN's round trip reads 0.
+    let srtt = match f.srtt {
+        None => "none (no sample)".to_string(),
+        Some(d) if d.total_millis() == 0 => "under 1 ms".to_string(),
+        Some(d) => ms(d),
+    };
     format!(
         "TCP figures: cwnd {} bytes, ssthresh {ssthresh}, srtt {srtt}, rto {}; losses repaired: {} by SACK recovery, {} by NewReno, {} by timeout",
         grouped(f.cwnd),
@@ -557,6 +562,15 @@ mod tests {
         assert_eq!(
             figures_line(&fresh),
             "TCP figures: cwnd 14,600 bytes, ssthresh none (no loss yet), srtt 2.5 ms, rto 200 ms; losses repaired: 0 by SACK recovery, 0 by NewReno, 0 by timeout"
+        );
+        let lan = TcpFigures {
+            srtt: Some(smoltcp::time::Duration::from_micros(400)),
+            ..fresh
+        };
+        assert!(
+            figures_line(&lan).contains("srtt under 1 ms,"),
+            "{}",
+            figures_line(&lan)
         );
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(999), "999");
