@@ -3272,7 +3272,14 @@ impl<'a> Socket<'a> {
             });
         }
         self.remote_last_ack = repr.ack_number;
-        self.remote_last_win = repr.window_len;
+        self.remote_last_win = if repr.control == TcpControl::Syn && self.rx_window_limit.is_some() {
+            // A SYN's window is not scaled: kept in scaled units (rounded up), or the right edge
+            // `rx_window` keeps would be the SYN's window times the scale.
+            let unit = (1u32 << self.remote_win_shift) - 1;
+            ((u32::from(repr.window_len) + unit) >> self.remote_win_shift) as u16
+        } else {
+            repr.window_len
+        };
 
         if repr.segment_len() > 0 {
             self.rtte
