@@ -556,6 +556,8 @@ pub struct Socket<'a> {
     remote_win_shift: u8,
     /// The most octets the advertised receive window lets be queued (`None`: the whole buffer).
     rx_window_limit: Option<usize>,
+    /// `remote_last_win` was sent in a SYN, so it is not scaled.
+    remote_last_win_syn: bool,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
@@ -676,6 +678,7 @@ impl<'a> Socket<'a> {
             remote_last_win: 0,
             remote_win_len: 0,
             rx_window_limit: None,
+            remote_last_win_syn: false,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
             remote_win_scale: None,
             remote_has_sack: false,
@@ -907,7 +910,12 @@ impl<'a> Socket<'a> {
         let capped = free.min(limit.saturating_sub(self.rx_buffer.len()));
         let promised = match self.remote_last_ack {
             Some(last_ack) => {
-                let edge = last_ack + ((self.remote_last_win as usize) << self.remote_win_shift);
+                let shift = if self.remote_last_win_syn {
+                    0
+                } else {
+                    self.remote_win_shift
+                };
+                let edge = last_ack + ((self.remote_last_win as usize) << shift);
                 let next_ack = self.remote_seq_no + self.rx_buffer.len();
                 if edge > next_ack {
                     let unit = (1usize << self.remote_win_shift) - 1;
@@ -1076,6 +1084,7 @@ impl<'a> Socket<'a> {
         self.remote_max_seq = None;
         self.remote_last_ack = None;
         self.remote_last_win = 0;
+        self.remote_last_win_syn = false;
         self.remote_win_len = 0;
         self.remote_win_scale = None;
         self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
@@ -1845,6 +1854,7 @@ impl<'a> Socket<'a> {
         // segments, is right-shifted by [advertised scale value] bits[...]
         reply_repr.window_len = self.scaled_window();
         self.remote_last_win = reply_repr.window_len;
+        self.remote_last_win_syn = false;
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
@@ -3272,14 +3282,9 @@ impl<'a> Socket<'a> {
             });
         }
         self.remote_last_ack = repr.ack_number;
-        self.remote_last_win = if repr.control == TcpControl::Syn && self.rx_window_limit.is_some() {
-            // A SYN's window is not scaled: kept in scaled units (rounded up), or the right edge
-            // `rx_window` keeps would be the SYN's window times the scale.
-            let unit = (1u32 << self.remote_win_shift) - 1;
-            ((u32::from(repr.window_len) + unit) >> self.remote_win_shift) as u16
-        } else {
-            repr.window_len
-        };
+        self.remote_last_win = repr.window_len;
+        // A SYN's window is not scaled: `rx_window` must not read it times the scale.
+        self.remote_last_win_syn = repr.control == TcpControl::Syn;
 
         if repr.segment_len() > 0 {
             self.rtte
