@@ -140,6 +140,8 @@ pub struct HarnessBuilder {
     settings: Settings,
     trace: TraceConfig,
     max_connections: usize,
+    /// The server's and the client's TCP socket buffers.
+    buffers: (usize, usize),
 }
 
 impl HarnessBuilder {
@@ -203,6 +205,13 @@ impl HarnessBuilder {
         self
     }
 
+    /// The TCP socket buffers of the server (its `--max-window`) and of the client; default
+    /// [`TCP_BUFFER`] each.
+    pub fn buffers(mut self, server: usize, client: usize) -> Self {
+        self.buffers = (server, client);
+        self
+    }
+
     /// Builds both stacks. Panics only if a trace output file cannot be created.
     pub fn build(self) -> Harness {
         let clock = Clock::virtual_at_zero();
@@ -227,7 +236,7 @@ impl HarnessBuilder {
             gateway_v6: None,
             random_seed: seed,
             max_connections: self.max_connections,
-            tcp_buffer: TCP_BUFFER,
+            tcp_buffer: self.buffers.0,
         };
         let mut server = Stack::new(&server_cfg, server_port, now);
         server.keep_tcp_events();
@@ -239,7 +248,8 @@ impl HarnessBuilder {
             Box::new(b) as Box<dyn FrameIo>,
             Tracer::new(TraceConfig::silent(), epoch).expect("a silent tracer opens nothing"),
         );
-        let client_cfg = topology::client_stack_config(seed);
+        let mut client_cfg = topology::client_stack_config(seed);
+        client_cfg.tcp_buffer = self.buffers.1;
         let mut client = Stack::new(&client_cfg, client_port, now);
         client.keep_tcp_events();
         Harness {
@@ -286,6 +296,7 @@ impl Harness {
             settings: Settings::default(),
             trace: TraceConfig::silent(),
             max_connections: 1024,
+            buffers: (TCP_BUFFER, TCP_BUFFER),
         }
     }
 

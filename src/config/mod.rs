@@ -98,8 +98,9 @@ pub struct StackArgs {
     pub time_wait: f64,
     /// The largest TCP window, per direction and connection, in bytes (K and M suffixes: KiB, MiB).
     /// Memory follows use: a buffer's pages are taken only as data fills it, so an idle connection
-    /// costs a page, a bulk one up to this; but a peer that stops reading can hold a whole one.
-    /// Default 64K, 256K where the TAP offloads segmentation.
+    /// costs a page, a bulk one up to this; a served connection's windows start at 64K (256K where
+    /// the TAP offloads segmentation) and grow only as its traffic uses them, so a peer that stops
+    /// reading holds the starting size. Default 4M on a TAP, 64K on the demo's in-memory wire.
     #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub max_window: Option<String>,
 }

@@ -32,7 +32,7 @@ use crate::device::{FaultInjector, FrameIo, Nic};
 use crate::host::Host;
 use crate::service::{Context, Settings};
 use crate::stack::{
-    entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD,
+    entropy_seed, Stack, StackConfig, StackObserver, TCP_BUFFER, TCP_BUFFER_OFFLOAD, TCP_BUFFER_TAP,
 };
 use crate::status::Status;
 use crate::trace::Tracer;
@@ -128,7 +128,11 @@ impl Reactor {
             gateway_v6: cfg.gateway_v6,
             random_seed: cfg.seed.unwrap_or_else(entropy_seed),
             max_connections: cfg.max_connections,
-            tcp_buffer: cfg.max_window.unwrap_or(if port.offloads() {
+            // A TAP device reaches real paths with delay: large buffers, windows grown with use. The
+            // in-memory wire (demo) has no delay and keeps today's small buffers.
+            tcp_buffer: cfg.max_window.unwrap_or(if tap_queue.is_some() {
+                TCP_BUFFER_TAP
+            } else if port.offloads() {
                 TCP_BUFFER_OFFLOAD
             } else {
                 TCP_BUFFER

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use super::demux::{to_socket_addr, TcpPeek};
 use super::event::{CloseCause, Opener, Refusal, StackEvent, StackObserver};
-use super::table::{Life, Role, Served};
+use super::table::{Life, Role, Served, Window};
 use super::Stack;
 use crate::service::ServiceKind;
 
@@ -83,6 +83,7 @@ impl<O: StackObserver> Stack<O> {
         let mut i = 0;
         while i < self.listen.pools[pool].listeners.len() {
             let key = self.listen.pools[pool].listeners[i];
+            let initial_window = self.table.initial_window;
             let Some(e) = self.table.get_mut(key) else {
                 self.listen.pools[pool].listeners.swap_remove(i);
                 continue;
@@ -102,6 +103,7 @@ impl<O: StackObserver> Stack<O> {
                         life: Life::Handshake {
                             since: self.last_now,
                         },
+                        window: Window::new(initial_window, self.last_now),
                     });
                     self.listen.served += 1;
                     self.listen.half_open.push_back(key);
@@ -125,7 +127,7 @@ impl<O: StackObserver> Stack<O> {
             && self.listen.served < self.listen.max_connections
         {
             let port = self.listen.pools[pool].port;
-            let mut spare = self.table.fresh_socket();
+            let mut spare = self.table.fresh_socket(true);
             if spare.0.get_mut::<tcp::Socket>(spare.1).listen(port).is_ok() {
                 let any = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::UNSPECIFIED), port);
                 let key = self.table.insert(

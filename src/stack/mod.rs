@@ -64,12 +64,18 @@ use timewait::{TimeWait, TwEntry, Verdict};
 pub const TCP_BUFFER: usize = 64 * 1024;
 /// The same where the device offloads segmentation: 64 KiB segments need a window of several of them,
 /// well above the 64 frames of one ingress batch, or a bulk sender waits for our ACK (window scaling).
-/// `--max-window` sets another size: a path with delay needs its bandwidth-delay product (1 Gbit/s
-/// over a 10 ms round trip is 1.25 MB). Memory follows use, not the size: the arenas are lazily
-/// zeroed pages and smoltcp's ring buffer starts again at offset 0 whenever it empties, so a
-/// buffer's resident size is its high-water mark of queued data; but a peer that stops reading can
-/// hold a sender's whole buffer, so the default stays small until the windows grow with use.
+/// Both are also where a served connection's windows start (see [`TCP_BUFFER_TAP`]).
 pub(crate) const TCP_BUFFER_OFFLOAD: usize = 256 * 1024;
+/// The buffer on a TAP device unless `--max-window` says otherwise: a path with delay needs its
+/// bandwidth-delay product (1 Gbit/s over a 10 ms round trip is 1.25 MB). Memory follows use, not
+/// the size: the arenas are lazily zeroed pages and smoltcp's ring buffer starts again at offset 0
+/// whenever it empties, so a buffer's resident size is its high-water mark of queued data. And a
+/// served connection uses only what its traffic shows it needs, like Linux's auto-tuning: the
+/// receive window starts at [`TCP_BUFFER`] ([`TCP_BUFFER_OFFLOAD`] with offload) and doubles when
+/// the service read more than half of it in one RTT; the service queues at most
+/// max(that start, 2 x min(cwnd, peer's window)) to send. A peer that stops reading (or whose data
+/// nobody reads) so holds the starting size, not 4 MiB.
+pub(crate) const TCP_BUFFER_TAP: usize = 4 << 20;
 /// A connection that has not finished its handshake by then is dropped (its peer never answered the
 /// SYN-ACK: a spoofed SYN, or a peer that went away), and its socket returns to the pool.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,13 +196,19 @@ impl<O: StackObserver> Stack<O> {
         }
         let ids = ConnIds::default();
         nic.observer_mut().attach(&ids);
+        // Served connections start with today's small windows and grow them up to `tcp_buffer`.
+        let initial_window = if nic.offloads() {
+            TCP_BUFFER_OFFLOAD
+        } else {
+            TCP_BUFFER
+        };
         // A datagram in and its answer out: a reassembled one is larger than any frame.
         let max = nic.io().max_frame().max(UDP_DATAGRAM_MAX);
         Stack {
             iface,
             nic,
             shared: SocketSet::new(Vec::new()),
-            table: Table::new(cfg.tcp_buffer),
+            table: Table::new(cfg.tcp_buffer, initial_window),
             time_wait: TimeWait::new(DEFAULT_TIME_WAIT, timewait::TIME_WAIT_MAX),
             ack_fin_at_once: false,
             demux: Demux::default(),

@@ -54,6 +54,8 @@ impl<O: StackObserver> Stack<O> {
             trace: self.nic.observer().view(),
         };
         let ready = self.table.take_ready();
+        let initial = self.table.initial_window;
+        let max = self.table.buffer_size();
         for &key in &ready {
             let Some(e) = self.table.get_mut(key) else {
                 continue;
@@ -63,7 +65,7 @@ impl<O: StackObserver> Stack<O> {
                 continue;
             };
             let sock = e.set.get_mut::<tcp::Socket>(handle);
-            drive_tcp(cx, s, sock, &mut self.counters);
+            drive_tcp(cx, s, sock, &mut self.counters, initial, max);
         }
         self.table.restore_ready(ready);
         for u in self.udp.iter_mut() {
@@ -81,8 +83,15 @@ impl<O: StackObserver> Stack<O> {
     }
 }
 
-fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: &mut Counters) {
-    if let Life::Handshake { .. } = conn.life {
+fn drive_tcp(
+    cx: &Context,
+    conn: &mut Served,
+    sock: &mut tcp::Socket,
+    counters: &mut Counters,
+    initial: usize,
+    max: usize,
+) {
+    if let Life::Handshake { since } = conn.life {
         if !matches!(
             sock.state(),
             tcp::State::Established
@@ -93,6 +102,8 @@ fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: 
             return;
         }
         counters.conns_accepted += 1;
+        conn.window.handshake_rtt = Some(cx.now - since);
+        conn.window.since = cx.now;
         conn.life = Life::Open {
             session: conn.kind.new_stream(cx),
             stream: StreamState::default(),
@@ -101,11 +112,74 @@ fn drive_tcp(cx: &Context, conn: &mut Served, sock: &mut tcp::Socket, counters: 
     match &mut conn.life {
         // The socket's life after both FINs (TIME-WAIT, recycling) is the stack's: `Drive` is moot.
         Life::Open { session, stream } => {
-            let Ok(_) = driver::drive(cx, session.as_mut(), stream, sock);
+            let mut tuned = Tuned::new(sock, initial);
+            let Ok(_) = driver::drive(cx, session.as_mut(), stream, &mut tuned);
+            let read = tuned.read;
+            if let Some(limit) = conn.window.on_read(read, cx.now, sock.smoothed_rtt(), max) {
+                sock.set_rx_window_limit(Some(limit));
+            }
         }
         // Closed by us before it was served: what still arrives is thrown away.
         Life::Closing => while driver::ByteStream::recv(sock, |b| b.len()).unwrap_or(0) > 0 {},
         Life::Handshake { .. } => {}
+    }
+}
+
+/// A served socket as its service sees it: counts what the service reads (for the receive window,
+/// [`super::table::Window`]) and lets it queue at most max(initial, 2 x min(cwnd, peer's window))
+/// bytes to send (Linux's `tcp_sndbuf_expand`): the send buffer fills as far as the path carries,
+/// and a peer that stops reading holds only the initial size of it.
+struct Tuned<'a, 'b> {
+    sock: &'a mut tcp::Socket<'b>,
+    read: usize,
+    room: usize,
+}
+
+impl<'a, 'b> Tuned<'a, 'b> {
+    fn new(sock: &'a mut tcp::Socket<'b>, initial: usize) -> Self {
+        let flight = sock.congestion_window().min(sock.send_window());
+        let cap = initial.max(flight.saturating_mul(2));
+        let room = cap.saturating_sub(sock.send_queue());
+        Tuned {
+            sock,
+            read: 0,
+            room,
+        }
+    }
+}
+
+impl driver::ByteStream for Tuned<'_, '_> {
+    type Error = std::convert::Infallible;
+
+    fn recv(&mut self, f: impl FnOnce(&[u8]) -> usize) -> Result<usize, Self::Error> {
+        let n = driver::ByteStream::recv(self.sock, f)?;
+        self.read += n;
+        Ok(n)
+    }
+
+    fn send(&mut self, f: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, Self::Error> {
+        if self.room == 0 {
+            return Ok(0);
+        }
+        let room = self.room;
+        let n = driver::ByteStream::send(self.sock, |b| {
+            let k = b.len().min(room);
+            f(&mut b[..k])
+        })?;
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn peer_closed(&self) -> bool {
+        driver::ByteStream::peer_closed(&*self.sock)
+    }
+
+    fn may_close(&self) -> bool {
+        driver::ByteStream::may_close(&*self.sock)
+    }
+
+    fn close(&mut self) {
+        driver::ByteStream::close(self.sock)
     }
 }
 

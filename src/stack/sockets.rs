@@ -87,7 +87,7 @@ impl<O: StackObserver> Stack<O> {
             .take(|p| listen.serves(p))
             .ok_or(ConnectError::NoPorts)?;
         let local = IpEndpoint::new(local_addr, port);
-        let mut spare = self.table.fresh_socket();
+        let mut spare = self.table.fresh_socket(false);
         let res =
             spare
                 .0

@@ -44,6 +44,65 @@ impl Life {
 pub(super) struct Served {
     pub kind: ServiceKind,
     pub life: Life,
+    pub window: Window,
+}
+
+/// A served connection's receive window, grown with what its service reads (Linux's receive buffer
+/// auto-tuning, `tcp_rcv_space_adjust`): it starts at the table's initial window and doubles, up to
+/// the buffer, whenever the service read more than half of it within one smoothed RTT. A service
+/// that does not read never grows it, so a peer whose data nobody takes pins only the initial window.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    /// The most bytes the advertised window lets be queued.
+    pub limit: usize,
+    /// Bytes the service read since `since`.
+    pub read: usize,
+    pub since: Instant,
+    /// From the SYN to the handshake's last ACK: the RTT a connection that only receives has (smoltcp
+    /// samples RTT from data it sends).
+    pub handshake_rtt: Option<Duration>,
+}
+
+impl Window {
+    pub(super) fn new(limit: usize, now: Instant) -> Window {
+        Window {
+            limit,
+            read: 0,
+            since: now,
+            handshake_rtt: None,
+        }
+    }
+
+    /// Counts `read` bytes taken by the service at `now`; returns the new limit when it grows.
+    /// `rtt` is the connection's smoothed RTT, else the handshake's (else a guess: a long one only
+    /// makes growth easier, and growth needs reading anyway).
+    pub(super) fn on_read(
+        &mut self,
+        read: usize,
+        now: Instant,
+        rtt: Option<Duration>,
+        max: usize,
+    ) -> Option<usize> {
+        self.read += read;
+        let rtt = rtt
+            .or(self.handshake_rtt)
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
+        let elapsed = now - self.since;
+        if elapsed < rtt {
+            return None;
+        }
+        // Scaled to one RTT: a connection not touched for a while must not add up several RTTs.
+        let per_rtt =
+            self.read as u128 * rtt.total_micros() as u128 / elapsed.total_micros().max(1) as u128;
+        self.read = 0;
+        self.since = now;
+        if per_rtt > (self.limit / 2) as u128 && self.limit < max {
+            self.limit = (self.limit * 2).min(max);
+            return Some(self.limit);
+        }
+        None
+    }
 }
 
 pub(super) enum Role {
@@ -173,10 +232,12 @@ pub(super) struct Table {
     spare: Vec<Spare>,
     arena: Arena,
     next_generation: u32,
+    /// The receive window a served connection starts with (see [`Window`]).
+    pub(super) initial_window: usize,
 }
 
 impl Table {
-    pub(super) fn new(tcp_buffer: usize) -> Table {
+    pub(super) fn new(tcp_buffer: usize, initial_window: usize) -> Table {
         Table {
             entries: Slab::new(),
             ready: Vec::new(),
@@ -187,12 +248,22 @@ impl Table {
                 free: Vec::new(),
             },
             next_generation: 0,
+            initial_window: initial_window.min(tcp_buffer),
         }
     }
 
-    /// A closed TCP socket alone in its set: a recycled one, or a new one on untouched buffers.
-    pub(super) fn fresh_socket(&mut self) -> Spare {
-        if let Some(s) = self.spare.pop() {
+    /// The size of each socket buffer (`--max-window`).
+    pub(super) fn buffer_size(&self) -> usize {
+        self.arena.slice
+    }
+
+    /// A closed TCP socket alone in its set: a recycled one, or a new one on untouched buffers. A
+    /// served one (`served`) advertises only the initial window until its service reads (see
+    /// [`Window`]); a client socket's owner reads as it likes, so it gets the whole buffer.
+    pub(super) fn fresh_socket(&mut self, served: bool) -> Spare {
+        let limit = served.then_some(self.initial_window);
+        if let Some(mut s) = self.spare.pop() {
+            s.0.get_mut::<tcp::Socket>(s.1).set_rx_window_limit(limit);
             return s;
         }
         let rx = tcp::SocketBuffer::new(&mut self.arena.take()[..]);
@@ -201,6 +272,7 @@ impl Table {
         let mut sock = tcp::Socket::new(rx, tx);
         // CUBIC (RFC 9438) like Linux; smoltcp's `reset` keeps the choice for a recycled socket.
         sock.set_congestion_control(tcp::CongestionControl::Cubic);
+        sock.set_rx_window_limit(limit);
         let handle = set.add(sock);
         (set, handle)
     }
@@ -363,5 +435,33 @@ impl Table {
 
     pub(super) fn first_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|&(t, _)| t)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn test_window_doubles_only_when_half_is_read_per_rtt() {
+        let rtt = Some(Duration::from_millis(10));
+        let t = |ms| Instant::from_millis(ms);
+        let mut w = Window::new(64 << 10, t(0));
+        // A service that reads nothing, or less than half per RTT, never grows it.
+        assert_eq!(w.on_read(0, t(50), rtt, 1 << 20), None);
+        assert_eq!(w.on_read(30 << 10, t(60), rtt, 1 << 20), None);
+        // 40 KiB, but over 20 ms (a connection not touched for a while): 20 KiB per RTT.
+        assert_eq!(w.on_read(40 << 10, t(80), rtt, 1 << 20), None);
+        // More than half within one RTT: doubled, up to the buffer.
+        assert_eq!(w.on_read(33 << 10, t(90), rtt, 1 << 20), Some(128 << 10));
+        assert_eq!(
+            w.on_read(100 << 10, t(100), rtt, 192 << 10),
+            Some(192 << 10)
+        );
+        assert_eq!(w.on_read(1 << 20, t(110), rtt, 192 << 10), None);
+        // Counted across turns within one RTT.
+        let mut w = Window::new(64 << 10, t(0));
+        assert_eq!(w.on_read(20 << 10, t(4), rtt, 1 << 20), None);
+        assert_eq!(w.on_read(20 << 10, t(10), rtt, 1 << 20), Some(128 << 10));
     }
 }

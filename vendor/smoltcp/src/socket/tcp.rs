@@ -554,6 +554,10 @@ pub struct Socket<'a> {
     /// The sending window scaling factor advertised to remotes which support RFC 1323.
     /// It is zero if the window <= 64KiB and/or the remote does not support it.
     remote_win_shift: u8,
+    /// The most octets the advertised receive window lets be queued (`None`: the whole buffer).
+    rx_window_limit: Option<usize>,
+    /// `remote_last_win` was sent in a SYN, so it is not scaled.
+    remote_last_win_syn: bool,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
@@ -673,6 +677,8 @@ impl<'a> Socket<'a> {
             remote_last_ack: None,
             remote_last_win: 0,
             remote_win_len: 0,
+            rx_window_limit: None,
+            remote_last_win_syn: false,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
             remote_win_scale: None,
             remote_has_sack: false,
@@ -760,6 +766,26 @@ impl<'a> Socket<'a> {
     /// `CongestionControl::None`).
     pub fn slow_start_threshold(&self) -> usize {
         self.congestion_controller.inner().ssthresh()
+    }
+
+    /// The peer's send window in octets (SND.WND, scaled): what it last said it can take.
+    pub fn send_window(&self) -> usize {
+        self.remote_win_len
+    }
+
+    /// Caps the receive window this socket advertises so that at most `limit` octets are ever
+    /// queued (`None`: the whole receive buffer, the default). A limit that grows lets a receive
+    /// buffer be large but used only as far as the application keeps up (Linux's receive buffer
+    /// auto-tuning). Lowering it never moves an already advertised right edge to the left
+    /// (RFC 9293 3.8.6, RFC 7323 2.4): the window shrinks only as data arrives. The window scale
+    /// is still chosen from the buffer's capacity. Kept across [`reset`](#method.reset).
+    pub fn set_rx_window_limit(&mut self, limit: Option<usize>) {
+        self.rx_window_limit = limit;
+    }
+
+    /// The limit set by [`set_rx_window_limit`](#method.set_rx_window_limit).
+    pub fn rx_window_limit(&self) -> Option<usize> {
+        self.rx_window_limit
     }
 
     /// The smoothed round-trip time (RFC 6298 SRTT), `None` before the first sample.
@@ -871,7 +897,36 @@ impl<'a> Socket<'a> {
     /// Used in internal calculations as well as packet generation.
     #[inline]
     fn scaled_window(&self) -> u16 {
-        u16::try_from(self.rx_buffer.window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+        u16::try_from(self.rx_window() >> self.remote_win_shift).unwrap_or(u16::MAX)
+    }
+
+    /// The receive window in octets: the buffer's free space, capped by `rx_window_limit` but never
+    /// below what is needed to keep the right edge already advertised (rounded up to the scale).
+    fn rx_window(&self) -> usize {
+        let free = self.rx_buffer.window();
+        let Some(limit) = self.rx_window_limit else {
+            return free;
+        };
+        let capped = free.min(limit.saturating_sub(self.rx_buffer.len()));
+        let promised = match self.remote_last_ack {
+            Some(last_ack) => {
+                let shift = if self.remote_last_win_syn {
+                    0
+                } else {
+                    self.remote_win_shift
+                };
+                let edge = last_ack + ((self.remote_last_win as usize) << shift);
+                let next_ack = self.remote_seq_no + self.rx_buffer.len();
+                if edge > next_ack {
+                    let unit = (1usize << self.remote_win_shift) - 1;
+                    ((edge - next_ack) + unit) & !unit
+                } else {
+                    0
+                }
+            }
+            None => 0,
+        };
+        capped.max(promised.min(free))
     }
 
     /// Return the last window field value, including scaling according to RFC 1323.
@@ -1029,6 +1084,7 @@ impl<'a> Socket<'a> {
         self.remote_max_seq = None;
         self.remote_last_ack = None;
         self.remote_last_win = 0;
+        self.remote_last_win_syn = false;
         self.remote_win_len = 0;
         self.remote_win_scale = None;
         self.remote_win_shift = rx_cap_log2.saturating_sub(16) as u8;
@@ -1798,6 +1854,7 @@ impl<'a> Socket<'a> {
         // segments, is right-shifted by [advertised scale value] bits[...]
         reply_repr.window_len = self.scaled_window();
         self.remote_last_win = reply_repr.window_len;
+        self.remote_last_win_syn = false;
 
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
@@ -2969,7 +3026,7 @@ impl<'a> Socket<'a> {
                 repr.sack_ranges = [None; 3];
                 repr.seq_number = self.local_seq_no;
                 // window len must NOT be scaled in SYNs.
-                repr.window_len = u16::try_from(self.rx_buffer.window()).unwrap_or(u16::MAX);
+                repr.window_len = u16::try_from(self.rx_window()).unwrap_or(u16::MAX);
                 if self.state == State::SynSent {
                     repr.ack_number = None;
                     repr.window_scale = Some(self.remote_win_shift);
@@ -3226,6 +3283,8 @@ impl<'a> Socket<'a> {
         }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
+        // A SYN's window is not scaled: `rx_window` must not read it times the scale.
+        self.remote_last_win_syn = repr.control == TcpControl::Syn;
 
         if repr.segment_len() > 0 {
             self.rtte
@@ -4935,6 +4994,54 @@ mod test {
             }]
         );
         assert_eq!(s.rx_buffer.dequeue_many(6), &b"abcdef"[..]);
+    }
+
+    #[test]
+    fn test_rx_window_limit_caps_queue_and_never_shrinks_the_right_edge() {
+        let mut s = socket_with_buffer_sizes(64, 64);
+        s.set_rx_window_limit(Some(16));
+        s.state = State::Established;
+        s.tuple = Some(TUPLE);
+        s.local_seq_no = LOCAL_SEQ + 1;
+        s.remote_last_seq = LOCAL_SEQ + 1;
+        s.remote_seq_no = REMOTE_SEQ + 1;
+        s.remote_last_ack = Some(REMOTE_SEQ + 1);
+        s.remote_last_win = s.scaled_window();
+        assert_eq!(s.remote_last_win, 16);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        // 6 queued: at most 16 may be, so the window is 10, not the buffer's 58.
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 10,
+                ..RECV_TEMPL
+            }]
+        );
+        // A lower limit keeps the edge already advertised (RFC 9293 3.8.6).
+        s.set_rx_window_limit(Some(4));
+        assert_eq!(s.scaled_window(), 10);
+        let mut buf = [0u8; 6];
+        assert_eq!(s.recv_slice(&mut buf), Ok(6));
+        assert_eq!(s.scaled_window(), 10);
+        // A higher one opens it, as far as the buffer goes.
+        s.set_rx_window_limit(Some(32));
+        assert_eq!(s.scaled_window(), 32);
+        s.set_rx_window_limit(Some(1000));
+        assert_eq!(s.scaled_window(), 64);
+        assert_eq!(s.rx_window_limit(), Some(1000));
+        s.set_rx_window_limit(None);
+        assert_eq!(s.scaled_window(), 64);
+        assert_eq!(s.send_window(), s.remote_win_len);
     }
 
     #[test]
