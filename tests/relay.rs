@@ -124,9 +124,11 @@ fn test_relay_round_trip_is_twice_the_latency() {
         "round trips through 5 ms each way: min {min} ms, median {median} ms, max {} ms",
         t[t.len() - 1]
     );
-    // 5 ms each way; epoll's millisecond timeouts alone would add up to 2 ms.
+    // 5 ms each way. The ping times also hold the VM's own scheduling (a median of 10.3 ms on a quiet
+    // machine, 10.7 on a busy one), so the bound here is loose; the relay's own lateness below is the
+    // sharp check of its timer.
     assert!(min >= 10.0, "a frame left the relay early: {t:?}");
-    assert!(median < 10.7, "round trips too long: {t:?}");
+    assert!(median < 11.5, "round trips too long: {t:?}");
     let err = w.relay.stop_clean();
     eprintln!("{err}");
     let (a_in, a_drop, _, _) = direction(&err, "ra");
