@@ -302,13 +302,7 @@ impl ReadArgs {
             absolute_seq: log.verbose,
             quiet: log.quiet,
             pcap: self.pcap.clone(),
-            events: self.events.as_deref().map(|e| {
-                if e == "-" {
-                    EventsTarget::Stdout
-                } else {
-                    EventsTarget::File(PathBuf::from(e))
-                }
-            }),
+            events: self.events.as_deref().map(EventsTarget::from_arg),
             step: self.step,
             ladder: self.ladder,
             ..TraceConfig::default()

@@ -5,7 +5,6 @@ use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, IpCidr, Ipv4Address, Ipv6Address};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
 use super::*;
 
@@ -422,13 +421,7 @@ impl TraceArgs {
         };
         let trace = TraceConfig {
             pcap: self.pcap.clone(),
-            events: self.events.as_deref().map(|e| {
-                if e == "-" {
-                    EventsTarget::Stdout
-                } else {
-                    EventsTarget::File(PathBuf::from(e))
-                }
-            }),
+            events: self.events.as_deref().map(EventsTarget::from_arg),
             step: self.step,
             ladder: self.ladder,
             narrate_limit: self.narrate_limit,

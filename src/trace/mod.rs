@@ -72,6 +72,17 @@ pub enum EventsTarget {
     File(PathBuf),
 }
 
+impl EventsTarget {
+    /// `--events` as given: `-` for standard output, else a file.
+    pub fn from_arg(arg: &str) -> EventsTarget {
+        if arg == "-" {
+            EventsTarget::Stdout
+        } else {
+            EventsTarget::File(PathBuf::from(arg))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 /// What the tracer shows and where it writes.
 pub struct TraceConfig {
