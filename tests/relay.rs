@@ -135,11 +135,11 @@ fn test_relay_round_trip_is_twice_the_latency() {
     let (b_in, b_drop, _, _) = direction(&err, "rb");
     assert!(a_in >= 41 && b_in >= 41, "{err}");
     assert_eq!((a_drop, b_drop), (0, 0), "{err}");
-    // Each frame on its own, with the relay otherwise idle: its timer's precision (measured: 0.06-0.1
-    // ms late on average, 0.3 on a machine busy with other tests; the median round trip above is the
-    // sharper check: epoll's millisecond timeouts would add about 0.5 ms each way).
+    // Each frame on its own: its timer's precision (measured: 0.06-0.3 ms late on average alone, 0.7-1.0
+    // under CI's parallel tests on 2 cores). How late is a figure for the benchmark ("relay late"
+    // column); here only a timer that is broken (frames held a whole extra interval) must fail.
     assert!(
-        late_us(&err, "ra") < 600 && late_us(&err, "rb") < 600,
+        late_us(&err, "ra") < 3000 && late_us(&err, "rb") < 3000,
         "{err}"
     );
 }
