@@ -553,6 +553,7 @@ fn bench(opts: &Opts) -> Result<(), String> {
                 .collect(),
             bin: &bench.bin,
             tmp: &tmp.0,
+            kernel_cc: realnet::kernel_cc(),
         };
         eprintln!(
             "realnet: {} conditions x {} modes x 2 servers x 2 directions x {} runs of {} s",
@@ -562,7 +563,7 @@ fn bench(opts: &Opts) -> Result<(), String> {
             plan.secs
         );
         let rows = realnet::run(&plan)?;
-        Some((realnet::table(&rows, &plan), realnet::json(&rows)))
+        Some((realnet::table(&rows, &plan), realnet::json(&rows, &plan)))
     } else {
         None
     };

@@ -29,17 +29,25 @@ impl Transfer {
 const CHUNK: usize = 128 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+fn connect(addr: SocketAddr, cc: Option<&str>) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
+    if let Some(cc) = cc {
+        crate::sys::set_congestion(&s, cc)?;
+    }
     Ok(s)
 }
 
 /// Sends to a discard service until the limit, then half-closes and waits for the server's FIN: the
 /// time counts until the last byte was consumed, not just buffered.
 pub fn bulk_send(addr: SocketAddr, limit: Limit) -> io::Result<Transfer> {
-    let mut s = connect(addr)?;
+    bulk_send_cc(addr, limit, None)
+}
+
+/// [`bulk_send`] with the kernel's congestion control for this connection set (`None`: the host's).
+pub fn bulk_send_cc(addr: SocketAddr, limit: Limit, cc: Option<&str>) -> io::Result<Transfer> {
+    let mut s = connect(addr, cc)?;
     let buf = vec![0x5au8; CHUNK];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -66,7 +74,12 @@ pub fn bulk_send(addr: SocketAddr, limit: Limit) -> io::Result<Transfer> {
 
 /// Reads from a chargen service until the limit.
 pub fn bulk_recv(addr: SocketAddr, limit: Limit) -> io::Result<Transfer> {
-    let mut s = connect(addr)?;
+    bulk_recv_cc(addr, limit, None)
+}
+
+/// [`bulk_recv`] with the kernel's congestion control for this connection set (`None`: the host's).
+pub fn bulk_recv_cc(addr: SocketAddr, limit: Limit, cc: Option<&str>) -> io::Result<Transfer> {
+    let mut s = connect(addr, cc)?;
     let mut buf = vec![0u8; CHUNK];
     let start = Instant::now();
     let mut got = 0u64;
@@ -113,7 +126,7 @@ pub fn echo_rtt_pair(
     time: Duration,
 ) -> io::Result<(Vec<f64>, Vec<f64>)> {
     const BATCH: usize = 250;
-    let mut conns = [connect(a)?, connect(b)?];
+    let mut conns = [connect(a, None)?, connect(b, None)?];
     let msg = [0x42u8; 64];
     let mut back = [0u8; 64];
     let mut rtts = [Vec::with_capacity(samples), Vec::with_capacity(samples)];

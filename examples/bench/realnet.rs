@@ -82,6 +82,18 @@ impl Condition {
     }
 }
 
+/// The kernel reference's congestion control: CUBIC unless `BENCH_KERNEL_CC` names another (`host`:
+/// whatever this host's default is). CUBIC because tapstack's smoltcp runs CUBIC (RFC 9438): a host
+/// default of BBR does not slow down on random loss at all, which no loss-based sender matches, so
+/// the ratio would measure the choice of algorithm, not the implementation.
+pub fn kernel_cc() -> Option<String> {
+    match std::env::var("BENCH_KERNEL_CC") {
+        Ok(v) if v == "host" => None,
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => Some("cubic".into()),
+    }
+}
+
 /// What to run.
 pub struct Plan<'a> {
     pub secs: u64,
@@ -90,6 +102,8 @@ pub struct Plan<'a> {
     pub modes: Vec<&'static str>,
     pub bin: &'a Path,
     pub tmp: &'a Path,
+    /// [`kernel_cc`]: set on the kernel server's and the client's sockets.
+    pub kernel_cc: Option<String>,
 }
 
 /// Medians (Mbit/s, None when every run failed) per condition, mode, server and direction.
@@ -117,13 +131,6 @@ fn world() -> Result<World, String> {
     let kernel = Netns::create("rnk")?;
     client.sh(CLIENT_SYSCTLS)?;
     kernel.sh(CLIENT_SYSCTLS)?;
-    // The kernel reference's congestion control is the host's default (BBR on some hosts, which
-    // does not slow down on random loss; smoltcp's CUBIC and Reno do, RFC 9438/5681), so a
-    // loss-based comparison can pin it: BENCH_KERNEL_CC=reno (a namespace may only pick from
-    // net.ipv4.tcp_allowed_congestion_control).
-    if let Ok(cc) = std::env::var("BENCH_KERNEL_CC") {
-        kernel.sh(&format!("sysctl -qw net.ipv4.tcp_congestion_control={cc}"))?;
-    }
     relay_ns.sh(&format!(
         "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 && \
          ip link add pc type veth peer name vc netns {c} && \
@@ -219,6 +226,7 @@ fn transfer(
     ks: Option<&KernelServer>,
     tx: bool,
     limit: Limit,
+    cc: Option<String>,
 ) -> Result<Transfer, String> {
     let port = if tx { 19 } else { 9 };
     let addr = SocketAddr::new(SERVER.parse().unwrap(), port);
@@ -232,9 +240,9 @@ fn transfer(
         .transpose()?;
     let t = w.client.run_in(move || {
         if tx {
-            peers::bulk_recv(addr, limit)
+            peers::bulk_recv_cc(addr, limit, cc.as_deref())
         } else {
-            peers::bulk_send(addr, limit)
+            peers::bulk_send_cc(addr, limit, cc.as_deref())
         }
     })?;
     if let Some(s) = server {
@@ -274,6 +282,9 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
     };
     for l in [&ks.discard, &ks.chargen] {
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        if let Some(cc) = &plan.kernel_cc {
+            crate::sys::set_congestion(l, cc).map_err(|e| format!("kernel server: {e}"))?;
+        }
     }
     let limit = Limit {
         bytes: u64::MAX,
@@ -339,7 +350,7 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     let mut v = Vec::new();
                     for run in 1..=plan.runs {
                         let ks = (si == 0).then_some(&ks);
-                        match transfer(&w, ks, tx, limit) {
+                        match transfer(&w, ks, tx, limit, plan.kernel_cc.clone()) {
                             Ok(t) => {
                                 let m = t.gbps() * 1000.0;
                                 note(&format!(
@@ -402,8 +413,12 @@ fn ratio(a: Option<f64>, k: Option<f64>) -> String {
 
 /// The markdown table: one line per condition and mode; Mbit/s rx / tx, tapstack's ratio to the kernel.
 pub fn table(rows: &[Row], plan: &Plan) -> String {
+    let cc = plan
+        .kernel_cc
+        .as_deref()
+        .map_or("the host's default".to_string(), |c| c.to_uppercase());
     let mut out = format!(
-        "realnet: through `tapstack relay`, {} s transfers, median of {} (Mbit/s; rx = client -> discard, tx = chargen -> client)\n\n",
+        "realnet: through `tapstack relay`, {} s transfers, median of {} (Mbit/s; rx = client -> discard, tx = chargen -> client); kernel sockets (client and reference server) use {cc}, tapstack's smoltcp CUBIC\n\n",
         plan.secs, plan.runs
     );
     out += "| condition | mode | kernel rx / tx | tapstack rx / tx | ratio rx / tx | relay late, ms: kernel / tapstack |\n";
@@ -427,8 +442,12 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
     out
 }
 
-pub fn json(rows: &[Row]) -> serde_json::Value {
+pub fn json(rows: &[Row], plan: &Plan) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
+    obj.insert(
+        "kernel_cc".into(),
+        serde_json::json!(plan.kernel_cc.as_deref().unwrap_or("host")),
+    );
     for r in rows {
         let [k, t] = r.mbps;
         obj.insert(

@@ -126,6 +126,51 @@ pub fn remove_stale_namespaces() {
     }
 }
 
+/// Sets the kernel's congestion control for one socket (`TCP_CONGESTION`; a listener passes it on to
+/// the connections it accepts) and reads it back. A network namespace may not choose a default outside
+/// `net.ipv4.tcp_allowed_congestion_control`, but a socket of a process with CAP_NET_ADMIN may use any
+/// algorithm the kernel has.
+pub fn set_congestion(sock: &impl AsRawFd, cc: &str) -> std::io::Result<()> {
+    let fd = sock.as_raw_fd();
+    // SAFETY: setsockopt on a descriptor the caller owns, with a pointer and length of a live slice.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            cc.as_ptr().cast(),
+            cc.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("TCP_CONGESTION {cc}: {e}"),
+        ));
+    }
+    let mut buf = [0u8; 16];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt into a buffer of `len` bytes that lives across the call.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let got = &buf[..(len as usize).min(buf.len())];
+    let got = String::from_utf8_lossy(got.split(|&b| b == 0).next().unwrap_or(&[]));
+    if r != 0 || got != cc {
+        return Err(std::io::Error::other(format!(
+            "TCP_CONGESTION {cc}: the socket uses {got:?}"
+        )));
+    }
+    Ok(())
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
