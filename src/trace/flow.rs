@@ -129,7 +129,9 @@ fn seq_lt(a: u32, b: u32) -> bool {
 }
 
 pub(crate) struct FlowTable {
-    map: HashMap<FlowKey, Flow>,
+    /// Boxed: a hash table keeps 1/8 to 9/16 of its slots empty, and slots holding the whole flow
+    /// (536 bytes) made the table of 10,000 idle connections 10 MB where boxes take 6.8.
+    map: HashMap<FlowKey, Box<Flow>>,
     /// Every flow in the table, by id (oldest first).
     order: BTreeMap<u64, FlowKey>,
     /// Flows that may go first when the table is full: closed TCP, UDP, ICMP; in the order they
@@ -881,7 +883,7 @@ impl FlowTable {
         }
         self.map.insert(
             key,
-            Flow {
+            Box::new(Flow {
                 rec,
                 dirs: [DirState::default(); 2],
                 stage: 0,
@@ -892,7 +894,7 @@ impl FlowTable {
                 owned: false,
                 done: None,
                 ana: Analysis::default(),
-            },
+            }),
         );
         self.order.insert(id, key);
         if key.proto != TCP {
@@ -930,6 +932,17 @@ mod tests {
         let mut t = FlowTable::default();
         t.share_ids(ConnIds::default());
         t
+    }
+
+    #[test]
+    fn test_empty_slots_of_the_table_cost_a_key_and_a_pointer() {
+        // hashbrown keeps 1/8 to 9/16 of its slots empty (10,000 flows: 16,384 slots), each the size
+        // of an entry: the flow itself goes behind a pointer, allocated only for a flow that exists.
+        fn slot<K, V>(_: &HashMap<K, V>) -> usize {
+            std::mem::size_of::<(K, V)>()
+        }
+        let t = FlowTable::default();
+        assert!(slot(&t.map) <= 80, "{} bytes a slot", slot(&t.map));
     }
 
     #[test]

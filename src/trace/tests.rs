@@ -990,3 +990,20 @@ fn test_a_dropped_third_ack_does_not_complete_the_handshake_the_next_one_does() 
     let last = *t.recent_packets(0).last().unwrap();
     assert!(last.labels.contains("handshake 3/3"), "{:?}", last.labels);
 }
+
+#[test]
+fn test_idle_connection_reserves_room_for_its_handshake_only() {
+    let mut t = tracer();
+    let p = |s: u32| Seg::new(PEER_PORT, ECHO, s);
+    t.frame(at(0), Direction::In, &p(1000).syn().opts().inbound());
+    t.frame(
+        at(1),
+        Direction::Out,
+        &Seg::new(ECHO, PEER_PORT, 5000).syn().ack(1001).outbound(),
+    );
+    t.frame(at(2), Direction::In, &p(1001).ack(5001).inbound());
+    let f = t.flow_records().next().unwrap();
+    assert_eq!(f.first.len(), 3);
+    // Room for four records (0.9 KiB), not sixteen: 10,000 idle connections hold 9 MiB, not 35.
+    assert_eq!(f.first.capacity(), 4);
+}
