@@ -453,6 +453,13 @@ impl Harness {
         }
     }
 
+    /// Lets a client socket go: after [`Harness::close`] and [`Harness::is_closed`], the stack keeps
+    /// TIME-WAIT without it and tells the connection's last figures ([`Harness::final_figures`]).
+    /// The handle is stale from then on.
+    pub fn release_socket(&mut self, h: TcpHandle) {
+        self.client.tcp_release(h);
+    }
+
     /// Connects to `port`, sends `data` while reading back, and once as many bytes came back (or the
     /// connection ended) closes and waits for the close to finish (two minutes at most). Returns
     /// what came back, for the caller to compare; an error if not all of it came back within `limit`
@@ -718,6 +725,25 @@ impl Harness {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The TCP figures `side`'s stack sampled while its connections moved data (at most one a
+    /// second per connection), oldest first, with the connection's id.
+    pub fn sampled_figures(&self, side: Side) -> Vec<(u64, TcpFigures)> {
+        self.stack(side)
+            .tcp_events()
+            .filter_map(|ev| match *ev {
+                StackEvent::FiguresSampled { conn, figures, .. } => Some((conn, figures)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The SVG ladder diagram of connection `id` as `side`'s tracer draws it (what `/conn/ID`
+    /// serves), if the tracer still has the connection.
+    pub fn conn_svg(&self, side: Side, id: u64) -> Option<String> {
+        use crate::service::TraceView;
+        self.stack(side).observer().conn_svg(id)
     }
 
     fn stack(&self, side: Side) -> &Stack<Tracer> {

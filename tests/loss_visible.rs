@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 use std::time::Duration;
-use tapstack::harness::{Harness, LossRepair, Side};
+use tapstack::harness::{Harness, LossRepair, Side, TcpFigures};
 use tapstack::trace::{EventsTarget, TraceConfig};
 use tapstack::ServiceKind;
 
@@ -192,4 +192,83 @@ fn test_a_clean_wire_repairs_nothing() {
     assert!(h.run_until(Duration::from_secs(5), |h| h.is_closed(sock)));
     h.run_for(Duration::from_secs(1));
     assert_eq!(h.final_figures(Side::Server).len(), 1);
+}
+
+/// While a connection moves data the stack samples its TCP figures about once a second of its
+/// clock (not per segment), and the connection's picture (`/conn/ID`) carries the latest: sampled
+/// while it runs, the last ones once its socket is let go.
+#[test]
+fn test_figures_are_sampled_while_data_moves_and_drawn() {
+    let mut h = Harness::builder()
+        .serve(ServiceKind::Discard, 9)
+        .seed(5)
+        .drop_chance(0.05)
+        .latency(Duration::from_millis(5))
+        .build();
+    let sent = data(4 << 20);
+    let c = h.connect(9).unwrap();
+    let mut off = 0;
+    while h.now() < Duration::from_millis(3_500) && off < sent.len() {
+        off += h.send(c, &sent[off..]);
+        h.run_for(Duration::from_millis(10));
+    }
+    assert!(
+        off < sent.len(),
+        "still sending after 3.5 s: the samples below are of a running connection"
+    );
+    let samples = h.sampled_figures(Side::Client);
+    let conn = samples
+        .first()
+        .expect("the sender's figures were sampled")
+        .0;
+    assert!(samples.iter().all(|s| s.0 == conn), "{samples:?}");
+    // A second after the first egress, then once a second: at about 1, 2 and 3 s.
+    assert!(
+        samples.len() == 3,
+        "once a second, not per segment: {} samples in 3.5 s",
+        samples.len()
+    );
+    // The picture has the latest figures the stack told: this sample, or a loss repair's since.
+    let svg = h
+        .conn_svg(Side::Client, conn)
+        .expect("the client's picture");
+    let (_, last) = samples[samples.len() - 1];
+    let repaired = h.loss_repairs(Side::Client).last().map(|r| r.figures);
+    let told =
+        |f: TcpFigures| svg.contains(&format!("TCP figures: cwnd {} bytes", grouped(f.cwnd)));
+    assert!(
+        (told(last) || repaired.is_some_and(told)) && svg.contains("sampled while it ran)"),
+        "{last:?} / {repaired:?} in\n{svg}"
+    );
+
+    h.close(c);
+    assert!(h.run_until(Duration::from_secs(600), |h| h.is_closed(c)));
+    h.release_socket(c);
+    h.run_for(Duration::from_secs(2));
+    let (id, fin) = *h
+        .final_figures(Side::Client)
+        .last()
+        .expect("the last figures, as the socket went");
+    assert_eq!(id, conn);
+    let svg = h
+        .conn_svg(Side::Client, conn)
+        .expect("recently closed: still drawn");
+    assert!(
+        svg.contains(&format!("TCP figures: cwnd {} bytes", grouped(fin.cwnd)))
+            && svg.contains("as its socket was let go)"),
+        "{svg}"
+    );
+}
+
+/// 1234567 as "1,234,567", as the narration writes byte counts.
+fn grouped(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

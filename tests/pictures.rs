@@ -136,6 +136,13 @@ fn ladder_printed_on_close_and_open_flows_at_shutdown_and_pages_answer() {
     );
     let segs = conn.matches(r#"class="seg""#).count();
     assert!(segs >= 9, "{conn}");
+    // The stack's last TCP figures for it, under the title.
+    assert!(
+        conn.contains(r#"<text class="caption""#)
+            && conn.contains("TCP figures: cwnd ")
+            && conn.contains("as its socket was let go)"),
+        "{conn}"
+    );
     let host = ns.sh_ok(&format!(
         "curl -sS --max-time 10 http://127.0.0.1:10080/conn/c{id}"
     ));

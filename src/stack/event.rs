@@ -265,6 +265,15 @@ pub enum StackEvent {
         remote: SocketAddr,
         figures: TcpFigures,
     },
+    /// A connection's TCP figures while it runs: at most once a second per
+    /// connection, after an egress (so only connections that move data are sampled). For the
+    /// pictures (`/conn/ID`); not narrated.
+    FiguresSampled {
+        conn: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        figures: TcpFigures,
+    },
     /// A connection is gone and its resources are back; every connection that was opened ends with
     /// exactly one of these.
     Closed {

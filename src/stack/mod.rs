@@ -93,6 +93,9 @@ pub(crate) const FIN_WAIT2_TIMEOUT: Duration = Duration::from_secs(60);
 /// slot at most 60 s in each phase of the close, and a reader as slow as 1.1 KiB/s (4.3 KiB/s with
 /// the 256 KiB offload buffers) still gets every byte of a full send buffer within the bound.
 pub(crate) const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a connection that moves data has its TCP figures sampled ([`StackEvent::FiguresSampled`]):
+/// often enough for a picture a person reloads, rare enough to cost nothing per segment.
+pub(crate) const FIGURES_EVERY: Duration = Duration::from_secs(1);
 /// Datagrams a UDP socket holds each way, and their total payload.
 pub(crate) const UDP_PACKETS: usize = 64;
 pub(crate) const UDP_BUFFER: usize = 64 * 1024;
@@ -242,7 +245,9 @@ impl<O: StackObserver> Stack<O> {
         if let Some(kept) = self.tcp_events.as_mut() {
             if matches!(
                 ev,
-                StackEvent::LossRepair { .. } | StackEvent::Figures { .. }
+                StackEvent::LossRepair { .. }
+                    | StackEvent::Figures { .. }
+                    | StackEvent::FiguresSampled { .. }
             ) {
                 if kept.len() >= TCP_EVENTS_KEPT {
                     kept.pop_front();
@@ -565,6 +570,7 @@ impl<O: StackObserver> Stack<O> {
             // After the socket's egress: smoltcp counts a fast recovery when the ACK that shows
             // the loss arrives, and lowers the window when it resends, here.
             self.report_repairs(key);
+            self.sample_figures(now, key);
             self.settle(now, key);
             self.schedule(now, key);
         }
@@ -625,6 +631,7 @@ impl<O: StackObserver> Stack<O> {
             stats: e.sock_ref().loss_recovery_stats(),
             cwnd: figures.cwnd,
             rto: figures.rto,
+            sampled: e.seen.sampled,
         };
         let seen = std::mem::replace(&mut e.seen, now_seen);
         let sack = figures
@@ -655,6 +662,39 @@ impl<O: StackObserver> Stack<O> {
                 figures,
             });
         }
+    }
+
+    /// Tells a connection's figures while it runs: [`FIGURES_EVERY`] after its first egress, and at
+    /// most that often since, once it has measured a round trip (before that there is nothing to
+    /// show but the initial window).
+    fn sample_figures(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.table.get_mut(key) else {
+            return;
+        };
+        if matches!(e.role, Role::Listener { .. }) {
+            return;
+        }
+        // The first egress starts the clock: a connection over within a second (most of them)
+        // is never sampled, and its last figures come as its socket goes.
+        let Some(last) = e.seen.sampled else {
+            e.seen.sampled = Some(now);
+            return;
+        };
+        if now < last + FIGURES_EVERY {
+            return;
+        }
+        let figures = TcpFigures::of(e.sock_ref());
+        if figures.srtt.is_none() {
+            return;
+        }
+        e.seen.sampled = Some(now);
+        let (conn, local, remote) = (e.id, to_socket_addr(e.local), to_socket_addr(e.remote));
+        self.emit(StackEvent::FiguresSampled {
+            conn,
+            local,
+            remote,
+            figures,
+        });
     }
 
     /// Tells a connection's last TCP figures, as its socket is let go.
@@ -1157,13 +1197,13 @@ impl<O: StackObserver> Stack<O> {
         }
     }
 
-    /// Keeps the last loss repairs and closing figures ([`StackEvent::LossRepair`],
-    /// [`StackEvent::Figures`]; a bounded number) for [`Stack::tcp_events`]. Off by default.
+    /// Keeps the last loss repairs and figures ([`StackEvent::LossRepair`], [`StackEvent::Figures`],
+    /// [`StackEvent::FiguresSampled`]; a bounded number) for [`Stack::tcp_events`]. Off by default.
     pub(crate) fn keep_tcp_events(&mut self) {
         self.tcp_events.get_or_insert_with(VecDeque::new);
     }
 
-    /// The loss repairs and closing figures kept since [`Stack::keep_tcp_events`], oldest first.
+    /// The loss repairs and figures kept since [`Stack::keep_tcp_events`], oldest first.
     pub(crate) fn tcp_events(&self) -> impl Iterator<Item = &StackEvent> {
         self.tcp_events.iter().flatten()
     }

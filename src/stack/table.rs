@@ -138,6 +138,8 @@ pub(super) struct Seen {
     pub stats: LossRecoveryStats,
     pub cwnd: usize,
     pub rto: Duration,
+    /// When the last [`super::StackEvent::FiguresSampled`] went out (`None`: never).
+    pub sampled: Option<Instant>,
 }
 
 /// One TCP socket in a socket set of its own.

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use super::analysis::{Analysis, DupAck};
 use super::decode::{Decoded, TcpFlags, TcpInfo};
 use super::narrate::NarrationLimit;
-use super::records::{FlowRecord, Labels, SegmentRecord, Side};
+use super::records::{FlowRecord, Labels, SegmentRecord, Side, TcpFiguresAt};
 use crate::device::Direction;
 use crate::stack::ConnIds;
 
@@ -901,6 +901,32 @@ impl FlowTable {
             self.make_evictable(&key, now_us);
         }
         id
+    }
+
+    /// Files the stack's TCP figures with connection `id`: in the table (live, or lingering after its
+    /// close) and in the closed ring, wherever it still is.
+    pub(crate) fn set_tcp_figures(
+        &mut self,
+        id: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        at: TcpFiguresAt,
+    ) {
+        let key = FlowKey {
+            proto: TCP,
+            local,
+            remote,
+        };
+        let file = |slot: &mut Option<Box<TcpFiguresAt>>| match slot {
+            Some(b) => **b = at,
+            None => *slot = Some(Box::new(at)),
+        };
+        if let Some(f) = self.map.get_mut(&key).filter(|f| f.rec.id == id) {
+            file(&mut f.rec.tcp);
+        }
+        if let Some(r) = self.closed.iter_mut().rev().find(|r| r.id == id) {
+            file(&mut r.tcp);
+        }
     }
 
     /// The record of the flow with this id, if it is still in the table.

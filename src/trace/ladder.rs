@@ -92,6 +92,10 @@ pub(crate) struct Segment {
 pub(crate) struct Ladder {
     /// E.g. `c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7`; omitted when empty.
     pub title: String,
+    /// A line under the title in the SVG: the stack's TCP figures for the connection, when it told
+    /// any (the terminal's ladder follows the narration's own figures line, so it leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
     /// Left endpoint, e.g. `192.168.69.100:49152`.
     pub left: String,
     /// Right endpoint, e.g. `192.168.69.1:7`.
@@ -383,6 +387,7 @@ pub(crate) fn render_text(l: &Ladder, style: TextStyle) -> String {
         out.push_str(&title);
         out.push_str("\n\n");
     }
+
     let mut boxes: [Line; 3] = Default::default();
     name_box(&mut boxes, lx, &left, g);
     name_box(&mut boxes, rx, &right, g);
@@ -449,6 +454,7 @@ fn side_name(side: Side) -> &'static str {
 
 const SVG_STYLE: &str = "\
 .title{font-weight:bold;font-size:13px;fill:#111827}
+.caption{font-size:12px;fill:#374151}
 .endpoint rect{fill:#f3f4f6;stroke:#374151}
 .endpoint text{fill:#111827}
 .lifeline{stroke:#374151;stroke-width:1.5}
@@ -489,7 +495,9 @@ pub(crate) fn render_svg(l: &Ladder) -> String {
     let rows = rows(l);
     let labels: Vec<String> = l.segments.iter().map(|s| clean(&s.label)).collect();
     let times: Vec<String> = l.segments.iter().map(|s| format_time(s.t_us)).collect();
+    const CAPTION_H: i64 = 20;
     let (left, right, title) = (clean(&l.left), clean(&l.right), clean(&l.title));
+    let caption = l.caption.as_deref().map(clean).unwrap_or_default();
     let chars = |s: &str| width(s) as i64;
 
     let time_w = times.iter().map(|t| chars(t)).max().unwrap_or(0) * CH;
@@ -512,8 +520,11 @@ pub(crate) fn render_svg(l: &Ladder) -> String {
     let rx = lx + span;
     let mid = (lx + rx) / 2;
     let notes_w = if note_w > 0 { note_w + 16 } else { 0 };
-    let w = (rx + (right_w / 2).max(notes_w) + PAD).max(2 * PAD + chars(&title) * CH);
-    let box_y = PAD + if title.is_empty() { 0 } else { TITLE_H };
+    let w = (rx + (right_w / 2).max(notes_w) + PAD)
+        .max(2 * PAD + chars(&title) * CH)
+        .max(2 * PAD + chars(&caption) * CH);
+    let caption_y = PAD + if title.is_empty() { 0 } else { TITLE_H };
+    let box_y = caption_y + if caption.is_empty() { 0 } else { CAPTION_H };
     let life_top = box_y + BOX_H;
     let rows_top = life_top + 8;
     let row_top = |r: usize| rows_top + r as i64 * ROW;
@@ -547,6 +558,15 @@ pub(crate) fn render_svg(l: &Ladder) -> String {
             r#"<text class="title" x="{PAD}" y="{}">{}</text>"#,
             PAD + 14,
             xml_escape(&title)
+        );
+    }
+
+    if !caption.is_empty() {
+        let _ = writeln!(
+            o,
+            r#"<text class="caption" x="{PAD}" y="{}">{}</text>"#,
+            caption_y + 8,
+            xml_escape(&caption)
         );
     }
 
@@ -724,6 +744,7 @@ mod tests {
     fn ladder(segments: Vec<Segment>) -> Ladder {
         Ladder {
             title: "c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7".to_string(),
+            caption: None,
             left: "192.168.69.100:49152".to_string(),
             right: "192.168.69.1:7".to_string(),
             segments,
@@ -1015,6 +1036,7 @@ mod tests {
         evil.fold_at = 2;
         let empty = Ladder {
             title: String::new(),
+            caption: None,
             left: String::new(),
             right: String::new(),
             segments: Vec::new(),
@@ -1313,6 +1335,7 @@ mod tests {
         lost.dropped = true;
         Ladder {
             title: "p2 icmp 192.168.69.100 -> 192.168.69.1".into(),
+            caption: None,
             left: "192.168.69.100".into(),
             right: "192.168.69.1".into(),
             segments: vec![

@@ -55,7 +55,7 @@ pub use decode::{
 pub use events::{ConnClosed, Event, TraceCounters};
 pub use explain::{explain, ExplainError};
 pub use flow::EVICTABLE_KEPT;
-pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Side};
+pub use records::{DirStats, FlowRecord, Labels, PacketRecord, SegmentRecord, Side, TcpFiguresAt};
 
 pub(crate) use events::EventSink;
 pub(crate) use flow::FlowTable;

@@ -53,8 +53,8 @@ use super::analysis;
 use super::decode::TcpFlags;
 use super::flow::FlowTable;
 use super::ladder::{self, Group, Ladder, Segment, TextStyle};
-use super::records::{FlowRecord, PacketRecord, SegmentRecord, Side};
-use super::Tracer;
+use super::records::{FlowRecord, PacketRecord, SegmentRecord, Side, TcpFiguresAt};
+use super::{Secs, Tracer};
 use crate::device::Direction;
 use crate::service::TraceView;
 
@@ -183,6 +183,21 @@ pub(crate) fn title_of(f: &FlowRecord) -> String {
     t
 }
 
+/// The stack's TCP figures under a connection's title: when they were told, and whether they are
+/// the last ones.
+fn figures_caption(at: &TcpFiguresAt) -> String {
+    let when = if at.last {
+        "as its socket was let go"
+    } else {
+        "sampled while it ran"
+    };
+    format!(
+        "{} (+{}, {when})",
+        super::tell::figures_line(&at.figures),
+        Secs(at.t_us)
+    )
+}
+
 /// The ladder of a flow record: everything the record kept, with its fold.
 pub(crate) fn ladder_of(f: &FlowRecord) -> Ladder {
     let peer_left = peer_is_left(f);
@@ -212,6 +227,7 @@ pub(crate) fn ladder_of(f: &FlowRecord) -> Ladder {
     };
     Ladder {
         title: title_of(f),
+        caption: f.tcp.as_deref().map(figures_caption),
         left: end_name(f, left),
         right: end_name(f, right),
         segments,
@@ -727,6 +743,7 @@ mod tests {
         retx.analysis = "retransmission".into();
         let expected = Ladder {
             title: "c3 tcp 192.168.69.100:49152 -> 192.168.69.1:7".into(),
+            caption: None,
             left: "192.168.69.100:49152".into(),
             right: "192.168.69.1:7".into(),
             segments: vec![
@@ -1038,6 +1055,89 @@ mod tests {
                 "{text}"
             );
             assert_eq!(text.matches("c1 tcp").count(), 1);
+        }
+
+        #[test]
+        fn svg_caption_tells_the_stacks_latest_tcp_figures() {
+            use crate::stack::{StackEvent, StackObserver, TcpFigures};
+            use smoltcp::time::Duration;
+            let (mut t, _) = tracer();
+            let p = |s: u32| Seg::new(P, 7, s);
+            let s = |q: u32| Seg::new(7, P, q);
+            t.frame(at(0), Direction::In, &p(1000).syn().opts().inbound());
+            t.frame(
+                at(1),
+                Direction::Out,
+                &s(5000).syn().ack(1001).opts().outbound(),
+            );
+            t.frame(at(2), Direction::In, &p(1001).ack(5001).inbound());
+            assert!(
+                !t.conn_svg(1).unwrap().contains("TCP figures"),
+                "nothing told yet"
+            );
+            let (local, remote): (SocketAddr, SocketAddr) = (
+                "192.168.69.1:7".parse().unwrap(),
+                "192.168.69.100:49152".parse().unwrap(),
+            );
+            let mut figures = TcpFigures {
+                cwnd: 14_600,
+                ssthresh: Some(10_220),
+                srtt: Some(Duration::from_millis(17)),
+                rto: Duration::from_millis(217),
+                fast_retransmits: 2,
+                sack_recoveries: 1,
+                timeouts: 1,
+            };
+            let sampled = StackEvent::FiguresSampled {
+                conn: 1,
+                local,
+                remote,
+                figures,
+            };
+            t.event(at(1500), &sampled);
+            let svg = t.conn_svg(1).unwrap();
+            assert!(svg.contains(r#"<text class="caption""#), "{svg}");
+            assert!(
+                svg.contains("TCP figures: cwnd 14,600 bytes, ssthresh 10,220 bytes, srtt 17 ms, rto 217 ms; losses repaired: 1 by SACK recovery, 1 by NewReno, 1 by timeout (+1.500000s, sampled while it ran)"),
+                "{svg}"
+            );
+            // Another connection's figures are not this one's.
+            t.event(
+                at(1600),
+                &StackEvent::FiguresSampled {
+                    conn: 2,
+                    local,
+                    remote: "192.168.69.100:49153".parse().unwrap(),
+                    figures: TcpFigures::default(),
+                },
+            );
+            assert!(t.conn_svg(1).unwrap().contains("cwnd 14,600 bytes"));
+            // The close, then the last figures (as the stack tells them: the socket is let go
+            // when the connection has already closed in the trace).
+            t.frame(at(3000), Direction::In, &p(1001).ack(5001).fin().inbound());
+            t.frame(
+                at(3001),
+                Direction::Out,
+                &s(5001).ack(1002).fin().outbound(),
+            );
+            t.frame(at(3002), Direction::In, &p(1002).ack(5002).inbound());
+            figures.cwnd = 20_440;
+            t.event(
+                at(3003),
+                &StackEvent::Figures {
+                    conn: 1,
+                    local,
+                    remote,
+                    figures,
+                },
+            );
+            let svg = t.conn_svg(1).unwrap();
+            assert!(
+                svg.contains("TCP figures: cwnd 20,440 bytes")
+                    && svg.contains("(+3.003000s, as its socket was let go)"),
+                "{svg}"
+            );
+            assert!(!svg.contains("sampled while it ran"), "{svg}");
         }
 
         #[test]

@@ -205,6 +205,22 @@ pub struct FlowRecord {
     /// summary says so.
     #[serde(skip)]
     pub from_capture: bool,
+    /// The stack's latest TCP figures for this connection (sampled while it moves data, at each
+    /// loss repair, and last as its socket was let go); `None` until the stack told any. Boxed:
+    /// most flows never get them, and an idle one should not pay for them.
+    #[serde(skip)]
+    pub tcp: Option<Box<TcpFiguresAt>>,
+}
+
+/// [`crate::stack::TcpFigures`] as of a moment of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFiguresAt {
+    /// When the stack told them (microseconds since start).
+    pub t_us: i64,
+    /// The figures.
+    pub figures: crate::stack::TcpFigures,
+    /// The last ones: the connection's socket was let go.
+    pub last: bool,
 }
 
 impl FlowRecord {
@@ -236,6 +252,7 @@ impl FlowRecord {
             folded: 0,
             narrated: true,
             from_capture: false,
+            tcp: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use super::decode::Mac;
 use super::events::{self, Event};
-use super::{Secs, Tracer, TCP};
+use super::{Secs, TcpFiguresAt, Tracer, TCP};
 use crate::stack::{
     state_name, CloseCause, ConnIds, LossRepair, StackEvent, StackObserver, TcpFigures,
     TimeWaitAck, TimeWaitCut, Timeout,
@@ -100,7 +100,7 @@ fn repair_why(kind: LossRepair) -> (u8, &'static str) {
 }
 
 /// A connection's TCP figures, as the line at its end says them.
-fn figures_line(f: &TcpFigures) -> String {
+pub(super) fn figures_line(f: &TcpFigures) -> String {
     let ssthresh = f.ssthresh.map_or("none (no loss yet)".to_string(), |s| {
         format!("{} bytes", grouped(s))
     });
@@ -372,6 +372,16 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
+                self.flows.set_tcp_figures(
+                    conn,
+                    local,
+                    remote,
+                    TcpFiguresAt {
+                        t_us,
+                        figures,
+                        last: false,
+                    },
+                );
                 let f = self.flows.get(6, local, remote);
                 if self.tcp_log && f.is_none_or(|f| f.narrated) {
                     let (bit, why) = repair_why(kind);
@@ -403,6 +413,16 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
+                self.flows.set_tcp_figures(
+                    conn,
+                    local,
+                    remote,
+                    TcpFiguresAt {
+                        t_us,
+                        figures,
+                        last: true,
+                    },
+                );
                 // A connection that never measured a round trip nor lost anything has nothing to
                 // tell (a handshake that never completed, an RST at once). The flow may have
                 // closed already (its last state change came first): its record says whether
@@ -430,6 +450,24 @@ impl StackObserver for Tracer {
                         tcp: figures.into(),
                     });
                 }
+            }
+            StackEvent::FiguresSampled {
+                conn,
+                local,
+                remote,
+                figures,
+            } => {
+                let t_us = self.now_us(now);
+                self.flows.set_tcp_figures(
+                    conn,
+                    local,
+                    remote,
+                    TcpFiguresAt {
+                        t_us,
+                        figures,
+                        last: false,
+                    },
+                );
             }
             StackEvent::NeighbourMoved { ip, from, to } => {
                 let t_us = self.now_us(now);
