@@ -384,14 +384,21 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                     w.attach("pk")?;
                 } else if let Some(bin) = lwip {
                     // lwIP has no offloads: in both modes it gets what the relay sends.
+                    // A reference that fails to start leaves its cells empty, not the bench failed.
                     w.attach("lw0")?;
-                    ts = Some(Tapstack::start_program(
+                    match Tapstack::start_program(
                         &w.relay_ns,
                         bin,
                         &["lw0", tapstack::internals::SERVER_MAC, SERVER],
                         plan.tmp.join(format!("realnet-lwip-{}-{mode}.log", c.name)),
                         "lwip-peer",
-                    )?);
+                    ) {
+                        Ok(t) => ts = Some(t),
+                        Err(e) => {
+                            note(&format!("realnet {} {mode} lwip: {e}", c.name));
+                            continue;
+                        }
+                    }
                 } else {
                     let mut args = vec![
                         "-q",
@@ -486,7 +493,11 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
         .kernel_cc
         .as_deref()
         .map_or("the host's default".to_string(), |c| c.to_uppercase());
-    let lwip = plan.lwip.as_ref().map_or("lwIP not installed".into(), |l| {
+    let missing = match &plan.lwip {
+        Err(e) if e.starts_with("not installed") => "not installed",
+        _ => "not built",
+    };
+    let lwip = plan.lwip.as_ref().map_or(format!("lwIP {missing}"), |l| {
         format!("lwIP {} (raw API, no offloads in either mode)", l.version)
     });
     let mut out = format!(
@@ -503,7 +514,7 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
                 format!("{} / {}", fmt(l[0]), fmt(l[1])),
                 format!("{} / {}", ratio(t[0], l[0]), ratio(t[1], l[1])),
             ),
-            Err(_) => ("not installed".into(), "-".into()),
+            Err(_) => (missing.into(), "-".into()),
         };
         out += &format!(
             "| {} | {} | {} / {} | {} / {} | {lwip} | {} / {} | {vs_lwip} | {} / {} / {} |\n",
