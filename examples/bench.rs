@@ -7,7 +7,9 @@
 //! `setns(2)` into those namespaces and use std::net sockets, so their timing is precise and nothing
 //! touches the root namespace. `wire_gbps` runs two smoltcp stacks in this process on tapstack's
 //! in-memory wire. Every load loop is bounded in count and in time; namespaces are deleted on success,
-//! error, panic and Ctrl-C (and stale ones of a killed bench on the next start).
+//! error, panic and Ctrl-C (and stale ones of a killed bench on the next start). The `realnet` section
+//! also compiles a small lwIP server (bench/lwip/peer.c) with `cc` against Debian's `liblwip-dev`, if
+//! present.
 //!
 //! Output: progress on stderr, then a table (figure / median / min / max / target / verdict); with
 //! `--json`, stdout carries exactly one JSON object (medians under the figure keys, plus `runs`,
@@ -554,11 +556,16 @@ fn bench(opts: &Opts) -> Result<(), String> {
             bin: &bench.bin,
             tmp: &tmp.0,
             kernel_cc: realnet::kernel_cc(),
+            lwip: realnet::build_lwip(&tmp.0),
         };
+        if let Err(e) = &plan.lwip {
+            eprintln!("realnet: lwIP {e}; its columns stay empty");
+        }
         eprintln!(
-            "realnet: {} conditions x {} modes x 2 servers x 2 directions x {} runs of {} s",
+            "realnet: {} conditions x {} modes x {} servers x 2 directions x {} runs of {} s",
             plan.conditions.len(),
             plan.modes.len(),
+            if plan.lwip.is_ok() { 3 } else { 2 },
             plan.runs,
             plan.secs
         );

@@ -4,13 +4,19 @@
 //! Namespaces: the client `rnc` (veth `vc`, 192.168.69.100/24), the relay's `rnr` (two bridges, the
 //! relay's TAP devices `ra` and `rb`, tapstack's `tap0`, the veth peers), and the kernel server's `rnk`
 //! (veth `vk`, 192.168.69.1/24 with tapstack's MAC). `br-a` joins the client to the relay; `br-b` joins
-//! the relay to one server at a time, tapstack's `tap0` or the kernel's veth, so both are reached at the
-//! same address through the same relay. rx: the client sends to discard (port 9); tx: the server sends
-//! from chargen (port 19). Each figure is a median over runs of a time-bounded transfer, in Mbit/s.
+//! the relay to one server at a time, tapstack's `tap0`, the kernel's veth or lwIP's `lw0`, so all are
+//! reached at the same address through the same relay. rx: the client sends to discard (port 9); tx:
+//! the server sends from chargen (port 19). Each figure is a median over runs of a time-bounded
+//! transfer, in Mbit/s.
+//!
+//! lwIP (issue 15's "never below lwIP") is a small C program, `lwip/peer.c`, compiled at run time
+//! against the system's liblwip (Debian's `liblwip-dev`); without it lwIP's columns say "not
+//! installed" and the rest runs.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::peers::{self, Limit, Transfer};
@@ -104,17 +110,62 @@ pub struct Plan<'a> {
     pub tmp: &'a Path,
     /// [`kernel_cc`]: set on the kernel server's and the client's sockets.
     pub kernel_cc: Option<String>,
+    /// The lwIP server ([`build_lwip`]), or why there is none.
+    pub lwip: Result<Lwip, String>,
+}
+
+/// The compiled lwIP server and the library's version.
+pub struct Lwip {
+    bin: PathBuf,
+    version: String,
+}
+
+/// The servers, in the order they are measured and indexed in [`Row`].
+const SERVERS: [&str; 3] = ["kernel", "tapstack", "lwip"];
+
+/// Compiles `lwip/peer.c` into `tmp` with `cc` and pkg-config's flags for lwip. `Err` says what is
+/// missing (or how the compiler failed), for the table.
+pub fn build_lwip(tmp: &Path) -> Result<Lwip, String> {
+    let pkg_config = |arg: &str| {
+        Command::new("pkg-config")
+            .args([arg, "lwip"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .ok_or("not installed (pkg-config lwip: apt-get install liblwip-dev pkg-config)")
+    };
+    let version = pkg_config("--modversion")?;
+    let flags = pkg_config("--cflags")? + " " + &pkg_config("--libs")?;
+    let src = tmp.join("lwip-peer.c");
+    let bin = tmp.join("lwip-peer");
+    std::fs::write(&src, include_str!("lwip/peer.c")).map_err(|e| e.to_string())?;
+    let out = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .args(flags.split_whitespace())
+        .output()
+        .map_err(|e| format!("not installed (cc: {e})"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "does not build: {}",
+            err.lines().take(3).collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    Ok(Lwip { bin, version })
 }
 
 /// Medians (Mbit/s, None when every run failed) per condition, mode, server and direction.
 pub struct Row {
     pub condition: &'static Condition,
     pub mode: &'static str,
-    /// [kernel, tapstack] x [rx, tx]
-    pub mbps: [[Option<f64>; 2]; 2],
-    /// [kernel, tapstack]: how late the relay sent frames on average over the runs, ms (the worse
+    /// [`SERVERS`] x [rx, tx]
+    pub mbps: [[Option<f64>; 2]; 3],
+    /// [`SERVERS`]: how late the relay sent frames on average over the runs, ms (the worse
     /// direction): delay beyond the configured one, where the relay itself is the bottleneck.
-    pub late_ms: [Option<f64>; 2],
+    pub late_ms: [Option<f64>; 3],
 }
 
 const SERVER: &str = "192.168.69.1";
@@ -136,10 +187,10 @@ fn world() -> Result<World, String> {
          ip link add pc type veth peer name vc netns {c} && \
          ip link add pk type veth peer name vk netns {k} && \
          ip tuntap add dev ra mode tap && ip tuntap add dev rb mode tap && \
-         ip tuntap add dev tap0 mode tap && \
+         ip tuntap add dev tap0 mode tap && ip tuntap add dev lw0 mode tap && \
          ip link add br-a type bridge && ip link add br-b type bridge && \
          ip link set pc master br-a && ip link set ra master br-a && ip link set rb master br-b && \
-         for i in pc pk ra rb tap0 br-a br-b; do ip link set $i up; done",
+         for i in pc pk ra rb tap0 lw0 br-a br-b; do ip link set $i up; done",
         c = client.name,
         k = kernel.name
     ))?;
@@ -156,13 +207,15 @@ fn world() -> Result<World, String> {
 }
 
 impl World {
-    /// Puts `port` (tap0 or pk) behind the relay, the other one out, and makes the client forget
+    /// Puts `port` (pk, tap0 or lw0) behind the relay, the others out, and makes the client forget
     /// where the server was.
     fn attach(&self, port: &str) -> Result<(), String> {
-        let other = if port == "tap0" { "pk" } else { "tap0" };
-        self.relay_ns.sh(&format!(
-            "ip link set {other} nomaster && ip link set {port} master br-b"
-        ))?;
+        let mut script = String::new();
+        for other in ["pk", "tap0", "lw0"].into_iter().filter(|p| *p != port) {
+            script += &format!("ip link set {other} nomaster && ");
+        }
+        self.relay_ns
+            .sh(&format!("{script}ip link set {port} master br-b"))?;
         self.client.sh("ip neigh flush dev vc")?;
         Ok(())
     }
@@ -298,9 +351,14 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
         let seed = (ci + 1).to_string();
         for &mode in &plan.modes {
             let offload = mode == "offload";
-            let mut mbps = [[None; 2]; 2];
-            let mut late = [None; 2];
-            for (si, server) in ["kernel", "tapstack"].into_iter().enumerate() {
+            let mut mbps = [[None; 2]; 3];
+            let mut late = [None; 3];
+            for (si, server) in SERVERS.into_iter().enumerate() {
+                let lwip = match (server, &plan.lwip) {
+                    ("lwip", Ok(l)) => Some(&l.bin),
+                    ("lwip", Err(_)) => continue,
+                    _ => None,
+                };
                 let mut ts = None;
                 let mut relay = Tapstack::start(
                     &w.relay_ns,
@@ -324,6 +382,23 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>, String> {
                 if si == 0 {
                     w.kernel_offload(offload)?;
                     w.attach("pk")?;
+                } else if let Some(bin) = lwip {
+                    // lwIP has no offloads: in both modes it gets what the relay sends.
+                    // A reference that fails to start leaves its cells empty, not the bench failed.
+                    w.attach("lw0")?;
+                    match Tapstack::start_program(
+                        &w.relay_ns,
+                        bin,
+                        &["lw0", tapstack::internals::SERVER_MAC, SERVER],
+                        plan.tmp.join(format!("realnet-lwip-{}-{mode}.log", c.name)),
+                        "lwip-peer",
+                    ) {
+                        Ok(t) => ts = Some(t),
+                        Err(e) => {
+                            note(&format!("realnet {} {mode} lwip: {e}", c.name));
+                            continue;
+                        }
+                    }
                 } else {
                     let mut args = vec![
                         "-q",
@@ -411,22 +486,38 @@ fn ratio(a: Option<f64>, k: Option<f64>) -> String {
     }
 }
 
-/// The markdown table: one line per condition and mode; Mbit/s rx / tx, tapstack's ratio to the kernel.
+/// The markdown table: one line per condition and mode; Mbit/s rx / tx, tapstack's ratios to the
+/// kernel and to lwIP.
 pub fn table(rows: &[Row], plan: &Plan) -> String {
     let cc = plan
         .kernel_cc
         .as_deref()
         .map_or("the host's default".to_string(), |c| c.to_uppercase());
+    let missing = match &plan.lwip {
+        Err(e) if e.starts_with("not installed") => "not installed",
+        _ => "not built",
+    };
+    let lwip = plan.lwip.as_ref().map_or(format!("lwIP {missing}"), |l| {
+        format!("lwIP {} (raw API, no offloads in either mode)", l.version)
+    });
     let mut out = format!(
-        "realnet: through `tapstack relay`, {} s transfers, median of {} (Mbit/s; rx = client -> discard, tx = chargen -> client); kernel sockets (client and reference server) use {cc}, tapstack's smoltcp CUBIC\n\n",
+        "realnet: through `tapstack relay`, {} s transfers, median of {} (Mbit/s; rx = client -> discard, tx = chargen -> client); kernel sockets (client and reference server) use {cc}, tapstack's smoltcp CUBIC; {lwip}\n\n",
         plan.secs, plan.runs
     );
-    out += "| condition | mode | kernel rx / tx | tapstack rx / tx | ratio rx / tx | relay late, ms: kernel / tapstack |\n";
-    out += "|---|---|---|---|---|---|\n";
+    out += "| condition | mode | kernel rx / tx | tapstack rx / tx | lwIP rx / tx | tapstack / kernel rx / tx | tapstack / lwIP rx / tx | relay late, ms: kernel / tapstack / lwIP |\n";
+    out += "|---|---|---|---|---|---|---|---|\n";
+    let late = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
     for r in rows {
-        let [k, t] = r.mbps;
+        let [k, t, l] = r.mbps;
+        let (lwip, vs_lwip) = match &plan.lwip {
+            Ok(_) => (
+                format!("{} / {}", fmt(l[0]), fmt(l[1])),
+                format!("{} / {}", ratio(t[0], l[0]), ratio(t[1], l[1])),
+            ),
+            Err(_) => (missing.into(), "-".into()),
+        };
         out += &format!(
-            "| {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |\n",
+            "| {} | {} | {} / {} | {} / {} | {lwip} | {} / {} | {vs_lwip} | {} / {} / {} |\n",
             r.condition.describe(),
             r.mode,
             fmt(k[0]),
@@ -435,9 +526,13 @@ pub fn table(rows: &[Row], plan: &Plan) -> String {
             fmt(t[1]),
             ratio(t[0], k[0]),
             ratio(t[1], k[1]),
-            r.late_ms[0].map_or("-".into(), |v| format!("{v:.1}")),
-            r.late_ms[1].map_or("-".into(), |v| format!("{v:.1}"))
+            late(r.late_ms[0]),
+            late(r.late_ms[1]),
+            late(r.late_ms[2]),
         );
+    }
+    if let Err(e) = &plan.lwip {
+        out += &format!("\nlwIP: {e}\n");
     }
     out
 }
@@ -448,14 +543,29 @@ pub fn json(rows: &[Row], plan: &Plan) -> serde_json::Value {
         "kernel_cc".into(),
         serde_json::json!(plan.kernel_cc.as_deref().unwrap_or("host")),
     );
+    obj.insert(
+        "lwip".into(),
+        match &plan.lwip {
+            Ok(l) => serde_json::json!(format!("{} raw API", l.version)),
+            Err(e) => serde_json::json!(e),
+        },
+    );
+    let quotient = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
     for r in rows {
-        let [k, t] = r.mbps;
+        let [k, t, l] = r.mbps;
         obj.insert(
             format!("{}/{}", r.condition.name, r.mode),
             serde_json::json!({
                 "kernel_rx_mbps": k[0], "kernel_tx_mbps": k[1],
                 "tapstack_rx_mbps": t[0], "tapstack_tx_mbps": t[1],
+                "lwip_rx_mbps": l[0], "lwip_tx_mbps": l[1],
+                "tapstack_over_lwip_rx": quotient(t[0], l[0]),
+                "tapstack_over_lwip_tx": quotient(t[1], l[1]),
                 "relay_late_ms_kernel": r.late_ms[0], "relay_late_ms_tapstack": r.late_ms[1],
+                "relay_late_ms_lwip": r.late_ms[2],
             }),
         );
     }

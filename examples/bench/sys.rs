@@ -360,7 +360,8 @@ pub fn tapstack_binary() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// A running tapstack, stopped (SIGTERM, then SIGKILL) on drop.
+/// A running tapstack (or another server of the bench's, see [`Tapstack::start_program`]), stopped
+/// (SIGTERM, then SIGKILL) on drop.
 pub struct Tapstack {
     child: Option<Child>,
     pub pid: u32,
@@ -370,6 +371,18 @@ pub struct Tapstack {
 impl Tapstack {
     /// Starts `tapstack ARGS` inside `ns` with stderr to `log`, and waits for its `ready:` line.
     pub fn start(ns: &Netns, bin: &Path, args: &[&str], log: PathBuf) -> Result<Tapstack, String> {
+        Self::start_program(ns, bin, args, log, "tapstack")
+    }
+
+    /// [`Tapstack::start`] for any server that prints `ready:` on stderr once serving; `comm` is the
+    /// name its process must have (`/proc/PID/comm`, at most 15 bytes).
+    pub fn start_program(
+        ns: &Netns,
+        bin: &Path,
+        args: &[&str],
+        log: PathBuf,
+        comm: &str,
+    ) -> Result<Tapstack, String> {
         let file = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let child = ns
             .cmd(bin)
@@ -378,7 +391,7 @@ impl Tapstack {
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .map_err(|e| format!("cannot start tapstack: {e}"))?;
+            .map_err(|e| format!("cannot start {comm}: {e}"))?;
         let pid = child.id();
         registry().pids.push(pid);
         let mut t = Tapstack {
@@ -393,18 +406,18 @@ impl Tapstack {
             }
             if let Some(c) = t.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
-                    return Err(format!("tapstack exited ({st}): {}", t.log_text()));
+                    return Err(format!("{comm} exited ({st}): {}", t.log_text()));
                 }
             }
             if Instant::now() > end {
-                return Err(format!("tapstack never became ready: {}", t.log_text()));
+                return Err(format!("{comm} never became ready: {}", t.log_text()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        // `ip netns exec` execs the program: the PID must be tapstack's own.
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "tapstack" {
-            return Err(format!("pid {pid} is `{}`, not tapstack", comm.trim()));
+        // `ip netns exec` execs the program: the PID must be the program's own.
+        let got = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if got.trim() != comm {
+            return Err(format!("pid {pid} is `{}`, not {comm}", got.trim()));
         }
         Ok(t)
     }
