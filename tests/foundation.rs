@@ -130,8 +130,13 @@ import socket, sys
 a = socket.create_connection(("192.168.69.1", 7), timeout=10)
 b = socket.create_connection(("127.0.0.1", 10007), timeout=10)
 print("connected", flush=True)
-ra = a.recv(10); rb = b.recv(10)
-print("eof" if ra == b"" and rb == b"" else f"data {ra!r} {rb!r}", flush=True)
+def end(s):
+    try:
+        return s.recv(10)
+    except OSError as e:
+        return repr(e)
+ra = end(a); rb = end(b)
+print("eof" if ra == b"" and rb == b"" else f"stack {ra!r} host {rb!r}", flush=True)
 "#,
         )
         .stdout(std::process::Stdio::piped())
