@@ -203,9 +203,9 @@ struct Half {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Analysis {
     halves: [Half; 2],
-    /// When the first SYN was seen, and the handshake's round trip once its third segment was.
+    /// When the most recent SYN was seen, and the handshake's round trip from it to the first
+    /// segment with ACK and without SYN (Wireshark's `ts_mru_syn` and `ts_first_rtt`).
     syn_us: Option<i64>,
-    synack_seen: bool,
     first_rtt_us: Option<i64>,
 }
 
@@ -248,14 +248,14 @@ impl Analysis {
                 self.halves[d].scale = Scale::Off;
             }
         }
-        // The handshake's round trip (the out-of-order threshold).
-        if syn && !ack_flag && self.syn_us.is_none() {
+        // The handshake's round trip (the out-of-order threshold), as Wireshark takes it: from
+        // the most recent SYN (a SYN sent again restarts it) to the first segment with ACK and
+        // without SYN, either way; a zero one is taken again at the next.
+        if syn && !ack_flag {
             self.syn_us = Some(t_us);
-        } else if syn && ack_flag {
-            self.synack_seen = true;
-        } else if ack_flag && self.synack_seen && self.first_rtt_us.is_none() {
+        } else if ack_flag && !syn && self.first_rtt_us.is_none() {
             if let Some(s) = self.syn_us {
-                self.first_rtt_us = Some(t_us - s);
+                self.first_rtt_us = Some(t_us - s).filter(|&v| v > 0);
             }
         }
 
@@ -470,6 +470,35 @@ mod tests {
         assert_eq!(gap.kinds, kind::LOST_SEGMENT);
         let late = a.segment(1002, 1, 6, &seg(5101, 1001, ACK, 100, 502));
         assert_eq!(late.kinds, kind::OUT_OF_ORDER);
+    }
+
+    /// Wireshark's out-of-order threshold is the handshake's round trip from the most recent
+    /// SYN: with the first SYN lost and sent again a second later, it is the second one's 10 ms,
+    /// not 1.01 s, so a segment 50 ms behind the highest is a retransmission (an oracle run of
+    /// kernel TCP under loss disagreed with tshark here, frame by frame).
+    #[test]
+    fn the_out_of_order_threshold_starts_at_the_last_syn_sent() {
+        let mut a = Analysis::default();
+        a.segment(0, 0, 1, &seg(1000, 0, SYN, 0, 64240));
+        a.segment(1_000_000, 0, 2, &seg(1000, 0, SYN, 0, 64240));
+        a.segment(1_005_000, 1, 3, &seg(5000, 1001, SYN | ACK, 0, 65535));
+        a.segment(1_010_000, 0, 4, &seg(1001, 5001, ACK, 0, 502));
+        a.segment(1_100_000, 1, 5, &seg(5001, 1001, ACK, 100, 502));
+        a.segment(1_100_001, 1, 6, &seg(5201, 1001, ACK, 100, 502));
+        let behind = a.segment(1_150_001, 1, 7, &seg(5101, 1001, ACK, 100, 502));
+        assert_eq!(behind.kinds, kind::RETRANSMISSION);
+        let mut a = Analysis::default();
+        a.segment(0, 0, 1, &seg(1000, 0, SYN, 0, 64240));
+        // No SYN-ACK in the capture: the first ACK still closes the round trip.
+        a.segment(60_000, 0, 2, &seg(1001, 5001, ACK, 0, 502));
+        a.segment(100_000, 1, 3, &seg(5001, 1001, ACK, 100, 502));
+        a.segment(100_001, 1, 4, &seg(5201, 1001, ACK, 100, 502));
+        let soon = a.segment(150_001, 1, 5, &seg(5101, 1001, ACK, 100, 502));
+        assert_eq!(
+            soon.kinds,
+            kind::OUT_OF_ORDER,
+            "50 ms < the 60 ms round trip"
+        );
     }
 
     #[test]
