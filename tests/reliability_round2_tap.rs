@@ -105,7 +105,16 @@ fn tap_queue_overflow_is_counted_and_warned() {
             && warning.contains("tap-setup.sh sets 10000"),
         "{warning}"
     );
-    assert_eq!(field(&warning, "the kernel dropped "), dropped - before);
+    // The kernel may drop a frame more after the test read its count (one sent while tapstack
+    // was still stopped, an ARP refresh): tapstack tells what the kernel said when it looked.
+    let warned = field(&warning, "the kernel dropped ");
+    let now = kernel_tx_dropped(&ns);
+    assert!(
+        (dropped - before..=now - before).contains(&warned),
+        "warned {warned}, kernel {} then {}",
+        dropped - before,
+        now - before
+    );
 
     ts.signal("USR1");
     let stats = ts
@@ -113,12 +122,17 @@ fn tap_queue_overflow_is_counted_and_warned() {
         .unwrap_or_else(|| panic!("no stats line; stderr:\n{}", ts.stderr_text()));
     assert!(stats.contains("resources:"), "{stats}");
     assert_eq!(field(&stats, "tap0 txqueuelen "), 2, "{stats}");
-    assert_eq!(field(&stats, "tx_dropped "), dropped, "{stats}");
+    let told = field(&stats, "tx_dropped ");
+    assert!(
+        (dropped..=kernel_tx_dropped(&ns)).contains(&told),
+        "{stats}"
+    );
 
     let js = netstat_json(&ns, 10080);
     let r = &js["resources"];
     assert_eq!(r["tap_queue_len"], 2, "{r}");
-    assert_eq!(r["tap_tx_dropped"], dropped, "{r}");
+    let shown = r["tap_tx_dropped"].as_u64().unwrap();
+    assert!((dropped..=kernel_tx_dropped(&ns)).contains(&shown), "{r}");
     assert_eq!(r["tap_rx_dropped"], 0, "{r}");
 
     // Once a minute at most: more drops now say nothing yet.
@@ -133,7 +147,11 @@ fn tap_queue_overflow_is_counted_and_warned() {
         .count();
     assert_eq!(warnings, 1, "{}", ts.stderr_text());
     let js = netstat_json(&ns, 10080);
-    assert_eq!(js["resources"]["tap_tx_dropped"], dropped_again);
+    let shown = js["resources"]["tap_tx_dropped"].as_u64().unwrap();
+    assert!(
+        (dropped_again..=kernel_tx_dropped(&ns)).contains(&shown),
+        "{js}"
+    );
 
     // The queue tap-setup.sh sets holds the same burst whole: no drop, and tapstack reads all of it.
     ns.set_tap_txqueuelen(TAP_SETUP_TXQUEUELEN);
@@ -147,7 +165,11 @@ fn tap_queue_overflow_is_counted_and_warned() {
     );
     let js = netstat_json(&ns, 10080);
     assert_eq!(js["resources"]["tap_queue_len"], TAP_SETUP_TXQUEUELEN);
-    assert_eq!(js["resources"]["tap_tx_dropped"], dropped_again);
+    let shown = js["resources"]["tap_tx_dropped"].as_u64().unwrap();
+    assert!(
+        (dropped_again..=kernel_tx_dropped(&ns)).contains(&shown),
+        "{js}"
+    );
 
     ts.signal("TERM");
     assert_eq!(ts.wait_exit(Duration::from_secs(5)), Some(0));
