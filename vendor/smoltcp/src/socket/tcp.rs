@@ -571,6 +571,9 @@ pub struct Socket<'a> {
     remote_last_ts: Option<Instant>,
     /// The sequence number of the last packet received, used for sACK
     local_rx_last_seq: Option<TcpSeqNumber>,
+    /// Octets of the last segment received that this side already held, `[left, right)`,
+    /// reported once as a D-SACK block (RFC 2883) in the next acknowledgment.
+    local_rx_dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
     /// The ACK number of the last packet received.
     local_rx_last_ack: Option<TcpSeqNumber>,
     /// The number of packets received directly after
@@ -686,6 +689,7 @@ impl<'a> Socket<'a> {
             remote_last_ts: None,
             local_rx_last_ack: None,
             local_rx_last_seq: None,
+            local_rx_dsack: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             sack_board: scoreboard::Scoreboard::new(),
@@ -1093,6 +1097,7 @@ impl<'a> Socket<'a> {
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
         self.local_rx_last_seq = None;
+        self.local_rx_dsack = None;
         self.local_rx_last_ack = None;
         self.local_rx_dup_acks = 0;
         self.pending_fast_retransmit = false;
@@ -1800,10 +1805,21 @@ impl<'a> Socket<'a> {
     /// go highest first: segments mostly arrive in order, so that is the order in which they
     /// were last reported (the exact sequences of RFC 2018's examples). `TcpRepr` has room for
     /// three blocks, which is also what fits beside the timestamp option.
+    ///
+    /// RFC 2883: when the segment that triggered the ACK duplicated octets already received,
+    /// the first block reports those (a D-SACK block, below the ACK number or inside the
+    /// second block, which then is the assembler's block holding it). A sender that sees it
+    /// knows its retransmission was not needed: the original was late, not lost, so it can
+    /// undo its congestion window cut and tolerate more reordering (Linux does both).
     fn sack_ranges(&self, ack: TcpSeqNumber) -> [Option<(u32, u32)>; 3] {
         let mut ranges = [None; 3];
         if !self.remote_has_sack {
             return ranges;
+        }
+        let mut n = 0;
+        if let Some((left, right)) = self.local_rx_dsack {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
         }
         let to_seq = |(left, right): (usize, usize)| (ack + left, ack + right);
         let recent = self.local_rx_last_seq.and_then(|last| {
@@ -1812,10 +1828,9 @@ impl<'a> Socket<'a> {
                 .map(to_seq)
                 .find(|&(left, right)| left <= last && right >= last)
         });
-        let mut n = 0;
         if let Some((left, right)) = recent {
-            ranges[0] = Some((left.0 as u32, right.0 as u32));
-            n = 1;
+            ranges[n] = Some((left.0 as u32, right.0 as u32));
+            n += 1;
         }
         // The assembler holds few blocks (ASSEMBLER_MAX_SEGMENT_COUNT): walk them backwards by
         // index rather than collecting them.
@@ -1859,6 +1874,8 @@ impl<'a> Socket<'a> {
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
         reply_repr.sack_ranges = self.sack_ranges(reply_repr.ack_number.unwrap_or(TcpSeqNumber(0)));
+        // RFC 2883 section 4: a duplicate is reported once.
+        self.local_rx_dsack = None;
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
@@ -2106,6 +2123,10 @@ impl<'a> Socket<'a> {
                     debug_assert!(overlap_start <= overlap_end);
 
                     self.local_rx_last_seq = Some(repr.seq_number);
+                    if segment_start < window_start {
+                        // The front of it was received before (RFC 2883 section 4.1.1).
+                        self.local_rx_dsack = Some((segment_start, window_start));
+                    }
 
                     (
                         &repr.payload[overlap_start - segment_start..overlap_end - segment_start],
@@ -2153,6 +2174,10 @@ impl<'a> Socket<'a> {
                             TcpControl::None | TcpControl::Psh | TcpControl::Fin
                         )
                     {
+                        if segment_end <= window_start {
+                            // All of it was received before: report it (RFC 2883 section 4).
+                            self.local_rx_dsack = Some((segment_start, segment_end));
+                        }
                         return Some(self.ack_reply(ip_repr, repr));
                     }
 
@@ -2606,6 +2631,23 @@ impl<'a> Socket<'a> {
         }
 
         let assembler_was_empty = self.assembler.is_empty();
+
+        // Octets the assembler already holds (out-of-order data received twice): the D-SACK
+        // block is the first such run (RFC 2883 section 4.1.2, 4.2.2). A partial duplicate
+        // below RCV.NXT, found above, is reported first.
+        if segment_start >= window_start && self.remote_has_sack {
+            let (start, end) = (payload_offset, payload_offset + payload_len);
+            if let Some((left, right)) = self
+                .assembler
+                .iter_data()
+                .find(|&(left, right)| left < end && right > start)
+            {
+                self.local_rx_dsack = Some((
+                    window_start + left.max(start),
+                    window_start + right.min(end),
+                ));
+            }
+        }
 
         // Try adding payload octets to the assembler.
         let Ok(contig_len) = self
@@ -3283,6 +3325,10 @@ impl<'a> Socket<'a> {
         }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
+        if repr.sack_ranges[0].is_some() {
+            // The D-SACK block, if any, went out with this segment (RFC 2883: reported once).
+            self.local_rx_dsack = None;
+        }
         // A SYN's window is not scaled: `rx_window` must not read it times the scale.
         self.remote_last_win_syn = repr.control == TcpControl::Syn;
 
@@ -5271,6 +5317,126 @@ mod test {
                     Some((seq(7000), seq(7500))),
                     Some((seq(6000), seq(6500))),
                 ],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_duplicate_below_ack_reported_once() {
+        // RFC 2883 section 4.1.1: a segment received twice (its ACK was lost, or it was
+        // retransmitted before a late original arrived) is reported as the first SACK block.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 4500,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                window_len: 4000,
+                sack_ranges: [Some((seq(4500), seq(5000))), None, None],
+                ..RECV_TEMPL
+            })
+        );
+        // Reported once: the next ACK carries no block.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 5000,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                window_len: 3500,
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_partial_duplicate_on_delayed_ack() {
+        // RFC 2883 section 4.1.1 with a segment that is half old, half new: the old half is
+        // the D-SACK block of the (delayed) ACK that acknowledges the new half.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 4750,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5250),
+                window_len: 3750,
+                sack_ranges: [Some((seq(4750), seq(5000))), None, None],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_duplicate_out_of_order_segment() {
+        // RFC 2883 section 4.1.2: out-of-order data received twice. The first block reports
+        // the duplicate, the second the block that holds it, then the others.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        for (offset, sack_ranges) in [
+            (5500, [Some((seq(5500), seq(6000))), None, None]),
+            (6000, [Some((seq(5500), seq(6500))), None, None]),
+            (
+                5500,
+                [
+                    Some((seq(5500), seq(6000))),
+                    Some((seq(5500), seq(6500))),
+                    None,
+                ],
+            ),
+        ] {
+            send!(
+                s,
+                TcpRepr {
+                    seq_number: REMOTE_SEQ + 1 + offset,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    payload: &segment,
+                    ..SEND_TEMPL
+                },
+                Some(TcpRepr {
+                    seq_number: LOCAL_SEQ + 1,
+                    ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                    window_len: 4000,
+                    sack_ranges,
+                    ..RECV_TEMPL
+                })
+            );
+        }
+        // Reported once: a later ACK (here a window update's) carries the plain blocks.
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                window_len: 4000,
+                payload: &b"xyz"[..],
+                sack_ranges: [Some((seq(5500), seq(6500))), None, None],
                 ..RECV_TEMPL
             }]
         );
