@@ -525,6 +525,9 @@ struct Undo {
     retransmitted: usize,
     /// When the first of the recoveries this undoes began.
     since: Instant,
+    /// The most data the peer held above a duplicate it reported: the reordering to tolerate
+    /// once the recovery proves spurious.
+    reordering: usize,
 }
 
 /// A Transmission Control Protocol socket.
@@ -1721,10 +1724,10 @@ impl<'a> Socket<'a> {
 
     /// A D-SACK (RFC 2883 section 4: a first block below the ACK, or inside the second block)
     /// reports octets the peer received twice. If they were resent in the last fast recovery,
-    /// the original was late, not lost: by as much data as the peer held above it, which is
-    /// the reordering to tolerate from now on. Once every octet that recovery resent is so
-    /// reported, the recovery was spurious and its window cut is undone (RFC 3708's
-    /// detection; Linux's `tcp_try_undo_dsack`). Returns whether the ACK carried a D-SACK.
+    /// the original was late, not lost: by as much data as the peer held above it. Once every
+    /// octet that recovery resent is so reported, the recovery was spurious: its window cut
+    /// is undone (RFC 3708's detection; Linux's `tcp_try_undo_dsack`), and that much
+    /// reordering is tolerated from now on. Returns whether the ACK carried a D-SACK.
     fn on_dsack(&mut self, blocks: &[Option<(u32, u32)>; 3], ack_number: TcpSeqNumber) -> bool {
         let seq = |n: u32| TcpSeqNumber(n as i32);
         let Some((left, right)) = blocks[0].map(|(l, r)| (seq(l), seq(r))) else {
@@ -1744,7 +1747,7 @@ impl<'a> Socket<'a> {
             .sack_board
             .high()
             .map_or(ack_number, |high| high.max(ack_number));
-        self.reordering = self.reordering.max(high - right);
+        undo.reordering = undo.reordering.max(high - right);
         undo.retransmitted = undo.retransmitted.saturating_sub(right - left);
         if undo.retransmitted > 0 {
             return true;
@@ -1754,6 +1757,9 @@ impl<'a> Socket<'a> {
             if undo.controller.inner().window() >= self.congestion_controller.inner().window() {
                 self.congestion_controller = undo.controller;
             }
+            // Only now: a resend that was needed beside one that was not (RFC 6675's NextSeg
+            // rule 3 sends holes not yet deemed lost) shows no reordering.
+            self.reordering = self.reordering.max(undo.reordering);
             self.recovery_point = None;
             self.recovery_stats.undone_recoveries += 1;
             net_debug!("fast recovery undone: every octet it resent was reported as a duplicate");
@@ -1784,6 +1790,7 @@ impl<'a> Socket<'a> {
                     to: snd_max,
                     retransmitted: 0,
                     since: now,
+                    reordering: 0,
                 })
             }
         }
@@ -2165,6 +2172,12 @@ impl<'a> Socket<'a> {
                         ack_min,
                         ack_max
                     );
+                    // An ACK overtaken by later ones (reordered on the way back) still says
+                    // which resends were duplicates, and a D-SACK is reported only once
+                    // (Linux's `tcp_ack` reads the SACK blocks of old ACKs too).
+                    if self.remote_has_sack {
+                        self.on_dsack(&repr.sack_ranges, ack_number);
+                    }
                     return None;
                 }
 
@@ -8068,6 +8081,12 @@ mod test {
     /// fills the hole, and the peer reports the retransmission as a duplicate (D-SACK).
     #[cfg(feature = "socket-tcp-reno")]
     fn socket_after_spurious_fast_recovery() -> TestSocket {
+        socket_after_spurious_fast_recovery_with(false)
+    }
+
+    /// With `overtaken`, the D-SACK comes on an ACK that later ACKs overtook on the way.
+    #[cfg(feature = "socket-tcp-reno")]
+    fn socket_after_spurious_fast_recovery_with(overtaken: bool) -> TestSocket {
         let mut s = socket_established_with_buffer_sizes(64, 64);
         s.set_congestion_control(CongestionControl::Reno);
         s.congestion_controller.inner_mut().set_mss(6);
@@ -8111,6 +8130,14 @@ mod test {
             ..SEND_TEMPL
         });
         assert_eq!(s.loss_recovery_stats().undone_recoveries, 0);
+        if overtaken {
+            send!(s, time 28, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 30),
+                window_len: 64,
+                ..SEND_TEMPL
+            });
+        }
         // ... and the retransmission comes back as a duplicate.
         send!(s, time 30, TcpRepr {
             seq_number: REMOTE_SEQ + 1,
@@ -8132,6 +8159,14 @@ mod test {
         assert_eq!((stats.fast_retransmits, stats.undone_recoveries), (1, 1));
         // The original arrived after the 18 octets above it.
         assert_eq!(s.reordering, 18);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_dsack_on_an_overtaken_ack_still_undoes() {
+        let s = socket_after_spurious_fast_recovery_with(true);
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 1);
+        assert_eq!(s.congestion_window(), 60);
     }
 
     #[test]
