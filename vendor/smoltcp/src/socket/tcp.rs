@@ -1747,7 +1747,10 @@ impl<'a> Socket<'a> {
             .sack_board
             .high()
             .map_or(ack_number, |high| high.max(ack_number));
-        undo.reordering = undo.reordering.max(high - right);
+        // An old ACK's blocks may lie above what the scoreboard still holds.
+        if high > right {
+            undo.reordering = undo.reordering.max(high - right);
+        }
         undo.retransmitted = undo.retransmitted.saturating_sub(right - left);
         if undo.retransmitted > 0 {
             return true;
