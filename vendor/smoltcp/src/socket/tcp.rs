@@ -506,6 +506,28 @@ pub struct LossRecoveryStats {
     pub sack_recoveries: u32,
     /// Retransmission timeouts: the timer expired and sending went back to the last ACK.
     pub timeouts: u32,
+    /// Fast recoveries found spurious and undone: the peer reported every octet resent in
+    /// them as a duplicate (D-SACK, RFC 2883), so the originals were late, not lost.
+    pub undone_recoveries: u32,
+}
+
+/// What undoes a fast recovery's window cut if the recovery proves spurious (RFC 2883
+/// section 4, RFC 3708): every octet it resent comes back reported as a duplicate.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+struct Undo {
+    /// The congestion controller as it was before the cut.
+    controller: congestion::AnyController,
+    /// SND.UNA and SND.MAX when the recovery began: a D-SACK outside is about other data.
+    from: TcpSeqNumber,
+    to: TcpSeqNumber,
+    /// Octets resent in the recovery that the peer has not reported as duplicates yet.
+    retransmitted: usize,
+    /// When the first of the recoveries this undoes began.
+    since: Instant,
+    /// The most data the peer held above a duplicate it reported: the reordering to tolerate
+    /// once the recovery proves spurious.
+    reordering: usize,
 }
 
 /// A Transmission Control Protocol socket.
@@ -571,6 +593,9 @@ pub struct Socket<'a> {
     remote_last_ts: Option<Instant>,
     /// The sequence number of the last packet received, used for sACK
     local_rx_last_seq: Option<TcpSeqNumber>,
+    /// Octets of the last segment received that this side already held, `[left, right)`,
+    /// reported once as a D-SACK block (RFC 2883) in the next acknowledgment.
+    local_rx_dsack: Option<(TcpSeqNumber, TcpSeqNumber)>,
     /// The ACK number of the last packet received.
     local_rx_last_ack: Option<TcpSeqNumber>,
     /// The number of packets received directly after
@@ -594,6 +619,12 @@ pub struct Socket<'a> {
     /// later, a hole the peer still reports was lost again (RFC 8985 section 6.2, RACK's
     /// rule on sequence ranges) and is resent without waiting for a backed-off timer.
     rxt_sent_at: Option<Instant>,
+    /// How far the peer's SACKs showed data arriving out of order, in octets: later data was
+    /// SACKed this far above a segment that then arrived without a retransmission (0: none
+    /// seen). Loss is declared only beyond it (`dup_thresh`), as Linux's `tp->reordering`.
+    reordering: usize,
+    /// Set while the last fast recovery may still prove spurious.
+    undo: Option<Undo>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -686,6 +717,7 @@ impl<'a> Socket<'a> {
             remote_last_ts: None,
             local_rx_last_ack: None,
             local_rx_last_seq: None,
+            local_rx_dsack: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             sack_board: scoreboard::Scoreboard::new(),
@@ -693,6 +725,8 @@ impl<'a> Socket<'a> {
             rto_recovery_point: None,
             high_rxt: TcpSeqNumber(0),
             rxt_sent_at: None,
+            reordering: 0,
+            undo: None,
             recovery_stats: LossRecoveryStats::default(),
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
@@ -1093,6 +1127,7 @@ impl<'a> Socket<'a> {
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
         self.local_rx_last_seq = None;
+        self.local_rx_dsack = None;
         self.local_rx_last_ack = None;
         self.local_rx_dup_acks = 0;
         self.pending_fast_retransmit = false;
@@ -1100,6 +1135,8 @@ impl<'a> Socket<'a> {
         self.recovery_point = None;
         self.rto_recovery_point = None;
         self.rxt_sent_at = None;
+        self.reordering = 0;
+        self.undo = None;
         self.recovery_stats = LossRecoveryStats::default();
         // A socket reused for a new connection (`listen`/`connect` after it closed) must not
         // inherit the previous path's congestion state (cwnd, ssthresh, CUBIC's W_max): start a
@@ -1600,6 +1637,17 @@ impl<'a> Socket<'a> {
         self.remote_last_seq - self.local_seq_no
     }
 
+    /// RFC 6675's DupThresh raised to the reordering seen (`reordering`, in segments), as
+    /// Linux raises `tp->reordering`: segments that arrive that late are not taken for lost.
+    /// At most two thirds of the flight (RFC 4653's bound), so a real loss in a small window
+    /// still gets enough SACKs to be repaired without waiting for the timer.
+    fn dup_thresh(&self) -> usize {
+        let mss = self.remote_mss.max(1);
+        let seen = self.reordering.div_ceil(mss) + 1;
+        let cap = self.flight_size() * 2 / 3 / mss;
+        scoreboard::DUP_THRESH.max(seen.min(cap))
+    }
+
     /// RFC 6675 pipe: the octets still in the network, which the congestion window limits.
     ///
     /// Outside fast recovery that is the flight size. In fast recovery with SACK it leaves out
@@ -1621,13 +1669,14 @@ impl<'a> Socket<'a> {
         // After a timeout, SACKed octets may lie beyond the retransmission pointer: those
         // are not in the flight counted here.
         let mut pipe = flight.saturating_sub(self.sack_board.sacked_below(self.remote_last_seq));
+        let dup_thresh = self.dup_thresh();
         for (start, end) in self.sack_board.holes(self.local_seq_no) {
             let end = if end > self.remote_last_seq {
                 self.remote_last_seq
             } else {
                 end
             };
-            if end > start && self.sack_board.is_lost(start, self.remote_mss) {
+            if end > start && self.sack_board.is_lost(start, self.remote_mss, dup_thresh) {
                 let from = start.max(self.high_rxt);
                 if end > from {
                     pipe = pipe.saturating_sub(end - from);
@@ -1652,6 +1701,102 @@ impl<'a> Socket<'a> {
         };
         self.rxt_sent_at
             .map(|t| t + Duration::from_millis((rtt + rtt / 4).max(1) as u64))
+    }
+
+    /// An ACK that covers a hole the SACKs showed, and that was not resent, shows reordering:
+    /// that segment arrived after the data SACKed above it (Linux's
+    /// `tcp_check_sack_reordering`). Holes below HighRxt were resent: who filled them is
+    /// unknown until a D-SACK says (`on_dsack`). After a timeout everything was resent.
+    fn learn_reordering_from_ack(&mut self, ack_number: TcpSeqNumber) {
+        if self.rto_recovery_point.is_some() {
+            return;
+        }
+        let Some(high) = self.sack_board.high() else {
+            return;
+        };
+        let from = self.local_seq_no.max(self.high_rxt);
+        if let Some((start, end)) = self.sack_board.holes(from).next()
+            && start < ack_number
+        {
+            self.reordering = self.reordering.max(high - end.min(ack_number));
+        }
+    }
+
+    /// A D-SACK (RFC 2883 section 4: a first block below the ACK, or inside the second block)
+    /// reports octets the peer received twice. If they were resent in the last fast recovery,
+    /// the original was late, not lost: by as much data as the peer held above it. Once every
+    /// octet that recovery resent is so reported, the recovery was spurious: its window cut
+    /// is undone (RFC 3708's detection; Linux's `tcp_try_undo_dsack`), and that much
+    /// reordering is tolerated from now on. Returns whether the ACK carried a D-SACK.
+    fn on_dsack(&mut self, blocks: &[Option<(u32, u32)>; 3], ack_number: TcpSeqNumber) -> bool {
+        let seq = |n: u32| TcpSeqNumber(n as i32);
+        let Some((left, right)) = blocks[0].map(|(l, r)| (seq(l), seq(r))) else {
+            return false;
+        };
+        let inside_second = blocks[1].is_some_and(|(l, r)| seq(l) <= left && right <= seq(r));
+        if left >= right || !(right <= ack_number || inside_second) {
+            return false;
+        }
+        let Some(undo) = self.undo.as_mut() else {
+            return true;
+        };
+        if left < undo.from || right > undo.to || undo.retransmitted == 0 {
+            return true;
+        }
+        let high = self
+            .sack_board
+            .high()
+            .map_or(ack_number, |high| high.max(ack_number));
+        // An old ACK's blocks may lie above what the scoreboard still holds.
+        if high > right {
+            undo.reordering = undo.reordering.max(high - right);
+        }
+        undo.retransmitted = undo.retransmitted.saturating_sub(right - left);
+        if undo.retransmitted > 0 {
+            return true;
+        }
+        if let Some(undo) = self.undo.take() {
+            // Linux keeps the larger window (`tcp_undo_cwnd_reduction`): growth since counts.
+            if undo.controller.inner().window() >= self.congestion_controller.inner().window() {
+                self.congestion_controller = undo.controller;
+            }
+            // Only now: a resend that was needed beside one that was not (RFC 6675's NextSeg
+            // rule 3 sends holes not yet deemed lost) shows no reordering.
+            self.reordering = self.reordering.max(undo.reordering);
+            self.recovery_point = None;
+            self.recovery_stats.undone_recoveries += 1;
+            net_debug!("fast recovery undone: every octet it resent was reported as a duplicate");
+        }
+        true
+    }
+
+    /// At the start of a fast recovery: remember what to restore if it proves spurious. If
+    /// the previous one may still prove so (its D-SACKs come an RTT after its resends, later
+    /// with reordering), both are undone together or not at all: the window goes back to
+    /// before the first. Beyond a few RTTs without them it was a real loss: start afresh.
+    fn start_undo(&mut self, now: Instant, una: TcpSeqNumber) {
+        let snd_max = self.seq_for_empty_segment();
+        let rtt = if self.rtte.have_measurement {
+            self.rtte.srtt
+        } else {
+            RTTE_INITIAL_RTO
+        };
+        let srtt = Duration::from_millis(rtt.max(1) as u64);
+        match self.undo.as_mut() {
+            Some(undo) if undo.retransmitted > 0 && now < undo.since + srtt * 4 => {
+                undo.to = snd_max;
+            }
+            _ => {
+                self.undo = Some(Undo {
+                    controller: self.congestion_controller.clone(),
+                    from: una,
+                    to: snd_max,
+                    retransmitted: 0,
+                    since: now,
+                    reordering: 0,
+                })
+            }
+        }
     }
 
     fn cwnd_remaining(&self) -> usize {
@@ -1681,6 +1826,7 @@ impl<'a> Socket<'a> {
             return None;
         }
         let from = self.high_rxt.max(self.local_seq_no);
+        let dup_thresh = self.dup_thresh();
         let mut fallback = None;
         for (start, end) in self.sack_board.holes(from) {
             let end = if end > self.remote_last_seq {
@@ -1691,7 +1837,7 @@ impl<'a> Socket<'a> {
             if end <= start {
                 continue;
             }
-            if self.sack_board.is_lost(start, self.remote_mss) {
+            if self.sack_board.is_lost(start, self.remote_mss, dup_thresh) {
                 return Some((start, end - start));
             }
             if fallback.is_none() {
@@ -1800,10 +1946,21 @@ impl<'a> Socket<'a> {
     /// go highest first: segments mostly arrive in order, so that is the order in which they
     /// were last reported (the exact sequences of RFC 2018's examples). `TcpRepr` has room for
     /// three blocks, which is also what fits beside the timestamp option.
+    ///
+    /// RFC 2883: when the segment that triggered the ACK duplicated octets already received,
+    /// the first block reports those (a D-SACK block, below the ACK number or inside the
+    /// second block, which then is the assembler's block holding it). A sender that sees it
+    /// knows its retransmission was not needed: the original was late, not lost, so it can
+    /// undo its congestion window cut and tolerate more reordering (Linux does both).
     fn sack_ranges(&self, ack: TcpSeqNumber) -> [Option<(u32, u32)>; 3] {
         let mut ranges = [None; 3];
         if !self.remote_has_sack {
             return ranges;
+        }
+        let mut n = 0;
+        if let Some((left, right)) = self.local_rx_dsack {
+            ranges[0] = Some((left.0 as u32, right.0 as u32));
+            n = 1;
         }
         let to_seq = |(left, right): (usize, usize)| (ack + left, ack + right);
         let recent = self.local_rx_last_seq.and_then(|last| {
@@ -1812,10 +1969,9 @@ impl<'a> Socket<'a> {
                 .map(to_seq)
                 .find(|&(left, right)| left <= last && right >= last)
         });
-        let mut n = 0;
         if let Some((left, right)) = recent {
-            ranges[0] = Some((left.0 as u32, right.0 as u32));
-            n = 1;
+            ranges[n] = Some((left.0 as u32, right.0 as u32));
+            n += 1;
         }
         // The assembler holds few blocks (ASSEMBLER_MAX_SEGMENT_COUNT): walk them backwards by
         // index rather than collecting them.
@@ -1859,6 +2015,8 @@ impl<'a> Socket<'a> {
         // If the remote supports selective acknowledgement, add the option to the outgoing
         // segment.
         reply_repr.sack_ranges = self.sack_ranges(reply_repr.ack_number.unwrap_or(TcpSeqNumber(0)));
+        // RFC 2883 section 4: a duplicate is reported once.
+        self.local_rx_dsack = None;
 
         // Since the sACK option may have changed the length of the payload, update that.
         ip_reply_repr.set_payload_len(reply_repr.buffer_len());
@@ -2017,6 +2175,12 @@ impl<'a> Socket<'a> {
                         ack_min,
                         ack_max
                     );
+                    // An ACK overtaken by later ones (reordered on the way back) still says
+                    // which resends were duplicates, and a D-SACK is reported only once
+                    // (Linux's `tcp_ack` reads the SACK blocks of old ACKs too).
+                    if self.remote_has_sack {
+                        self.on_dsack(&repr.sack_ranges, ack_number);
+                    }
                     return None;
                 }
 
@@ -2106,6 +2270,10 @@ impl<'a> Socket<'a> {
                     debug_assert!(overlap_start <= overlap_end);
 
                     self.local_rx_last_seq = Some(repr.seq_number);
+                    if segment_start < window_start {
+                        // The front of it was received before (RFC 2883 section 4.1.1).
+                        self.local_rx_dsack = Some((segment_start, window_start));
+                    }
 
                     (
                         &repr.payload[overlap_start - segment_start..overlap_end - segment_start],
@@ -2153,6 +2321,10 @@ impl<'a> Socket<'a> {
                             TcpControl::None | TcpControl::Psh | TcpControl::Fin
                         )
                     {
+                        if segment_end <= window_start {
+                            // All of it was received before: report it (RFC 2883 section 4).
+                            self.local_rx_dsack = Some((segment_start, segment_end));
+                        }
                         return Some(self.ack_reply(ip_repr, repr));
                     }
 
@@ -2426,8 +2598,10 @@ impl<'a> Socket<'a> {
             // D-SACK, RFC 2883, and says nothing about holes). After a timeout the old
             // information is dropped and none is gathered until that episode is over (RFC
             // 2018: "ignore prior SACK information in determining which data to retransmit").
+            self.learn_reordering_from_ack(ack_number);
             self.sack_board.advance(ack_number);
             let mut newly_sacked = 0;
+            let mut dsack = false;
             if self.remote_has_sack {
                 let snd_max = self.seq_for_empty_segment();
                 for (left, right) in repr.sack_ranges.iter().flatten() {
@@ -2442,6 +2616,7 @@ impl<'a> Socket<'a> {
                 if let Some(end) = self.sack_board.covering(self.remote_last_seq) {
                     self.remote_last_seq = end;
                 }
+                dsack = self.on_dsack(&repr.sack_ranges, ack_number);
             }
 
             match self.local_rx_last_ack {
@@ -2456,7 +2631,9 @@ impl<'a> Socket<'a> {
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && (!is_window_update || newly_sacked > 0) =>
+                        && (!is_window_update || newly_sacked > 0)
+                        // The ACK of a duplicate says nothing of a loss (RFC 2883 section 5).
+                        && (!dsack || newly_sacked > 0) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2478,10 +2655,15 @@ impl<'a> Socket<'a> {
                         && self
                             .rto_recovery_point
                             .is_none_or(|point| ack_number >= point);
+                    let dup_thresh = self.dup_thresh();
                     if may_recover
-                        && (self.local_rx_dup_acks >= 3
+                        && (self.local_rx_dup_acks as usize >= dup_thresh
                             || (!self.sack_board.is_empty()
-                                && self.sack_board.is_lost(ack_number, self.remote_mss)))
+                                && self.sack_board.is_lost(
+                                    ack_number,
+                                    self.remote_mss,
+                                    dup_thresh,
+                                )))
                     {
                         self.recovery_point = Some(self.seq_for_empty_segment());
                         self.rto_recovery_point = None;
@@ -2490,6 +2672,7 @@ impl<'a> Socket<'a> {
                             self.recovery_stats.sack_recoveries += 1;
                         }
                         self.high_rxt = ack_number;
+                        self.start_undo(cx.now(), ack_number);
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
                     }
@@ -2606,6 +2789,23 @@ impl<'a> Socket<'a> {
         }
 
         let assembler_was_empty = self.assembler.is_empty();
+
+        // Octets the assembler already holds (out-of-order data received twice): the D-SACK
+        // block is the first such run (RFC 2883 section 4.1.2, 4.2.2). A partial duplicate
+        // below RCV.NXT, found above, is reported first.
+        if segment_start >= window_start && self.remote_has_sack {
+            let (start, end) = (payload_offset, payload_offset + payload_len);
+            if let Some((left, right)) = self
+                .assembler
+                .iter_data()
+                .find(|&(left, right)| left < end && right > start)
+            {
+                self.local_rx_dsack = Some((
+                    window_start + left.max(start),
+                    window_start + right.min(end),
+                ));
+            }
+        }
 
         // Try adding payload octets to the assembler.
         let Ok(contig_len) = self
@@ -2893,6 +3093,8 @@ impl<'a> Socket<'a> {
                 // the octets it holds are not.
                 self.rto_recovery_point = Some(self.seq_for_empty_segment());
                 self.recovery_point = None;
+                // A timeout is not undone (that needs timestamps or F-RTO, RFC 5682).
+                self.undo = None;
                 self.recovery_stats.timeouts += 1;
                 self.pending_fast_retransmit = false;
                 self.sack_board.clear();
@@ -3267,6 +3469,11 @@ impl<'a> Socket<'a> {
             if self.remote_max_seq.is_some_and(|max| repr.seq_number < max) {
                 // A retransmission (going back after a timeout too): NextSeg starts above.
                 self.high_rxt = self.high_rxt.max(end);
+                if self.recovery_point.is_some()
+                    && let Some(undo) = self.undo.as_mut()
+                {
+                    undo.retransmitted += repr.segment_len();
+                }
                 if self.rto_recovery_point.is_some() {
                     self.rxt_sent_at = Some(cx.now());
                 }
@@ -3283,6 +3490,10 @@ impl<'a> Socket<'a> {
         }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
+        if repr.sack_ranges[0].is_some() {
+            // The D-SACK block, if any, went out with this segment (RFC 2883: reported once).
+            self.local_rx_dsack = None;
+        }
         // A SYN's window is not scaled: `rx_window` must not read it times the scale.
         self.remote_last_win_syn = repr.control == TcpControl::Syn;
 
@@ -5271,6 +5482,126 @@ mod test {
                     Some((seq(7000), seq(7500))),
                     Some((seq(6000), seq(6500))),
                 ],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_duplicate_below_ack_reported_once() {
+        // RFC 2883 section 4.1.1: a segment received twice (its ACK was lost, or it was
+        // retransmitted before a late original arrived) is reported as the first SACK block.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 4500,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                window_len: 4000,
+                sack_ranges: [Some((seq(4500), seq(5000))), None, None],
+                ..RECV_TEMPL
+            })
+        );
+        // Reported once: the next ACK carries no block.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 5000,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5500),
+                window_len: 3500,
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_partial_duplicate_on_delayed_ack() {
+        // RFC 2883 section 4.1.1 with a segment that is half old, half new: the old half is
+        // the D-SACK block of the (delayed) ACK that acknowledges the new half.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 4750,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &segment,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5250),
+                window_len: 3750,
+                sack_ranges: [Some((seq(4750), seq(5000))), None, None],
+                ..RECV_TEMPL
+            }]
+        );
+    }
+
+    #[test]
+    fn test_dsack_rfc2883_duplicate_out_of_order_segment() {
+        // RFC 2883 section 4.1.2: out-of-order data received twice. The first block reports
+        // the duplicate, the second the block that holds it, then the others.
+        let (mut s, segment) = setup_rfc2018_cases();
+        let seq = |n: usize| REMOTE_SEQ.0 as u32 + 1 + n as u32;
+        for (offset, sack_ranges) in [
+            (5500, [Some((seq(5500), seq(6000))), None, None]),
+            (6000, [Some((seq(5500), seq(6500))), None, None]),
+            (
+                5500,
+                [
+                    Some((seq(5500), seq(6000))),
+                    Some((seq(5500), seq(6500))),
+                    None,
+                ],
+            ),
+        ] {
+            send!(
+                s,
+                TcpRepr {
+                    seq_number: REMOTE_SEQ + 1 + offset,
+                    ack_number: Some(LOCAL_SEQ + 1),
+                    payload: &segment,
+                    ..SEND_TEMPL
+                },
+                Some(TcpRepr {
+                    seq_number: LOCAL_SEQ + 1,
+                    ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                    window_len: 4000,
+                    sack_ranges,
+                    ..RECV_TEMPL
+                })
+            );
+        }
+        // Reported once: a later ACK (here a window update's) carries the plain blocks.
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5000),
+                window_len: 4000,
+                payload: &b"xyz"[..],
+                sack_ranges: [Some((seq(5500), seq(6500))), None, None],
                 ..RECV_TEMPL
             }]
         );
@@ -7746,6 +8077,251 @@ mod test {
         assert!(s.recovery_point.is_none());
         assert!(s.sack_board.is_empty());
         recv_nothing!(s, time 40);
+    }
+
+    /// Ten 6-octet segments sent under Reno with a 60-octet window, to a peer with SACK. The
+    /// first arrives late: three SACKs start a fast recovery that resends it, the original
+    /// fills the hole, and the peer reports the retransmission as a duplicate (D-SACK).
+    #[cfg(feature = "socket-tcp-reno")]
+    fn socket_after_spurious_fast_recovery() -> TestSocket {
+        socket_after_spurious_fast_recovery_with(false)
+    }
+
+    /// With `overtaken`, the D-SACK comes on an ACK that later ACKs overtook on the way.
+    #[cfg(feature = "socket-tcp-reno")]
+    fn socket_after_spurious_fast_recovery_with(overtaken: bool) -> TestSocket {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        set_reno_window(&mut s, 60);
+        s.remote_has_sack = true;
+        s.remote_mss = 6;
+        s.remote_win_len = 64;
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        let data: Vec<u8> = (0..60u8).collect();
+        s.send_slice(&data).unwrap();
+        for i in 0..10 {
+            recv!(s, time 0, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    &data[6 * i..6 * i + 6],
+                ..RECV_TEMPL
+            }));
+        }
+        for right in [12, 18, 24] {
+            send!(s, time 10, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 64,
+                sack_ranges: [Some((seq(6), seq(right))), None, None],
+                ..SEND_TEMPL
+            });
+        }
+        assert!(s.in_loss_recovery());
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &data[0..6],
+            ..RECV_TEMPL
+        }));
+        assert_eq!(s.congestion_window(), 30, "Reno halved the window");
+        // The late original fills the hole...
+        send!(s, time 25, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            window_len: 64,
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 0);
+        if overtaken {
+            send!(s, time 28, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 30),
+                window_len: 64,
+                ..SEND_TEMPL
+            });
+        }
+        // ... and the retransmission comes back as a duplicate.
+        send!(s, time 30, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            window_len: 64,
+            sack_ranges: [Some((seq(0), seq(6))), None, None],
+            ..SEND_TEMPL
+        });
+        s
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_dsack_undoes_spurious_fast_recovery() {
+        let s = socket_after_spurious_fast_recovery();
+        assert_eq!(s.congestion_window(), 60, "the window before the cut is back");
+        assert!(!s.in_loss_recovery());
+        let stats = s.loss_recovery_stats();
+        assert_eq!((stats.fast_retransmits, stats.undone_recoveries), (1, 1));
+        // The original arrived after the 18 octets above it.
+        assert_eq!(s.reordering, 18);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_dsack_on_an_overtaken_ack_still_undoes() {
+        let s = socket_after_spurious_fast_recovery_with(true);
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 1);
+        assert_eq!(s.congestion_window(), 60);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_dsack_no_undo_while_a_retransmission_is_unreported() {
+        let mut s = socket_after_spurious_fast_recovery();
+        // A D-SACK for data never resent (the network duplicated it) undoes nothing more.
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        send!(s, time 35, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            window_len: 64,
+            sack_ranges: [Some((seq(6), seq(12))), None, None],
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 1);
+        assert_eq!(s.local_rx_dup_acks, 0, "the ACK of a duplicate is no duplicate ACK");
+        // Then a real loss.
+        for right in [36, 42, 48] {
+            send!(s, time 40, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 24),
+                window_len: 64,
+                sack_ranges: [Some((seq(30), seq(right))), None, None],
+                ..SEND_TEMPL
+            });
+        }
+        // Reordering of 18 octets raised the threshold: 18 octets above is not yet a loss.
+        assert!(!s.in_loss_recovery());
+        send!(s, time 41, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            window_len: 64,
+            sack_ranges: [Some((seq(30), seq(54))), None, None],
+            ..SEND_TEMPL
+        });
+        assert!(s.in_loss_recovery());
+        recv!(s, time 50, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 24,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &(24..30u8).collect::<Vec<u8>>()[..],
+            ..RECV_TEMPL
+        }));
+        let cut = s.congestion_window();
+        assert!(cut < 60);
+        send!(s, time 60, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 54),
+            window_len: 64,
+            ..SEND_TEMPL
+        });
+        // The retransmission was needed (no D-SACK reports it): the cut stands.
+        send!(s, time 70, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 60),
+            window_len: 64,
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 1);
+        assert!(s.congestion_window() < 60);
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_dsack_undoes_overlapping_spurious_recoveries_together() {
+        let mut s = socket_established_with_buffer_sizes(128, 64);
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(6);
+        set_reno_window(&mut s, 60);
+        s.remote_has_sack = true;
+        s.remote_mss = 6;
+        s.remote_win_len = 128;
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        let data: Vec<u8> = (0..90u8).collect();
+        let ack = |mut s: &mut TestSocket, t: i64, n: usize, sack: [Option<(u32, u32)>; 3]| {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + n),
+                window_len: 128,
+                sack_ranges: sack,
+                ..SEND_TEMPL
+            });
+        };
+        s.send_slice(&data[..60]).unwrap();
+        for i in 0..10 {
+            recv!(s, time 0, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    &data[6 * i..6 * i + 6],
+                ..RECV_TEMPL
+            }));
+        }
+        // The first segment is late: a recovery resends it.
+        for right in [12, 18, 24] {
+            ack(&mut s, 10, 0, [Some((seq(6), seq(right))), None, None]);
+        }
+        recv!(s, time 20, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &data[0..6],
+            ..RECV_TEMPL
+        }));
+        // The original arrives, and all the rest: that recovery is over, its D-SACK to come.
+        ack(&mut s, 25, 60, [None; 3]);
+        s.send_slice(&data[60..]).unwrap();
+        for i in 10..15 {
+            recv!(s, time 26, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    &data[6 * i..6 * i + 6],
+                ..RECV_TEMPL
+            }));
+        }
+        // The segment at 60 is late too: a second recovery, a second cut.
+        for right in [72, 78, 84] {
+            ack(&mut s, 30, 60, [Some((seq(66), seq(right))), None, None]);
+        }
+        recv!(s, time 40, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 60,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &data[60..66],
+            ..RECV_TEMPL
+        }));
+        assert_eq!(s.loss_recovery_stats().fast_retransmits, 2);
+        ack(&mut s, 45, 60, [Some((seq(0), seq(6))), None, None]);
+        assert!(s.congestion_window() < 60, "the second resend is not reported yet");
+        ack(&mut s, 50, 90, [None; 3]);
+        ack(&mut s, 55, 90, [Some((seq(60), seq(66))), None, None]);
+        // Both were spurious: the window from before the first is back.
+        assert_eq!(s.congestion_window(), 60);
+        assert_eq!(s.loss_recovery_stats().undone_recoveries, 1);
+    }
+
+    #[test]
+    fn test_reordering_learnt_from_a_hole_filled_without_retransmission() {
+        let mut s = socket_five_segments_in_flight(true);
+        let seq = |n: usize| (LOCAL_SEQ + 1 + n).0 as u32;
+        send!(s, time 10, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [Some((seq(12), seq(24))), None, None],
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.reordering, 0);
+        assert!(!s.in_loss_recovery());
+        // The segment at 6 arrives after the 12 octets above it, never resent.
+        send!(s, time 20, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.reordering, 12);
     }
 
     #[test]

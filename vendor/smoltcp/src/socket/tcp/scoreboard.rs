@@ -10,8 +10,8 @@ use crate::wire::TcpSeqNumber;
 /// `ASSEMBLER_MAX_SEGMENT_COUNT` (4 by default); 8 leaves room for other receivers.
 const SCOREBOARD_RANGES: usize = 8;
 
-/// RFC 6675 DupThresh.
-const DUP_THRESH: usize = 3;
+/// RFC 6675 DupThresh: the threshold before any reordering was seen.
+pub(super) const DUP_THRESH: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -122,9 +122,9 @@ impl Scoreboard {
         self.len.checked_sub(1).map(|i| self.ranges[i].1)
     }
 
-    /// RFC 6675 IsLost(seq): DupThresh discontiguous ranges, or more than
+    /// RFC 6675 IsLost(seq): `dup_thresh` (DupThresh) discontiguous ranges, or more than
     /// (DupThresh - 1) * MSS octets, were SACKed above `seq`.
-    pub(super) fn is_lost(&self, seq: TcpSeqNumber, mss: usize) -> bool {
+    pub(super) fn is_lost(&self, seq: TcpSeqNumber, mss: usize, dup_thresh: usize) -> bool {
         let (mut ranges, mut octets) = (0, 0);
         for (a, b) in self.iter() {
             if b > seq {
@@ -132,7 +132,7 @@ impl Scoreboard {
                 octets += b - a.max(seq + 1);
             }
         }
-        ranges >= DUP_THRESH || octets > (DUP_THRESH - 1) * mss
+        ranges >= dup_thresh || octets > dup_thresh.saturating_sub(1) * mss
     }
 
     /// The holes, `[start, end)`, from `from` up to the highest SACKed octet, ascending.
@@ -224,16 +224,20 @@ mod test {
         let mut b = Scoreboard::new();
         b.add(s(200), s(400));
         // 200 octets above: not more than (3 - 1) * MSS.
-        assert!(!b.is_lost(s(100), mss));
+        assert!(!b.is_lost(s(100), mss, DUP_THRESH));
         b.add(s(400), s(401));
-        assert!(b.is_lost(s(100), mss));
-        assert!(!b.is_lost(s(400), mss));
+        assert!(b.is_lost(s(100), mss, DUP_THRESH));
+        assert!(!b.is_lost(s(400), mss, DUP_THRESH));
         // Three discontiguous ranges, however small.
         let mut b = Scoreboard::new();
         b.add(s(200), s(201));
         b.add(s(300), s(301));
         b.add(s(400), s(401));
-        assert!(b.is_lost(s(100), mss));
-        assert!(!b.is_lost(s(250), mss));
+        assert!(b.is_lost(s(100), mss, DUP_THRESH));
+        assert!(!b.is_lost(s(250), mss, DUP_THRESH));
+        // A threshold raised by reordering (5 segments) needs 5 ranges or over 400 octets.
+        assert!(!b.is_lost(s(100), mss, 5));
+        b.add(s(500), s(901));
+        assert!(b.is_lost(s(100), mss, 5));
     }
 }

@@ -4,7 +4,7 @@ use super::{Controller, initial_window};
 
 const DEFAULT_MSS: usize = 1024;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Reno {
     pub(in crate::socket::tcp) cwnd: usize,
