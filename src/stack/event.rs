@@ -149,6 +149,10 @@ pub struct TcpFigures {
     pub sack_recoveries: u32,
     /// Retransmission timeouts (back to slow start).
     pub timeouts: u32,
+    /// Fast recoveries that proved spurious and were undone: the peer reported every segment
+    /// they resent as a duplicate (D-SACK, RFC 2883/3708), so the originals were late, not lost,
+    /// and the window cut was taken back.
+    pub undone: u32,
 }
 
 impl TcpFigures {
@@ -164,6 +168,7 @@ impl TcpFigures {
             fast_retransmits: stats.fast_retransmits,
             sack_recoveries: stats.sack_recoveries,
             timeouts: stats.timeouts,
+            undone: stats.undone_recoveries,
         }
     }
 

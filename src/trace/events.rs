@@ -29,6 +29,8 @@ pub struct TcpFiguresJson {
     pub newreno_recoveries: u32,
     /// Retransmission timeouts.
     pub timeouts: u32,
+    /// Fast recoveries undone as spurious (D-SACK showed the originals had arrived).
+    pub undone_recoveries: u32,
 }
 
 impl From<crate::stack::TcpFigures> for TcpFiguresJson {
@@ -41,6 +43,7 @@ impl From<crate::stack::TcpFigures> for TcpFiguresJson {
             sack_recoveries: f.sack_recoveries,
             newreno_recoveries: f.newreno_recoveries(),
             timeouts: f.timeouts,
+            undone_recoveries: f.undone,
         }
     }
 }

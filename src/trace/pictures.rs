@@ -1087,6 +1087,7 @@ mod tests {
                 fast_retransmits: 2,
                 sack_recoveries: 1,
                 timeouts: 1,
+                undone: 0,
             };
             let sampled = StackEvent::FiguresSampled {
                 conn: 1,

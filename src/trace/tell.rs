@@ -3,6 +3,7 @@
 //! lines. Nothing here is guessed from the look of a frame.
 
 use smoltcp::time::Instant;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::decode::Mac;
@@ -110,14 +111,22 @@ pub(super) fn figures_line(f: &TcpFigures) -> String {
         Some(d) if d.total_millis() == 0 => "under 1 ms".to_string(),
         Some(d) => ms(d),
     };
-    format!(
+    let mut line = format!(
         "TCP figures: cwnd {} bytes, ssthresh {ssthresh}, srtt {srtt}, rto {}; losses repaired: {} by SACK recovery, {} by NewReno, {} by timeout",
         grouped(f.cwnd),
         ms(f.rto),
         f.sack_recoveries,
         f.newreno_recoveries(),
         f.timeouts
-    )
+    );
+    if f.undone > 0 {
+        let _ = write!(
+            line,
+            "; {} of the recoveries undone (D-SACK: the resent segments had arrived, only late)",
+            f.undone
+        );
+    }
+    line
 }
 
 fn repair_kind_name(kind: LossRepair) -> &'static str {
@@ -543,7 +552,22 @@ mod tests {
             fast_retransmits: 4,
             sack_recoveries: 3,
             timeouts: 1,
+            undone: 0,
         }
+    }
+
+    #[test]
+    fn test_undone_recoveries_are_told_only_when_there_are_some() {
+        let mut f = figures();
+        assert!(!figures_line(&f).contains("undone"));
+        f.undone = 2;
+        assert!(
+            figures_line(&f).ends_with(
+                "1 by timeout; 2 of the recoveries undone (D-SACK: the resent segments had arrived, only late)"
+            ),
+            "{}",
+            figures_line(&f)
+        );
     }
 
     #[test]
