@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::decode::Mac;
 use super::events::{self, Event};
-use super::{Secs, TcpFiguresAt, Tracer, TCP};
+use super::{Secs, Tracer, TCP};
 use crate::stack::{
     state_name, CloseCause, ConnIds, LossRepair, StackEvent, StackObserver, TcpFigures,
     TimeWaitAck, TimeWaitCut, Timeout,
@@ -381,16 +381,8 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
-                self.flows.set_tcp_figures(
-                    conn,
-                    local,
-                    remote,
-                    TcpFiguresAt {
-                        t_us,
-                        figures,
-                        last: false,
-                    },
-                );
+                self.flows
+                    .set_tcp_figures(conn, local, remote, t_us, figures, false);
                 let f = self.flows.get(6, local, remote);
                 if self.tcp_log && f.is_none_or(|f| f.narrated) {
                     let (bit, why) = repair_why(kind);
@@ -422,16 +414,8 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
-                self.flows.set_tcp_figures(
-                    conn,
-                    local,
-                    remote,
-                    TcpFiguresAt {
-                        t_us,
-                        figures,
-                        last: true,
-                    },
-                );
+                self.flows
+                    .set_tcp_figures(conn, local, remote, t_us, figures, true);
                 // A connection that never measured a round trip nor lost anything has nothing to
                 // tell (a handshake that never completed, an RST at once). The flow may have
                 // closed already (its last state change came first): its record says whether
@@ -467,16 +451,8 @@ impl StackObserver for Tracer {
                 figures,
             } => {
                 let t_us = self.now_us(now);
-                self.flows.set_tcp_figures(
-                    conn,
-                    local,
-                    remote,
-                    TcpFiguresAt {
-                        t_us,
-                        figures,
-                        last: false,
-                    },
-                );
+                self.flows
+                    .set_tcp_figures(conn, local, remote, t_us, figures, false);
             }
             StackEvent::NeighbourMoved { ip, from, to } => {
                 let t_us = self.now_us(now);

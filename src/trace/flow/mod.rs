@@ -689,15 +689,23 @@ impl FlowTable {
         id
     }
 
-    /// Files the stack's TCP figures with connection `id`: in the table (live, or lingering after its
-    /// close) and in the closed ring, wherever it still is.
+    /// Files the stack's TCP figures with connection `id` as of `t_us` (`last`: its socket was let
+    /// go): in the table (live, or lingering after its close) and in the closed ring, wherever it
+    /// still is.
     pub(crate) fn set_tcp_figures(
         &mut self,
         id: u64,
         local: SocketAddr,
         remote: SocketAddr,
-        at: TcpFiguresAt,
+        t_us: i64,
+        figures: crate::stack::TcpFigures,
+        last: bool,
     ) {
+        let at = TcpFiguresAt {
+            t_us,
+            figures,
+            last,
+        };
         let key = FlowKey {
             proto: TCP,
             local,
