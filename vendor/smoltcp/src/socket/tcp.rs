@@ -3125,6 +3125,19 @@ impl<'a> Socket<'a> {
             // infinite polling loop where `poll_at` returns `Now` but `dispatch`
             // can't actually do anything.
             self.timer.set_for_idle(cx.now(), self.keep_alive);
+            // A window that closed over data in flight (a receiver that shrank it, or a late
+            // copy of an old zero-window ACK, which RFC 9293 3.10.7.4 accepts) lets nothing
+            // be resent, and a receiver with nothing to say sends nothing more: without a
+            // probe both ends wait forever. RFC 9293 3.8.6.1: the sender MUST probe a zero
+            // window (MUST-36), and a timeout has passed, so probe at once (Linux resends
+            // SND.UNA's segment whatever the window, `tcp_retransmit_skb`), then back off.
+            if self.remote_win_len == 0 && !self.tx_buffer.is_empty() {
+                let delay = self.rtte.retransmission_timeout();
+                self.timer = Timer::ZeroWindowProbe {
+                    expires_at: cx.now(),
+                    delay,
+                };
+            }
 
             // Inform RTTE, so that it can avoid bogus measurements.
             self.rtte.on_retransmit();
@@ -9803,6 +9816,79 @@ mod test {
         );
 
         assert!(!s.timer.is_zero_window_probe());
+    }
+
+    #[test]
+    fn test_zero_window_over_data_in_flight_probed_after_rto() {
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(
+            s,
+            time 0,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            })
+        );
+        // A late copy of an old zero-window ACK: the same SEG.SEQ and SEG.ACK, so RFC 9293
+        // 3.10.7.4 takes its window. The peer has nothing more to send.
+        send!(
+            s,
+            time 10,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 0,
+                ..SEND_TEMPL
+            }
+        );
+        recv_nothing!(s, time 999);
+        // The RTO (1 s before any sample) cannot resend into a zero window: it probes.
+        recv!(
+            s,
+            time 1000,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"a"[..],
+                ..RECV_TEMPL
+            })
+        );
+        // Backing off: the RTO doubled to 2 s, the probe interval doubles from there.
+        recv_nothing!(s, time 4999);
+        recv!(
+            s,
+            time 5000,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"a"[..],
+                ..RECV_TEMPL
+            })
+        );
+        // The probe's ACK opens the window: the data goes again.
+        send!(
+            s,
+            time 5010,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 64,
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            time 5010,
+            Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            })
+        );
     }
 
     #[test]
