@@ -9,6 +9,7 @@
 mod frames;
 
 use frames::*;
+use smoltcp::socket::tcp;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use tapstack::frames::{Tcp, CLIENT_V4, SERVER_V4};
@@ -52,6 +53,9 @@ fn harness_echo(h: &mut Harness, data: &[u8], limit: Duration) -> Result<u64, St
 // ---------------------------------------------------------------------------------------------
 // 6. Loss, duplication, reordering, corruption on the virtual wire: 100 seeds.
 
+/// A seed and what its run gave: two figures, or what went wrong.
+type SeedResult = (u64, Result<(u64, u64), String>);
+
 fn faults_seed(seed: u64, size: usize) -> Result<(u64, u64), String> {
     let mut h = Harness::builder()
         .serve(ServiceKind::Echo, 7)
@@ -92,7 +96,6 @@ fn h_faults_100_seeds_echo_byte_exact() {
             })
         })
         .collect();
-    type SeedResult = (u64, Result<(u64, u64), String>);
     let results: Vec<SeedResult> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap())
@@ -119,6 +122,105 @@ fn h_faults_100_seeds_echo_byte_exact() {
     );
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(corrupt > 0, "corruption must show as bad checksums");
+}
+
+/// One 256 KiB echo under the same faults, then both FINs: (virtual ms for the data, for the close)
+/// or what got stuck. Each phase is bounded by far more than smoltcp's 60 s ceiling on a backed-off
+/// timer, so only a connection that stopped trying runs out of time.
+fn echo_and_close(seed: u64) -> Result<(u64, u64), String> {
+    let mut h = Harness::builder()
+        .serve(ServiceKind::Echo, 7)
+        .seed(seed)
+        .drop_chance(0.1)
+        .dup_chance(0.05)
+        .reorder_chance(0.05)
+        .corrupt_chance(0.02)
+        .build();
+    let data = pattern(256 * 1024, seed);
+    let s = h.connect(7).map_err(|e| format!("connect: {e:?}"))?;
+    let (mut sent, mut got) = (0, Vec::with_capacity(data.len()));
+    let done = h.run_until(Duration::from_secs(600), |h| {
+        if sent < data.len() {
+            sent += h.send(s, &data[sent..]);
+        }
+        got.extend(h.recv(s));
+        got.len() >= data.len() || h.is_closed(s)
+    });
+    let t_data = h.now();
+    if !done || got != data {
+        return Err(format!(
+            "data stuck at {} of {} octets after {} s, client {:?}, server {:?}",
+            got.len(),
+            data.len(),
+            t_data.as_secs(),
+            h.state(s),
+            h.tcp_states()
+        ));
+    }
+    h.close(s);
+    let closed = h.run_until(Duration::from_secs(180), |h| {
+        h.recv(s);
+        matches!(h.state(s), tcp::State::Closed | tcp::State::TimeWait)
+    });
+    if !closed {
+        return Err(format!(
+            "close stuck: client {:?}, server {:?}",
+            h.state(s),
+            h.tcp_states()
+        ));
+    }
+    Ok((
+        t_data.as_millis() as u64,
+        (h.now() - t_data).as_millis() as u64,
+    ))
+}
+
+/// Echo and close over many seeds: a window that closed over data in flight (a late copy of an old
+/// zero-window ACK) once left both ends waiting forever (seeds 2470 and 4993 here; smoltcp patch 15).
+#[test]
+fn h_faults_echo_and_close_2600_seeds() {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..1300u64)
+                    .map(|i| {
+                        let seed = 2400 + 2 * i + t;
+                        (seed, echo_and_close(seed))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<SeedResult> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(s, r)| r.as_ref().err().map(|e| format!("seed {s}: {e}")))
+        .collect();
+    let ok: Vec<(u64, u64)> = results.iter().filter_map(|(_, r)| r.clone().ok()).collect();
+    let quantiles = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        let at = |q: usize| v.get(v.len() * q / 100).or(v.last()).copied().unwrap_or(0);
+        format!(
+            "median {} ms, p99 {} ms, max {} ms",
+            at(50),
+            at(99),
+            at(100)
+        )
+    };
+    eprintln!(
+        "FIGURE faults-close: 2,600 seeds x 256 KiB echo then close, drop 0.1 dup 0.05 reorder 0.05 \
+         corrupt 0.02: {} done, {} stuck; data {}; close {}; {:.1} s wall",
+        ok.len(),
+        failed.len(),
+        quantiles(ok.iter().map(|x| x.0).collect()),
+        quantiles(ok.iter().map(|x| x.1).collect()),
+        start.elapsed().as_secs_f64()
+    );
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
@@ -317,13 +317,22 @@ fn tap_syn_option_abuse_answered_or_counted() {
 // ---------------------------------------------------------------------------------------------
 // 6 (TAP). Faults on the TAP device: echo byte-exact or a clean failure, never a hang.
 
+/// How long one read or write of the echo client may wait. With 12% of frames lost each way, a
+/// segment lost several times in a row backs its retransmission timer off exponentially (RFC 6298
+/// 5.5; smoltcp caps it at 60 s, Linux at 120 s): 20 s without progress happens (CI saw it once),
+/// and is TCP doing what it must. A connection that stopped trying outlasts any of these.
+const FAULT_WAIT_SECS: &str = "130";
+
 #[test]
 fn tap_faults_echo_byte_exact_few_seeds() {
     let Some(ns) = Netns::with_tap("tfault") else {
         return;
     };
+    let dir = std::env::temp_dir().join(format!("tapstack-tfault-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut lines = Vec::new();
     for seed in ["1", "2", "3"] {
+        let pcap = dir.join(format!("seed{seed}.pcap"));
         let ts = ns.tapstack(&[
             "serve",
             "--tap",
@@ -341,6 +350,8 @@ fn tap_faults_echo_byte_exact_few_seeds() {
             "0.02",
             "--seed",
             seed,
+            "--pcap",
+            pcap.to_str().unwrap(),
         ]);
         ts.wait_ready();
         let t0 = Instant::now();
@@ -348,7 +359,7 @@ fn tap_faults_echo_byte_exact_few_seeds() {
             .cmd("python3")
             .arg("-c")
             .arg(PY_ECHO_BULK)
-            .args(["192.168.69.1", "7", "262144"])
+            .args(["192.168.69.1", "7", "262144", FAULT_WAIT_SECS])
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -360,14 +371,32 @@ fn tap_faults_echo_byte_exact_few_seeds() {
             if ok { "byte-exact" } else { "FAILED" },
             t0.elapsed().as_secs_f64()
         ));
+        ts.stop_clean();
+        // What crossed the wire, told by tcpdump, so that a failure in CI can be read afterwards.
+        let wire = || {
+            let dump = Command::new("tcpdump")
+                .args(["-nn", "-r"])
+                .arg(&pcap)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| format!("(tcpdump: {e})"));
+            let tail: Vec<&str> = dump.lines().rev().take(40).collect();
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        };
         // A failure must be clean: a python exception naming the problem, not a hang or bad bytes.
         assert!(
             ok || stderr.contains("Error"),
-            "seed {seed}: {stdout}{stderr}"
+            "seed {seed}: {stdout}{stderr}\nthe last frames:\n{}",
+            wire()
         );
-        assert!(ok, "seed {seed}: echo failed: {stdout}{stderr}");
-        ts.stop_clean();
+        assert!(
+            ok,
+            "seed {seed}: echo failed after {:.1} s: {stdout}{stderr}\nthe last frames:\n{}",
+            t0.elapsed().as_secs_f64(),
+            wire()
+        );
     }
+    let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
         "FIGURE faults-tap: 256 KiB echo, drop 0.1 dup 0.05 reorder 0.05 corrupt 0.02: {}",
         lines.join("; ")

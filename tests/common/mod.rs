@@ -396,11 +396,13 @@ impl Drop for Tapstack {
 }
 
 /// A python3 TCP client: sends N random bytes (seeded) while reading back, checks byte-exact echo.
+/// Arguments: host, port, N, and optionally how long one read or write may wait (20 s).
 pub const PY_ECHO_BULK: &str = r#"
 import socket, sys, threading, hashlib, random
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+wait = float(sys.argv[4]) if len(sys.argv) > 4 else 20
 data = random.Random(n).randbytes(n)
-s = socket.create_connection((host, port), timeout=20)
+s = socket.create_connection((host, port), timeout=wait)
 got = bytearray()
 def rx():
     while len(got) < n:
@@ -410,7 +412,7 @@ def rx():
         got.extend(b)
 t = threading.Thread(target=rx); t.start()
 s.sendall(data)
-t.join(30)
+t.join(wait + 10)
 s.shutdown(socket.SHUT_WR)
 tail = s.recv(10)
 s.close()
